@@ -1,0 +1,33 @@
+# treefuse: `make demo` sets up and runs the main job, `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   ?= outputs/demo
+
+.PHONY: install demo test test-fast bench clean
+
+install: $(STAMP)
+
+# torch is pinned to 2.13.0: that CPU build lies on disk here; any other spec downloads GBs.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test,coreml]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/python -m treefuse.demo --out $(DEMO)
+
+test: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+
+bench: install
+	$(BIN)/python benchmarks/onnx_vs_eager.py
+
+clean:
+	rm -rf outputs .pytest_cache

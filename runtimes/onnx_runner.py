@@ -1,0 +1,66 @@
+"""ONNX Runtime runner (CPU by default; CUDA when asked and installed)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from treefuse.errors import TreefuseError
+from treefuse.runtimes.base import Runner
+
+
+class OnnxRuntimeRunner(Runner):
+    """Runs an ONNX model in an ONNX Runtime session with full graph optimisation."""
+
+    kind = "onnx"
+
+    def __init__(self, path, threads: int | None = None, providers: list[str] | None = None) -> None:
+        super().__init__(path)
+        self.threads = threads
+        self.providers = providers or ["CPUExecutionProvider"]
+        self.session = None
+
+    def activate_impl(self) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+        except Exception as exc:  # ORT raises its own untyped errors for malformed models
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TreefuseError(f"onnx: cannot load {self.path} ({first[:200]})") from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1 or len(inputs[0].shape) != 4:
+            raise TreefuseError(f"onnx: {self.path} must have one 4-D image input, found {[i.shape for i in inputs]}")
+        self.input_name = inputs[0].name
+        self.input_is_fp16 = inputs[0].type == "tensor(float16)"
+
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        feed = batch.astype(np.float16) if self.input_is_fp16 else batch
+        return self.session.run(None, {self.input_name: feed})[0]
+
+    def deactivate_impl(self) -> None:
+        self.session = None
+
+    def describe_impl(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        facts: dict[str, Any] = {"backend": f"ONNX Runtime {ort.__version__}", "providers": self.providers}
+        if self.session is not None:
+            meta = self.session.get_modelmeta().custom_metadata_map
+            facts["source_sha256"] = meta.get("source_sha256")
+            facts["precision"] = meta.get("precision", _precision_from_provenance(meta))
+        return facts
+
+
+def _precision_from_provenance(meta: dict[str, str]) -> str:
+    import json
+
+    try:
+        return json.loads(meta.get("treefuse_provenance", "{}")).get("precision", "unknown")
+    except json.JSONDecodeError:
+        return "unknown"

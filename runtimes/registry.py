@@ -1,0 +1,47 @@
+"""Backends named on the command line as KIND:PATH, resolved lazily to Runner classes."""
+from __future__ import annotations
+
+import importlib
+import inspect
+from pathlib import Path
+
+from treefuse.errors import TreefuseError
+from treefuse.runtimes.base import Runner
+
+# kind -> (module, class, what the artifact is). Modules import only when used, so a
+# missing optional backend never breaks the others.
+BACKENDS: dict[str, tuple[str, str, str]] = {
+    "torch": ("treefuse.runtimes.torch_runner", "TorchRunner", "treefuse weights (.safetensors)"),
+    "onnx": ("treefuse.runtimes.onnx_runner", "OnnxRuntimeRunner", "ONNX model (.onnx) on ONNX Runtime"),
+    "trt": ("treefuse.runtimes.trt_runner", "TensorRTRunner", "TensorRT engine (.engine)"),
+    "coreml": ("treefuse.runtimes.coreml_runner", "CoreMLRunner", "Core ML package (.mlpackage)"),
+    "openvino": ("treefuse.runtimes.openvino_runner", "OpenVINORunner", "ONNX model on OpenVINO"),
+}
+
+
+def parse_backend(spec: str) -> tuple[str, Path]:
+    """Split 'KIND:PATH' and check the kind is one treefuse knows."""
+    kind, sep, path = spec.partition(":")
+    if not sep or not path:
+        raise TreefuseError(f"backend {spec!r} must be KIND:PATH, e.g. torch:weights.safetensors or onnx:model.onnx")
+    if kind not in BACKENDS:
+        raise TreefuseError(f"unknown backend kind {kind!r} in {spec!r}; known kinds: {', '.join(BACKENDS)}")
+    return kind, Path(path)
+
+
+def make_runner(spec: str, **options: object) -> Runner:
+    """The Runner for a 'KIND:PATH' spec (not yet activated)."""
+    kind, path = parse_backend(spec)
+    module_name, class_name, _ = BACKENDS[kind]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("treefuse"):
+            raise TreefuseError(f"backend {kind!r} is not available in this version of treefuse") from None
+        raise
+    if not path.exists():
+        raise TreefuseError(f"{kind}: artifact not found: {path}")
+    runner_class = getattr(module, class_name)
+    # Options such as `threads` go only to runners that take them (CoreML has no thread knob).
+    accepted = inspect.signature(runner_class.__init__).parameters
+    return runner_class(path, **{k: v for k, v in options.items() if k in accepted})

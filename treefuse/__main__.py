@@ -1,0 +1,5 @@
+import sys
+
+from treefuse.cli import main
+
+sys.exit(main())

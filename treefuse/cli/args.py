@@ -1,0 +1,37 @@
+"""Argument types shared by several commands; each refuses bad values with one line."""
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from treefuse.errors import TreefuseError
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W), both positive."""
+    match = re.fullmatch(r"\s*(-?\d+)\s*[xX]\s*(-?\d+)\s*", text)
+    if not match:
+        raise TreefuseError(f"size {text!r} must be HxW, e.g. 512x512")
+    height, width = int(match.group(1)), int(match.group(2))
+    if height < 1 or width < 1:
+        raise TreefuseError(f"size {text!r}: height and width must be positive")
+    return height, width
+
+
+def add_backend_option(parser: argparse.ArgumentParser, name: str = "--backend", **kwargs) -> None:
+    parser.add_argument(name, metavar="KIND:PATH", help="backend and artifact, e.g. torch:w.safetensors, "
+                        "onnx:m.onnx, trt:m.engine, coreml:m.mlpackage", **kwargs)
+
+
+def add_json_option(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument("--json", type=Path, metavar="OUT", required=required,
+                        help="write the machine-readable result here (atomically)")
+
+
+def default_weights() -> Path:
+    from treefuse.checkpoint import DEFAULT_WEIGHTS
+
+    if not DEFAULT_WEIGHTS.is_file():
+        raise TreefuseError(f"the default weights are missing ({DEFAULT_WEIGHTS}); pass --weights")
+    return DEFAULT_WEIGHTS

@@ -1,0 +1,97 @@
+"""Exact rewrites of the network for inference (the ECBSR `rep_params` idea).
+
+Within a block the dilated maps share one kernel K and have no activation before the
+first-level fuses, so  Wa·(K *_da x + k) + Wb·(K *_db x + k) + b  is a sum of two
+dilated 3x3 convolutions with kernels Wa∘K and Wb∘K: the 1x1 fuse disappears.
+The tail's subtraction folds into negated tail weights (X − R = X + (−W)*F − b).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from treefuse.model import DilatedBlock, Fuse, TreeFusionNet, _combine, fuse_tree
+
+
+def _compose_1x1(fuse_weight_half: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """The 3x3 kernel equal to applying `kernel` then the 1x1 conv `fuse_weight_half`."""
+    return torch.einsum("om,mikl->oikl", fuse_weight_half[:, :, 0, 0], kernel)
+
+
+class FoldedPair(nn.Module):
+    """ReLU(conv_da(x; Wa∘K) + conv_db(x; Wb∘K) + bias): one folded first-level fuse."""
+
+    def __init__(self, block: DilatedBlock, fuse: Fuse, dilation_a: int, dilation_b: int) -> None:
+        super().__init__()
+        channels = block.conv.out_channels
+        fuse_w, fuse_b = fuse.conv.weight.detach(), fuse.conv.bias.detach()
+        kernel, kernel_b = block.conv.weight.detach(), block.conv.bias.detach()
+        half_a, half_b = fuse_w[:, :channels], fuse_w[:, channels:]
+        self.dilation_a, self.dilation_b = dilation_a, dilation_b
+        self.conv_a = nn.Conv2d(channels, channels, 3, padding=dilation_a, dilation=dilation_a, bias=False)
+        self.conv_b = nn.Conv2d(channels, channels, 3, padding=dilation_b, dilation=dilation_b)
+        with torch.no_grad():
+            self.conv_a.weight.copy_(_compose_1x1(half_a, kernel))
+            self.conv_b.weight.copy_(_compose_1x1(half_b, kernel))
+            self.conv_b.bias.copy_((half_a + half_b)[:, :, 0, 0] @ kernel_b + fuse_b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.conv_a(x) + self.conv_b(x))
+
+
+class FoldedBlock(nn.Module):
+    """A DilatedBlock whose first level of fuses is folded into dilated convolutions."""
+
+    def __init__(self, block: DilatedBlock) -> None:
+        super().__init__()
+        dilations = list(block.dilations)
+        pair_count = len(dilations) // 2
+        self.pairs = nn.ModuleList(
+            FoldedPair(block, block.fuses[j], dilations[2 * j], dilations[2 * j + 1]) for j in range(pair_count))
+        # An odd dilation out has no partner at the first level: it stays a plain dilated conv.
+        self.leftover = None
+        if len(dilations) % 2:
+            d = dilations[-1]
+            self.leftover = nn.Conv2d(block.conv.in_channels, block.conv.out_channels, 3, padding=d, dilation=d)
+            self.leftover.load_state_dict(block.conv.state_dict())
+        self.upper_fuses = nn.ModuleList(block.fuses[pair_count:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        level = [pair(x) for pair in self.pairs]
+        if self.leftover is not None:
+            level.append(self.leftover(x))
+        fused = fuse_tree(level, lambda i, a, b: self.upper_fuses[i](a, b))
+        return F.relu(fused + x)
+
+
+class FoldedTreeFusionNet(nn.Module):
+    """Same function as TreeFusionNet, fewer operations: what the exporters trace."""
+
+    def __init__(self, model: TreeFusionNet) -> None:
+        super().__init__()
+        self.config = model.config
+        self.head = model.head
+        foldable = model.config.within_fusion == "tree" and len(model.config.dilations) > 1
+        self.blocks = nn.ModuleList(FoldedBlock(b) if foldable else b for b in model.blocks)
+        self.across_fuses = model.across_fuses
+        self.negated_tail = nn.Conv2d(model.tail.in_channels, model.tail.out_channels, 1)
+        with torch.no_grad():
+            self.negated_tail.weight.copy_(-model.tail.weight)
+            self.negated_tail.bias.copy_(-model.tail.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feature = F.relu(self.head(x))
+        block_outputs = []
+        for block in self.blocks:
+            feature = block(feature)
+            block_outputs.append(feature)
+        fused = _combine(block_outputs, self.across_fuses, self.config.across_fusion)
+        return x + self.negated_tail(fused)
+
+
+def fold(model: TreeFusionNet) -> FoldedTreeFusionNet:
+    """Return an inference-only copy of `model` with every exact rewrite applied."""
+    return FoldedTreeFusionNet(copy.deepcopy(model)).eval()
