@@ -1,0 +1,167 @@
+"""Weights -> Core ML ML program (.mlpackage) with flexible height/width, in four precisions.
+
+The folded model is traced (an exact rewrite with fewer ops), converted with a
+flexible H x W input range, stamped with treefuse provenance, written atomically and
+read back with coremltools' own loader before it is moved into place.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from treefuse.checkpoint import load_weights
+from treefuse.errors import TreefuseError
+from treefuse.files import atomic_path
+from treefuse.folding import fold
+from treefuse.provenance import provenance
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "derained"
+AUTHOR = "treefuse"
+DEFAULT_LICENSE = "internal research use (weights trained on public deraining benchmarks; see the source checkpoint)"
+# Consts with more values than this become int8: every conv weight of the default model (the
+# smallest, the tail's 3x16, has 48 values) but not its 16-value biases.
+WEIGHT_QUANT_THRESHOLD = 16
+
+
+@dataclass(frozen=True)
+class CoreMLPrecision:
+    """How one precision is produced: compute dtype, deployment target, what is 8-bit."""
+
+    compute: str  # "fp32" or "fp16": the dtype the program's ops compute in
+    target: str  # minimum deployment target (a coremltools.target name)
+    int8_weights: bool
+    int8_activations: bool
+    description: str
+
+
+PRECISIONS: dict[str, CoreMLPrecision] = {
+    "fp32": CoreMLPrecision("fp32", "iOS16", False, False, "FP32 weights and compute"),
+    "fp16": CoreMLPrecision("fp16", "iOS16", False, False, "FP16 weights and compute"),
+    "w8": CoreMLPrecision("fp16", "iOS16", True, False, "8-bit weights (per-channel symmetric), FP16 compute"),
+    "w8a8": CoreMLPrecision("fp16", "iOS17", True, True,
+                            "8-bit weights and activations (torch-side LinearQuantizer, calibrated), FP16 compute"),
+}
+
+
+def check_hw_range(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> None:
+    """Refuse a flexible size range that is empty or not positive."""
+    if min(min_hw) < 1 or any(low > high for low, high in zip(min_hw, max_hw)):
+        raise TreefuseError(f"size range {min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]} is empty; "
+                            "give --min-size no larger than --max-size, both positive")
+
+
+def export_coreml(weights_path: str | Path, out_path: str | Path, precision: str = "fp16",
+                  min_hw: tuple[int, int] = (64, 64), max_hw: tuple[int, int] = (2048, 2048),
+                  calibration: Any = None, license_text: str = DEFAULT_LICENSE) -> Path:
+    """Export treefuse weights to a Core ML package at `out_path`; returns the path."""
+    from treefuse.runtimes.coreml_mil import import_coremltools, load_program
+
+    out_path = Path(out_path)
+    recipe = _check_request(out_path, precision, min_hw, max_hw, calibration)
+    ct = import_coremltools()
+    loaded = load_weights(weights_path)
+    example = torch.rand(1, loaded.config.in_channels, *_default_hw(min_hw, max_hw),
+                         generator=torch.Generator().manual_seed(0))
+    model, calibration_sha256 = _model_to_trace(loaded.model, recipe, calibration, example)
+    mlmodel = _convert(ct, model, recipe, example, min_hw, max_hw)
+    record = provenance(config=loaded.config.to_dict(), source_checkpoint=str(weights_path),
+                        source_sha256=loaded.sha256, precision=precision, precision_detail=recipe.description,
+                        deployment_target=recipe.target, min_hw=list(min_hw), max_hw=list(max_hw),
+                        calibration_sha256=calibration_sha256)
+    _stamp(mlmodel, record, license_text)
+    with atomic_path(out_path, directory=True) as staged:
+        mlmodel.save(str(staged))
+        load_program(staged)  # coremltools' loader must read back the program and its weight file
+    return out_path
+
+
+def _check_request(out_path: Path, precision: str, min_hw: tuple[int, int], max_hw: tuple[int, int],
+                   calibration: Any) -> CoreMLPrecision:
+    """Refuse a bad request before any work is done; returns the precision's recipe."""
+    from treefuse.runtimes.coreml_mil import MANIFEST
+
+    if precision not in PRECISIONS:
+        raise TreefuseError(f"unsupported Core ML precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if out_path.suffix != ".mlpackage":
+        raise TreefuseError(f"Core ML output must end in .mlpackage, got {out_path.name}")
+    if out_path.exists() and not (out_path / MANIFEST).is_file():
+        raise TreefuseError(f"{out_path} exists and is not a Core ML package; remove it or choose another --out")
+    check_hw_range(min_hw, max_hw)
+    recipe = PRECISIONS[precision]
+    if recipe.int8_activations and calibration is None:
+        raise TreefuseError("w8a8 needs a calibration set: pass --calib DIR (build one with `treefuse calib build`)")
+    if not recipe.int8_activations and calibration is not None:
+        raise TreefuseError(f"--calib is only used by w8a8, not by {precision}; drop it or choose w8a8")
+    return recipe
+
+
+def _default_hw(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> tuple[int, int]:
+    return tuple(min(max(low, 256), high) for low, high in zip(min_hw, max_hw))  # type: ignore[return-value]
+
+
+def _model_to_trace(model: torch.nn.Module, recipe: CoreMLPrecision, calibration: Any,
+                    example: torch.Tensor) -> tuple[torch.nn.Module, str | None]:
+    folded = fold(model)
+    if not recipe.int8_activations:
+        return folded, None
+    from treefuse.export.coreml_w8a8 import calibration_from, quantize_w8a8
+
+    images = calibration_from(calibration)
+    return quantize_w8a8(folded, images, example), images.sha256
+
+
+def _convert(ct: Any, model: torch.nn.Module, recipe: CoreMLPrecision, example: torch.Tensor,
+             min_hw: tuple[int, int], max_hw: tuple[int, int]) -> Any:
+    with torch.no_grad(), warnings.catch_warnings():
+        # The finalized W8A8 graph uses quantize_per_tensor, which torch marks deprecated; tracing still works.
+        warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+        traced = torch.jit.trace(model, example)
+    height, width = (ct.RangeDim(low, high, default) for low, high, default in zip(min_hw, max_hw, example.shape[2:]))
+    shape = ct.Shape(shape=(1, example.shape[1], height, width))
+    compute = ct.precision.FLOAT16 if recipe.compute == "fp16" else ct.precision.FLOAT32
+    try:
+        mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=[ct.TensorType(name=INPUT_NAME, shape=shape)],
+                             outputs=[ct.TensorType(name=OUTPUT_NAME)], compute_precision=compute,
+                             minimum_deployment_target=getattr(ct.target, recipe.target))
+    except Exception as exc:  # a converter failure is a bug or an unsupported torch version, stated in one line
+        raise TreefuseError(f"coremltools could not convert the model ({str(exc).strip().splitlines()[0]}); "
+                            "check the coremltools version against pyproject's coreml extra") from None
+    if recipe.int8_weights and not recipe.int8_activations:
+        mlmodel = _quantize_weights(mlmodel)
+    return mlmodel
+
+
+def _quantize_weights(mlmodel: Any) -> Any:
+    from coremltools.optimize import coreml as cto
+
+    op_config = cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
+                                            weight_threshold=WEIGHT_QUANT_THRESHOLD)
+    return cto.linear_quantize_weights(mlmodel, cto.OptimizationConfig(global_config=op_config))
+
+
+def _stamp(mlmodel: Any, record: dict[str, Any], license_text: str) -> None:
+    """Description, author, licence and treefuse provenance in the package's metadata."""
+    from treefuse import __version__
+
+    mlmodel.short_description = (f"treefuse deraining network (Deep Tree-Structured Fusion), {record['precision']}: "
+                                 f"{record['precision_detail']}")
+    mlmodel.author = AUTHOR
+    mlmodel.license = license_text
+    mlmodel.version = __version__
+    mlmodel.input_description[INPUT_NAME] = "rainy RGB image, 1x3xHxW, values in [0, 1]"
+    mlmodel.output_description[OUTPUT_NAME] = "derained RGB image, 1x3xHxW, values in about [0, 1]"
+    meta = mlmodel.user_defined_metadata
+    meta["treefuse.provenance"] = json.dumps(record, sort_keys=True)
+    meta["treefuse.config"] = json.dumps(record["config"], sort_keys=True)
+    meta["treefuse.source_sha256"] = record["source_sha256"]
+    meta["treefuse.tool_versions"] = json.dumps(record["tool_versions"], sort_keys=True)
+    meta["treefuse.precision"] = record["precision"]
+    meta["treefuse.deployment_target"] = record["deployment_target"]
+    if record["calibration_sha256"]:
+        meta["treefuse.calibration_sha256"] = record["calibration_sha256"]
