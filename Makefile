@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= outputs/demo
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench browser clean
 
 install: $(STAMP)
 
@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,coreml]'
+	$(BIN)/pip install -q -e '.[test,coreml,report,video,openvino]'
 	touch $(STAMP)
 
 demo: install
@@ -28,6 +28,10 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/onnx_vs_eager.py
+
+# Debian's Chromium for the headless-browser test of report.html (CI runs as root); skipped when absent.
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 clean:
 	rm -rf outputs .pytest_cache

@@ -14,14 +14,20 @@ class OnnxRuntimeRunner(Runner):
 
     kind = "onnx"
 
-    def __init__(self, path, threads: int | None = None, providers: list[str] | None = None) -> None:
+    def __init__(self, path, threads: int | None = None, providers: list[str] | str | None = None) -> None:
         super().__init__(path)
         self.threads = threads
-        self.providers = providers or ["CPUExecutionProvider"]
+        # A spec option gives one string: 'providers=CUDAExecutionProvider+CPUExecutionProvider'.
+        self.providers = providers.split("+") if isinstance(providers, str) else providers or ["CPUExecutionProvider"]
         self.session = None
 
     def activate_impl(self) -> None:
         import onnxruntime as ort
+
+        missing = [p for p in self.providers if p not in ort.get_available_providers()]
+        if missing:
+            raise TreefuseError(f"onnx: execution provider(s) {missing} not available in this ONNX Runtime "
+                                f"(has {ort.get_available_providers()}); for CUDA install onnxruntime-gpu")
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

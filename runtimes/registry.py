@@ -29,8 +29,33 @@ def parse_backend(spec: str) -> tuple[str, Path]:
     return kind, Path(path)
 
 
+def split_spec_options(spec: str) -> tuple[str, dict[str, object]]:
+    """'KIND:PATH?key=value,key=value' -> ('KIND:PATH', options); values become int/float/bool when they read so."""
+    base, sep, query = spec.partition("?")
+    options: dict[str, object] = {}
+    for item in filter(None, query.split(",")) if sep else ():
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise TreefuseError(f"backend option {item!r} in {spec!r} must be key=value, e.g. ?precision=bf16")
+        options[key.strip()] = _option_value(value.strip())
+    return base, options
+
+
+def _option_value(text: str) -> object:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text
+
+
 def make_runner(spec: str, **options: object) -> Runner:
-    """The Runner for a 'KIND:PATH' spec (not yet activated)."""
+    """The Runner for a 'KIND:PATH[?key=value,...]' spec (not yet activated); spec options win."""
+    spec, spec_options = split_spec_options(spec)
     kind, path = parse_backend(spec)
     module_name, class_name, _ = BACKENDS[kind]
     try:
@@ -44,4 +69,9 @@ def make_runner(spec: str, **options: object) -> Runner:
     runner_class = getattr(module, class_name)
     # Options such as `threads` go only to runners that take them (CoreML has no thread knob).
     accepted = inspect.signature(runner_class.__init__).parameters
-    return runner_class(path, **{k: v for k, v in options.items() if k in accepted})
+    unknown = sorted(set(spec_options) - set(accepted) - {"self"})
+    if unknown:
+        known = [name for name in accepted if name not in ("self", "path")]
+        raise TreefuseError(f"{kind}: unknown backend option(s) {unknown}; this backend takes {known}")
+    options = {k: v for k, v in options.items() if k in accepted}
+    return runner_class(path, **{**options, **spec_options})

@@ -1,4 +1,4 @@
-"""`treefuse derain`: derain images with any backend."""
+"""`treefuse derain`: derain images and videos with any backend."""
 from __future__ import annotations
 
 import argparse
@@ -6,13 +6,29 @@ from pathlib import Path
 
 from treefuse.cli.args import add_backend_option
 
+EXAMPLES = """\
+examples:
+  treefuse derain --backend onnx:m.onnx street.png folder/ --out derained/
+  treefuse derain dashcam.mp4 --tile 512 --out derained/        # any resolution within bounded memory
+
+Outputs keep their input names; an input is never overwritten. 16-bit PNGs stay 16-bit, alpha
+is kept, grayscale stays grayscale, EXIF orientation is applied. Videos (.mp4 .mov .mkv .avi
+.webm, needs the video extra) keep their frame rate, timestamps and audio.
+--tile N runs N x N tiles that overlap by --overlap pixels (default {overlap}); this model sees
+{radius} px around each pixel, so an overlap of at least {exact} makes tiles match the whole-image output.
+"""
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = ("example:\n  treefuse derain --backend onnx:m.onnx street.png folder/ --out derained/\n\n"
-                     "Outputs keep their input names; an input is never overwritten.")
+    from treefuse.runtimes.tiling import DEFAULT_OVERLAP, RECEPTIVE_RADIUS
+
+    parser.epilog = EXAMPLES.format(overlap=DEFAULT_OVERLAP, radius=RECEPTIVE_RADIUS, exact=2 * RECEPTIVE_RADIUS + 1)
     add_backend_option(parser)  # default: the shipped weights on PyTorch
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the derained images")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the derained files")
+    parser.add_argument("--tile", type=int, default=None, metavar="N", help="derain in N x N tiles (default: whole)")
+    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, metavar="PX",
+                        help=f"pixels adjacent tiles share (default {DEFAULT_OVERLAP})")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads")
 
 
@@ -20,10 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import default_weights
     from treefuse.runtimes.derain import collect_inputs, derain_files
     from treefuse.runtimes.registry import make_runner
+    from treefuse.runtimes.tiling import check_tiling
 
+    if args.tile is not None:
+        check_tiling(args.tile, args.overlap)
     files = collect_inputs(args.inputs)
     spec = args.backend or f"torch:{default_weights()}"
     with make_runner(spec, threads=args.threads) as runner:
-        written = derain_files(runner, files, args.out, progress=len(files) > 1)
-    print(f"wrote {len(written)} image(s) to {args.out}")
+        written = derain_files(runner, files, args.out, progress=len(files) > 1, tile=args.tile, overlap=args.overlap)
+    print(f"wrote {len(written)} file(s) to {args.out}")
     return 0

@@ -1,25 +1,66 @@
-"""`treefuse export onnx`: weights -> a folded, simplified, checked ONNX model."""
+"""`treefuse export onnx`: weights -> a folded, simplified, checked ONNX model (fp32, fp16 or int8)."""
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
+
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = ("example:\n  treefuse export onnx --weights w.safetensors --out m.onnx\n\n"
+    parser.epilog = ("examples:\n  treefuse export onnx --weights w.safetensors --out m.onnx\n"
+                     "  treefuse export onnx --precision int8 --calib CALIB_DIR --paired-images PAIRS --out m.int8.onnx\n\n"
                      "The within-block first-level fuses are folded into the dilated convolutions (exact),\n"
-                     "batch/height/width are dynamic, and the model carries its config and source hash.")
+                     "batch/height/width are dynamic, and the model carries its config and source hash.\n"
+                     "fp16 keeps the input and output in float32. int8 is static QDQ (per-channel weights)\n"
+                     "calibrated on CALIB_DIR; with --paired-images the most sensitive layers stay in float\n"
+                     "until the task-PSNR drop vs fp32 is within --max-task-drop.")
     parser.add_argument("--weights", type=Path, default=None, help="treefuse weights (default: the shipped ones)")
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     parser.add_argument("--no-fold", action="store_true", help="export the network as trained, without the fold")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
+    parser.add_argument("--calib", type=Path, help="calibration set folder (required for int8)")
+    parser.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
+                        help="how activation ranges are taken from the calibration set (default minmax)")
+    parser.add_argument("--max-task-drop", type=float, default=0.1,
+                        help="int8: largest task-PSNR drop vs fp32 in dB on --paired-images (default 0.1)")
+    parser.add_argument("--paired-images", type=Path,
+                        help="paired folder (rain/ + clean/) judging int8 on the task; writes OUT's .sensitivity.json")
 
 
 def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import default_weights
+    from treefuse.errors import TreefuseError
     from treefuse.export.onnx_export import export_onnx
 
+    if args.precision == "int8" and args.calib is None:
+        raise TreefuseError("int8 needs a calibration set: pass --calib CALIB_DIR (build one with `treefuse calib build`)")
+    if args.precision != "int8" and (args.calib or args.paired_images):
+        raise TreefuseError("--calib and --paired-images apply to --precision int8 only")
     weights = args.weights or default_weights()
-    export_onnx(weights, args.out, opset=args.opset, folded=not args.no_fold)
-    print(f"wrote {args.out}")
+    if args.precision == "fp32":
+        export_onnx(weights, args.out, opset=args.opset, folded=not args.no_fold)
+        print(f"wrote {args.out}")
+        return 0
+    with tempfile.TemporaryDirectory(prefix="treefuse-onnx-") as tmp:
+        fp32 = export_onnx(weights, Path(tmp) / "fp32.onnx", opset=args.opset, folded=not args.no_fold)
+        return _reduced(args, fp32)
+
+
+def _reduced(args: argparse.Namespace, fp32: Path) -> int:
+    from treefuse.export.onnx_quantize import convert_fp16, quantize_int8
+
+    if args.precision == "fp16":
+        convert_fp16(fp32, args.out)
+        print(f"wrote {args.out} (fp16 weights and activations; input and output stay float32)")
+        return 0
+    if args.paired_images is None:
+        print("note: task drop not measured (no --paired-images): every conv layer is int8")
+    result = quantize_int8(fp32, args.out, args.calib, method=args.calib_method, paired_dir=args.paired_images,
+                           max_task_drop_db=args.max_task_drop, progress=True)
+    kept = f"{len(result.float_layers)} conv layer(s) kept in float" if result.float_layers else "all conv layers int8"
+    print(f"wrote {args.out} (int8 QDQ, {kept})" + (f"; sensitivity table {result.sensitivity_path}"
+                                                     if result.sensitivity_path else ""))
     return 0

@@ -1,0 +1,219 @@
+"""ONNX -> TensorRT engine (fp16 or int8) through Polygraphy's TensorRT loaders.
+
+INT8 comes either from an explicitly quantized (QDQ) ONNX model or from TensorRT's
+entropy calibrator fed by a treefuse calibration set, with a calibration cache keyed by
+the set's hash. Beside every engine: `<engine>.json` (provenance) and `<engine>.trtexec.sh`
+(the equivalent trtexec command line).
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Iterator
+
+import numpy as np
+
+from treefuse.errors import TreefuseError
+from treefuse.export.trt_profile import ShapeProfile, format_shape
+from treefuse.files import atomic_path, sha256_file
+from treefuse.provenance import provenance
+
+PRECISIONS = ("fp16", "int8")
+INPUT_NAME = "input"
+QDQ_OPS = {"QuantizeLinear", "DequantizeLinear"}
+MISSING_TENSORRT = ("TensorRT is not installed (it needs an NVIDIA GPU): pip install 'treefuse[tensorrt]' "
+                    "on a machine with CUDA and run this command there")
+
+
+def import_tensorrt() -> SimpleNamespace:
+    """tensorrt and Polygraphy's TensorRT backend; the one place they are imported."""
+    try:
+        import tensorrt
+        from polygraphy.backend import trt as polygraphy_trt
+        from polygraphy.exception import PolygraphyException
+    except ImportError:
+        raise TreefuseError(MISSING_TENSORRT) from None
+    return SimpleNamespace(trt=tensorrt, pg=polygraphy_trt, error=PolygraphyException)
+
+
+class CalibrationFeed:
+    """A calibration set as {"input": batch} dicts at the profile's opt shape, which TensorRT calibrates with."""
+
+    def __init__(self, images: np.ndarray, opt_shape: tuple[int, int, int, int]) -> None:
+        self.images = images
+        self.batch_size, _, self.height, self.width = opt_shape
+        if len(images) < self.batch_size:
+            raise TreefuseError(f"the calibration set holds {len(images)} images, fewer than the opt batch "
+                                f"{self.batch_size}; build a larger set or lower --opt-shape's batch")
+
+    def __len__(self) -> int:
+        return len(self.images) // self.batch_size
+
+    def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield {INPUT_NAME: self._at_opt_size(self.images[start:start + self.batch_size])}
+
+    def _at_opt_size(self, batch: np.ndarray) -> np.ndarray:
+        if batch.shape[2:] == (self.height, self.width):
+            return np.ascontiguousarray(batch, dtype=np.float32)
+        import torch
+        from torch.nn import functional as F
+
+        resized = F.interpolate(torch.from_numpy(np.array(batch)), size=(self.height, self.width), mode="bilinear",
+                                align_corners=False, antialias=True)
+        return np.ascontiguousarray(resized.clamp(0, 1).numpy(), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class EnginePlan:
+    """Everything an engine build depends on, decided before TensorRT is touched."""
+
+    onnx_path: Path
+    out_path: Path
+    precision: str
+    profile: ShapeProfile
+    int8_source: str | None  # "qdq" (explicit), "calibrator" (implicit) or None for fp16
+    calib_dir: Path | None
+    calib_sha256: str | None
+    calib_cache: Path | None
+    timing_cache: Path | None
+    onnx_metadata: dict[str, str]
+
+
+def plan_engine(onnx_path: str | Path, out_path: str | Path, *, precision: str, profile: ShapeProfile,
+                calib_dir: str | Path | None = None, timing_cache: str | Path | None = None) -> EnginePlan:
+    """Check the inputs of a build and decide how INT8 is obtained; raises on anything a user must fix."""
+    import onnx
+
+    onnx_path, out_path = Path(onnx_path), Path(out_path)
+    if precision not in PRECISIONS:
+        raise TreefuseError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
+    if not onnx_path.is_file():
+        raise TreefuseError(f"ONNX model not found: {onnx_path}; export one with `treefuse export onnx`")
+    try:
+        model = onnx.load(str(onnx_path), load_external_data=False)
+    except Exception as exc:  # protobuf raises its own error types on a corrupt file
+        raise TreefuseError(f"{onnx_path} is not a readable ONNX model ({type(exc).__name__})") from None
+    metadata = {p.key: p.value for p in model.metadata_props}
+    explicit = any(node.op_type in QDQ_OPS for node in model.graph.node)
+    int8_source, calib_sha, calib_cache = None, None, None
+    if precision == "int8" and explicit and calib_dir is not None:
+        raise TreefuseError(f"{onnx_path} is already quantized (QDQ, calibrated on "
+                            f"{metadata.get('calib_sha256', 'an unrecorded set')}); drop --calib")
+    if precision == "int8" and explicit:
+        int8_source, calib_sha = "qdq", metadata.get("calib_sha256")
+    elif precision == "int8":
+        if calib_dir is None:
+            raise TreefuseError(f"{onnx_path} has no QDQ nodes, so INT8 needs --calib CALIB_DIR "
+                                "(or export an int8 ONNX first)")
+        from treefuse.calib.store import verify_calibration_set
+
+        calib_sha = _verified_sha(calib_dir, verify_calibration_set)
+        int8_source = "calibrator"
+        calib_cache = out_path.with_name(f"{out_path.stem}.calib-{calib_sha[:12]}.cache")
+    return EnginePlan(onnx_path, out_path, precision, profile, int8_source, Path(calib_dir) if calib_dir else None,
+                      calib_sha, calib_cache, Path(timing_cache) if timing_cache else None, metadata)
+
+
+def _verified_sha(calib_dir: str | Path, verify: Any) -> str:
+    from treefuse.errors import GateFailed
+
+    try:
+        return verify(calib_dir)["sha256"]
+    except GateFailed as exc:
+        raise TreefuseError(f"{exc}; rebuild it with `treefuse calib build`") from None
+
+
+def trtexec_command(plan: EnginePlan) -> str:
+    """The trtexec command line that builds the same engine."""
+    args = ["trtexec", f"--onnx={plan.onnx_path}", f"--saveEngine={plan.out_path}", "--fp16"]
+    if plan.precision == "int8":
+        args.append("--int8")
+    for flag, shape in (("min", plan.profile.min), ("opt", plan.profile.opt), ("max", plan.profile.max)):
+        args.append(f"--{flag}Shapes={INPUT_NAME}:{format_shape(shape)}")
+    if plan.calib_cache:
+        # trtexec cannot run a Python calibrator; it reads the cache this build wrote.
+        args.append(f"--calib={plan.calib_cache}")
+    if plan.timing_cache:
+        args.append(f"--timingCacheFile={plan.timing_cache}")
+    return shlex.join(args)
+
+
+def make_config(backend: SimpleNamespace, plan: EnginePlan) -> Any:
+    """Polygraphy's CreateConfig for the plan: precisions, profile, calibrator, timing cache."""
+    pg = backend.pg
+    profile = pg.Profile().add(INPUT_NAME, min=plan.profile.min, opt=plan.profile.opt, max=plan.profile.max)
+    calibrator = None
+    if plan.int8_source == "calibrator":
+        from treefuse.calib.store import load_calibration_set
+
+        feed = CalibrationFeed(load_calibration_set(plan.calib_dir).images, plan.profile.opt)
+        calibrator = pg.Calibrator(feed, cache=str(plan.calib_cache), BaseClass=backend.trt.IInt8EntropyCalibrator2)
+    load_cache = str(plan.timing_cache) if plan.timing_cache and plan.timing_cache.is_file() else None
+    # fp16 stays on under int8 so layers TensorRT leaves unquantized run in fp16, not fp32.
+    return pg.CreateConfig(fp16=True, int8=plan.precision == "int8", profiles=[profile], calibrator=calibrator,
+                           load_timing_cache=load_cache)
+
+
+def build_engine(plan: EnginePlan, backend: SimpleNamespace | None = None) -> Path:
+    """Build and write the engine, its provenance sidecar and its trtexec command line."""
+    backend = backend or import_tensorrt()
+    pg = backend.pg
+    network = pg.NetworkFromOnnxPath(str(plan.onnx_path))
+    timing_cache = str(plan.timing_cache) if plan.timing_cache else None
+    command = trtexec_command(plan)
+    try:
+        serialized = pg.EngineBytesFromNetwork(network, config=make_config(backend, plan),
+                                               save_timing_cache=timing_cache)()
+    except backend.error as exc:  # Polygraphy reports parser and builder failures as this one type
+        serialized, detail = None, (str(exc).strip().splitlines() or ["no detail"])[0][:160]
+    else:
+        detail = "no engine returned"
+    if serialized is None:
+        raise TreefuseError(f"TensorRT could not build an engine from {plan.onnx_path} ({detail}); "
+                            f"run `{command} --verbose` to see which layer failed")
+    trtexec_path = plan.out_path.parent / f"{plan.out_path.name}.trtexec.sh"
+    # All three land together or not at all: the block's moves run only if it succeeds.
+    with atomic_path(plan.out_path) as engine, atomic_path(sidecar_path(plan.out_path)) as record, \
+            atomic_path(trtexec_path) as script:
+        engine.write_bytes(bytes(serialized))
+        record.write_text(json.dumps(sidecar(plan, backend, command, sha256_file(engine)), indent=2, sort_keys=True))
+        script.write_text(command + "\n")
+    return plan.out_path
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    return engine_path.parent / f"{engine_path.name}.json"
+
+
+def sidecar(plan: EnginePlan, backend: SimpleNamespace, command: str, engine_sha256: str) -> dict[str, Any]:
+    """What the engine is and where it came from, beside the engine."""
+    return {
+        "engine_sha256": engine_sha256,
+        "onnx": str(plan.onnx_path), "onnx_sha256": sha256_file(plan.onnx_path),
+        "precision": plan.precision, "int8_source": plan.int8_source,
+        "calibration_set": str(plan.calib_dir) if plan.calib_dir else None,
+        "calib_sha256": plan.calib_sha256,
+        "calibration_cache": str(plan.calib_cache) if plan.calib_cache else None,
+        "timing_cache": str(plan.timing_cache) if plan.timing_cache else None,
+        "profile": {INPUT_NAME: plan.profile.to_dict()},
+        "tensorrt_version": getattr(backend.trt, "__version__", "unknown"), "gpu": gpu_name(),
+        "trtexec": command,
+        "source_sha256": plan.onnx_metadata.get("source_sha256"),
+        "treefuse_config": plan.onnx_metadata.get("treefuse_config"),
+        "provenance": provenance(onnx_provenance=plan.onnx_metadata.get("treefuse_provenance")),
+    }
+
+
+def gpu_name() -> str:
+    """The GPU's name from nvidia-smi, or 'unknown'."""
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                                text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip().splitlines()[0] if result.stdout.strip() else "unknown"

@@ -1,0 +1,143 @@
+"""Result files (sweep, bench, parity) read, checked and flattened into measurements a report can merge."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from treefuse.errors import TreefuseError
+from treefuse.files import sha256_file
+
+SWEEP_FORMATS = ("treefuse-sweep-v1",)
+KINDS = ("treefuse-sweep", "treefuse-bench", "treefuse-parity")
+
+
+@dataclass(frozen=True)
+class Latency:
+    """One backend at one size on one device."""
+
+    device: str
+    backend: str
+    size: tuple[int, int]
+    p50_ms: float
+    p90_ms: float
+    throughput_img_per_s: float
+    peak_rss_mib: float | None
+    peak_rss_delta_mib: float | None
+    cuda_peak_mib: float | None
+    source: str
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Parity of one backend against a reference on one device, with task PSNR when ground truth was there."""
+
+    device: str
+    backend: str
+    reference: str
+    output_psnr_min_db: float
+    output_psnr_mean_db: float
+    task_psnr_db: float | None
+    reference_task_psnr_db: float | None
+    passed: bool
+    source: str
+
+
+@dataclass
+class ResultFile:
+    """A loaded result file: its path, hash, device label and what it measured."""
+
+    path: Path
+    sha256: str
+    data: dict[str, Any]
+    device: str
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    latencies: list[Latency] = field(default_factory=list)
+    qualities: list[Quality] = field(default_factory=list)
+
+
+def load_result(path: str | Path) -> ResultFile:
+    """Read and check one result file; anything not a treefuse sweep/bench/parity result is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise TreefuseError(f"result file not found: {path}")
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TreefuseError(f"{path} is not JSON ({str(exc).splitlines()[0]}); pass treefuse sweep/bench/parity results") from None
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind not in KINDS:
+        raise TreefuseError(f"{path} is not a treefuse result (kind {kind!r}); expected one of {', '.join(KINDS)}")
+    if kind == "treefuse-sweep" and data.get("format") not in SWEEP_FORMATS:
+        raise TreefuseError(f"{path} is a sweep of format {data.get('format')!r}; this treefuse reads {SWEEP_FORMATS}; "
+                            "re-run `treefuse sweep` with this version")
+    try:
+        return _flatten(path, data, kind)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise TreefuseError(f"{path}: malformed {kind} result (missing or bad field {exc}); re-run it with this treefuse") from None
+
+
+def device_label(device: dict[str, Any]) -> str:
+    """A short human name for the machine a result came from."""
+    gpus = device.get("gpus") or []
+    if gpus:
+        return gpus[0]["name"]
+    cpu = device.get("cpu", {})
+    flags = set(cpu.get("isa_flags", []))
+    isa = "AMX" if "amx_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "base ISA"
+    return f"{cpu.get('model', 'unknown CPU')}, {cpu.get('logical_cores', '?')} cores, {isa}"
+
+
+def backend_label(facts: dict[str, Any]) -> str:
+    """'kind precision [device]' from a runner's describe() record."""
+    label = f"{facts['kind']} {facts.get('precision', '?')}"
+    device = str(facts.get("device", "cpu")).lower()
+    providers = facts.get("providers") or []
+    if device.startswith("cuda") or any("CUDA" in p for p in providers):
+        label += " cuda"
+    for option in ("compile", "channels_last", "cuda_graph"):
+        if facts.get(option):
+            label += f" {option.replace('_', '-')}"
+    return label
+
+
+def _flatten(path: Path, data: dict[str, Any], kind: str) -> ResultFile:
+    device = device_label(data["device"])
+    result = ResultFile(path=path, sha256=sha256_file(path), data=data, device=device)
+    if kind == "treefuse-sweep":
+        labels = _unique_labels(data["backends"])
+        result.artifacts = list(data["backends"])
+        result.latencies = [_latency(device, labels[c["backend"]], c, str(path)) for c in data["cells"]]
+        result.qualities = [_quality(device, labels[r["backend"]], labels[r["reference"]], r, str(path))
+                            for r in data.get("parity", [])]
+    elif kind == "treefuse-bench":
+        result.artifacts = list(data["backends"])
+        cells = [{**b, "size": data["size"]} for b in data["backends"]]
+        result.latencies = [_latency(device, backend_label(c), c, str(path)) for c in cells]
+    else:
+        result.artifacts = [data["reference"], data["candidate"]]
+        result.qualities = [_quality(device, backend_label(data["candidate"]), backend_label(data["reference"]),
+                                     data, str(path))]
+    return result
+
+
+def _unique_labels(backends: list[dict[str, Any]]) -> dict[str, str]:
+    """Sweep label -> report label; two backends that read alike (same kind and precision) get their file name added."""
+    short = [backend_label(b) for b in backends]
+    return {b.get("label", f"{b['kind']}:{b['path']}"): name if short.count(name) == 1 else f"{name} ({Path(b['path']).name})"
+            for b, name in zip(backends, short)}
+
+
+def _latency(device: str, backend: str, cell: dict[str, Any], source: str) -> Latency:
+    memory = cell.get("memory", {})
+    return Latency(device, backend, (int(cell["size"][0]), int(cell["size"][1])), float(cell["latency_ms"]["p50"]),
+                   float(cell["latency_ms"]["p90"]), float(cell["throughput_img_per_s"]),
+                   memory.get("peak_rss_mib"), memory.get("peak_rss_delta_mib"),
+                   memory.get("cuda_peak_allocated_mib"), source)
+
+
+def _quality(device: str, backend: str, reference: str, row: dict[str, Any], source: str) -> Quality:
+    task = row.get("task") or {}
+    return Quality(device, backend, reference, float(row["output_psnr_db"]["min"]), float(row["output_psnr_db"]["mean"]),
+                   task.get("cand_psnr_db"), task.get("ref_psnr_db"), bool(row["passed"]), source)

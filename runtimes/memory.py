@@ -1,0 +1,67 @@
+"""Peak memory of one inference call: host RSS high-water mark, and CUDA allocations when on a GPU.
+
+Host memory is the process's peak resident set (VmHWM). Linux lets a process reset that
+mark by writing "5" to /proc/self/clear_refs, so each call gets its own peak; where the
+reset is refused the number is `ru_maxrss`, a peak since process start, and says so.
+The delta over the RSS before the call is a lower bound on what the call needed: memory
+another backend in the same process freed can be reused. For exact per-backend figures,
+sweep one backend per process and merge the result files in `treefuse report`.
+"""
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+from typing import Any, Callable
+
+_STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        for line in _STATUS.read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        _CLEAR_REFS.write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _cuda_reset() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    if not torch.cuda.is_available():
+        return False
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    return True
+
+
+def measure_peak_memory(call: Callable[[], Any]) -> dict[str, Any]:
+    """Run `call` once and report its peak host RSS (MiB) and, on CUDA, peak allocated GPU memory."""
+    rss_before = _status_kib("VmRSS")
+    per_call = _reset_peak_rss()
+    cuda = _cuda_reset()
+    call()
+    peak_kib = _status_kib("VmHWM") if per_call else None
+    if peak_kib is None:
+        peak_kib, per_call = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, False
+    result: dict[str, Any] = {"peak_rss_mib": peak_kib / 1024.0,
+                              "rss_method": "VmHWM reset per call" if per_call else "ru_maxrss since process start"}
+    if rss_before is not None:
+        result["peak_rss_delta_mib"] = max(peak_kib - rss_before, 0) / 1024.0
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
+        result["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return result

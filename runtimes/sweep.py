@@ -1,0 +1,86 @@
+"""Sweep: every backend at every resolution on one device, with parity against the first backend.
+
+The result file is what `treefuse report` merges: one per device, carrying the device
+fingerprint and the sha256 of every artifact it measured.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from treefuse.errors import TreefuseError
+from treefuse.runtimes.base import Runner
+from treefuse.runtimes.bench import measure_interleaved
+from treefuse.runtimes.memory import measure_peak_memory
+from treefuse.runtimes.parity import ParityGates, run_parity
+
+SWEEP_FORMAT = "treefuse-sweep-v1"
+
+
+def sweep_size(runners: list[Runner], labels: list[str], size: tuple[int, int], warmup: int,
+               iters: int) -> list[dict[str, Any]]:
+    """Latency (interleaved) and peak memory of every runner at one resolution."""
+    shape = (1, 3, *size)
+    batch = np.random.default_rng(1).random(shape, dtype=np.float32)
+    # Memory first: each backend's first call at a new size is what grows its buffers.
+    memories = [measure_peak_memory(lambda: runner.infer(batch)) for runner in runners]
+    timings = measure_interleaved(runners, shape, warmup=warmup, iters=iters)
+    cells = []
+    for label, timing, memory in zip(labels, timings, memories):
+        cells.append({"backend": label, "size": list(size), "latency_ms": timing["latency_ms"],
+                      "throughput_img_per_s": timing["throughput_img_per_s"], "iterations": timing["iterations"],
+                      "ratio_to_first_p50": timing["ratio_to_first_p50"], "memory": memory})
+    return cells
+
+
+class _RememberingRunner:
+    """The reference backend, run once per image however many candidates are compared with it."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner, self.spec, self.outputs = runner, runner.spec, {}
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        key = hashlib.sha256(batch.tobytes()).hexdigest() + str(batch.shape)
+        if key not in self.outputs:
+            self.outputs[key] = self.runner.infer(batch)
+        return self.outputs[key]
+
+
+def sweep_parity(runners: list[Runner], labels: list[str], images: list[tuple[Path, Path | None]],
+                 gates: ParityGates = ParityGates()) -> list[dict[str, Any]]:
+    """Parity of each backend after the first against the first (whose task PSNR is the baseline)."""
+    rows = []
+    reference = _RememberingRunner(runners[0])
+    for candidate, label in zip(runners[1:], labels[1:]):
+        result = run_parity(reference, candidate, images, gates)
+        rows.append({"backend": label, "reference": labels[0], "output_psnr_db": result["output_psnr_db"],
+                     "task": result.get("task"), "passed": result["passed"], "failures": result["failures"],
+                     "metric": result["metric"], "image_count": len(images)})
+    return rows
+
+
+def run_sweep(runners: list[Runner], sizes: list[tuple[int, int]], warmup: int = 1, iters: int = 5,
+              images: list[tuple[Path, Path | None]] | None = None, labels: list[str] | None = None,
+              progress: bool = False) -> dict[str, Any]:
+    """Measure all runners at all sizes (and parity when images are given); runners must be active.
+
+    `labels` name the backends in the result (default: KIND:PATH); they must be unique.
+    """
+    labels = labels or [runner.spec for runner in runners]
+    if len(set(labels)) != len(labels):
+        raise TreefuseError("the same backend is named twice; give each --backend once (add ?options to vary it)")
+    steps = list(sizes)
+    if progress:
+        from tqdm import tqdm
+        steps = tqdm(steps, desc="sweep", unit="size")
+    cells = [cell for size in steps for cell in sweep_size(runners, labels, size, warmup, iters)]
+    result: dict[str, Any] = {"format": SWEEP_FORMAT, "kind": "treefuse-sweep",
+                              "sizes": [list(s) for s in sizes], "warmup": warmup, "iters": iters,
+                              "backends": [{**runner.describe(), "label": label} for runner, label in zip(runners, labels)],
+                              "cells": cells}
+    if images:
+        result["parity"] = sweep_parity(runners, labels, images)
+    return result

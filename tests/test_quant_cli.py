@@ -1,0 +1,71 @@
+"""`treefuse export onnx --precision fp16|int8` end to end on a tiny network."""
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from treefuse.cli import main
+
+from test_calib_build import write_images
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    import torch
+
+    from treefuse.checkpoint import save_weights
+    from treefuse.config import ModelConfig
+    from treefuse.model import TreeFusionNet
+
+    torch.manual_seed(1)
+    model = TreeFusionNet(ModelConfig(channels=4, blocks=2, dilation_factor=2))
+    return save_weights(model, tmp_path_factory.mktemp("w") / "tiny.safetensors", note="tiny test weights")
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("calib")
+    images = write_images(root / "images", 3)
+    assert main(["calib", "build", "--images", str(images), "--count", "3", "--size", "32x32", "--out",
+                 str(root / "set")]) == 0
+    return root / "set"
+
+
+def precision_of(path):
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}["precision"]
+
+
+def test_int8_without_calib_is_one_line_exit_2(tiny_weights, tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", "onnx", "--weights", str(tiny_weights), "--precision", "int8", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--calib" in err and len(err.splitlines()) == 1 and not out.exists()
+
+
+def test_fp16_and_fp32(tiny_weights, tmp_path):
+    assert main(["export", "onnx", "--weights", str(tiny_weights), "--precision", "fp16",
+                 "--out", str(tmp_path / "h.onnx")]) == 0
+    assert precision_of(tmp_path / "h.onnx") == "fp16"
+    assert main(["export", "onnx", "--weights", str(tiny_weights), "--out", str(tmp_path / "f.onnx")]) == 0
+    assert not any(n.op_type == "Cast" for n in onnx.load(str(tmp_path / "f.onnx")).graph.node)
+
+
+def test_int8_with_budget(tiny_weights, calib_dir, paired_dir, tmp_path, capsys):
+    out = tmp_path / "m8.onnx"
+    assert main(["export", "onnx", "--weights", str(tiny_weights), "--precision", "int8", "--calib", str(calib_dir),
+                 "--calib-method", "entropy", "--paired-images", str(paired_dir), "--max-task-drop", "3",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "task PSNR" in printed and "sensitivity table" in printed
+    assert precision_of(out) == "int8"
+    assert json.loads((tmp_path / "m8.sensitivity.json").read_text())["max_task_drop_db"] == 3.0
+
+
+def test_unmeetable_budget_exit_2_nothing_written(tiny_weights, calib_dir, paired_dir, tmp_path, capsys):
+    out = tmp_path / "m8.onnx"
+    assert main(["export", "onnx", "--weights", str(tiny_weights), "--precision", "int8", "--calib", str(calib_dir),
+                 "--paired-images", str(paired_dir), "--max-task-drop", "-50", "--out", str(out)]) == 2
+    assert "cannot meet" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

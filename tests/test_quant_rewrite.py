@@ -1,0 +1,59 @@
+"""The Concat -> 1x1 Conv split is exact and leaves other graphs alone."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from treefuse.export.onnx_rewrite import split_concat_convs
+
+
+def concat_conv_model(kernel: int = 1, extra_consumer: bool = False) -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "wa"),
+             numpy_helper.from_array(rng.standard_normal((5, 3, 1, 1)).astype(np.float32), "wb"),
+             numpy_helper.from_array(rng.standard_normal((2, 9, kernel, kernel)).astype(np.float32), "wf"),
+             numpy_helper.from_array(rng.standard_normal(2).astype(np.float32), "bf")]
+    nodes = [helper.make_node("Conv", ["input", "wa"], ["a"], name="a", kernel_shape=[3, 3], pads=[1] * 4),
+             helper.make_node("Conv", ["input", "wb"], ["b"], name="b", kernel_shape=[1, 1]),
+             helper.make_node("Concat", ["a", "b"], ["ab"], name="cat", axis=1),
+             helper.make_node("Conv", ["ab", "wf", "bf"], ["output"], name="fuse", kernel_shape=[kernel, kernel],
+                              pads=[kernel // 2] * 4)]
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", 2, "h", "w"])]
+    if extra_consumer:
+        outputs.append(helper.make_tensor_value_info("ab", TensorProto.FLOAT, ["n", 9, "h", "w"]))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                                                         ["n", 3, "h", "w"])], outputs, inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["output"], {"input": x})[0]
+
+
+def test_split_is_exact_and_removes_concat():
+    x = np.random.default_rng(1).random((1, 3, 12, 10), dtype=np.float32)
+    original = concat_conv_model()
+    expected = run(original, x)
+    rewritten, count = split_concat_convs(concat_conv_model())
+    onnx.checker.check_model(rewritten)
+    assert count == 1 and not any(n.op_type == "Concat" for n in rewritten.graph.node)
+    np.testing.assert_allclose(run(rewritten, x), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("kwargs", [{"kernel": 3}, {"extra_consumer": True}])
+def test_leaves_other_patterns_alone(kwargs):
+    rewritten, count = split_concat_convs(concat_conv_model(**kwargs))
+    assert count == 0 and any(n.op_type == "Concat" for n in rewritten.graph.node)
+
+
+def test_treefuse_export_is_rewritten_exactly(onnx_path):
+    x = np.random.default_rng(2).random((1, 3, 24, 20), dtype=np.float32)
+    model = onnx.load(str(onnx_path))
+    expected = run(model, x)
+    rewritten, count = split_concat_convs(model)
+    assert count == 15  # 8 upper within-block fuses + 7 across-block fuses of the paper's model
+    np.testing.assert_allclose(run(rewritten, x), expected, atol=1e-5)

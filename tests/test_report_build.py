@@ -1,0 +1,124 @@
+"""treefuse report: merges result files of several devices; missing cells stay missing; --verify walks the hash chain."""
+import json
+
+import pytest
+
+from treefuse.cli import main
+from report_fakes import device_record, make_sweep
+from treefuse.files import sha256_file
+
+pytest.importorskip("matplotlib", reason="report plots need matplotlib (pip install 'treefuse[report]')")
+
+
+@pytest.fixture
+def artifacts(tmp_path):
+    weights, onnx = tmp_path / "w.safetensors", tmp_path / "m.onnx"
+    weights.write_bytes(b"weights bytes")
+    onnx.write_bytes(b"onnx bytes")
+    return weights, onnx
+
+
+def test_report_merges_devices_and_shows_missing_as_missing(tmp_path, artifacts):
+    cpu = make_sweep(tmp_path, "cpu.json", *artifacts, skip_onnx_large=True)
+    gpu = make_sweep(tmp_path, "gpu.json", *artifacts, gpu="NVIDIA H100")
+    assert main(["report", str(cpu), str(gpu), "--out", str(tmp_path / "r"), "--note", "CPU shared <busy>"]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "> CPU shared <busy>" in md and "CPU shared &lt;busy&gt;" in (tmp_path / "r" / "report.html").read_text()
+    assert "## Test CPU, 2 cores, AVX2" in md and "## NVIDIA H100" in md
+    cpu_section = md.split("## Test CPU")[1].split("## NVIDIA")[0]
+    latency_rows = [line for line in cpu_section.splitlines() if line.startswith("| onnx fp32")]
+    assert latency_rows[0].endswith("| —|") or latency_rows[0].rstrip().endswith("— |")
+    assert "| 0.00" not in cpu_section
+    assert "| onnx fp32 | 4.00 | —" in cpu_section  # speed-up at 256: 40 / 10; 512 missing
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2  # self-contained: plots inline, nothing fetched
+    assert "<script src" not in html and "<link" not in html and "src='http" not in html
+
+
+def test_verify_passes_then_trips_on_a_changed_or_missing_artifact(tmp_path, artifacts, capsys):
+    result = make_sweep(tmp_path, "cpu.json", *artifacts)
+    assert main(["report", str(result), "--out", str(tmp_path / "r")]) == 0
+    report = tmp_path / "r" / "report.html"
+    assert main(["report", "--verify", str(report), str(tmp_path / "r" / "report.md"), str(result)]) == 0
+    artifacts[1].write_bytes(b"tampered onnx")
+    assert main(["report", "--verify", str(report)]) == 1
+    assert "changed" in capsys.readouterr().out
+    artifacts[1].unlink()
+    assert main(["report", "--verify", str(result)]) == 1
+    assert "missing" in capsys.readouterr().out
+
+
+def test_verify_trips_when_the_result_file_under_a_report_changed(tmp_path, artifacts):
+    result = make_sweep(tmp_path, "cpu.json", *artifacts)
+    assert main(["report", str(result), "--out", str(tmp_path / "r")]) == 0
+    result.write_text(result.read_text().replace("95.0", "99.5"))
+    assert main(["report", "--verify", str(tmp_path / "r" / "report.md")]) == 1
+
+
+def test_verify_links_artifacts_to_named_or_shipped_weights_and_notes_the_rest(tmp_path, artifacts):
+    from treefuse.report.verify import chain_checks
+
+    from treefuse.checkpoint import DEFAULT_WEIGHTS
+
+    checks = chain_checks([{"kind": "onnx", "path": "m.onnx", "sha256": "a" * 64, "source_sha256": "b" * 64},
+                           {"kind": "onnx", "path": "s.onnx", "sha256": "c" * 64,
+                            "source_sha256": sha256_file(DEFAULT_WEIGHTS)}])
+    assert checks[0].status == "note" and not checks[0].failed and "does not name" in checks[0].detail
+    assert checks[1].status == "ok" and "shipped weights" in checks[1].detail
+
+
+@pytest.mark.parametrize("content", ['{"kind": "someone-else", "x": 1}', "not json",
+                                     '{"kind": "treefuse-sweep", "format": "treefuse-sweep-v0"}',
+                                     '{"kind": "treefuse-sweep", "format": "treefuse-sweep-v1"}'])
+def test_foreign_or_old_result_files_are_one_line_exit_2_and_write_nothing(tmp_path, capsys, content):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    assert main(["report", str(bad), "--out", str(tmp_path / "r")]) == 2
+    assert main(["report", "--verify", str(bad)]) == 2
+    assert not (tmp_path / "r").exists()
+    assert len(capsys.readouterr().err.strip().splitlines()) == 2
+
+
+def test_report_from_bench_and_parity_results(tmp_path, artifacts):
+    weights, onnx = artifacts
+    facts = {"kind": "onnx", "path": str(onnx), "sha256": sha256_file(onnx), "precision": "int8"}
+    ref = {"kind": "torch", "path": str(weights), "sha256": sha256_file(weights), "precision": "fp32"}
+    latency = {"p50": 5.0, "p90": 6.0, "p99": 6.0, "mean": 5.0, "min": 4.0}
+    bench = {"kind": "treefuse-bench", "size": [256, 256], "device": device_record(),
+             "backends": [{**facts, "latency_ms": latency, "throughput_img_per_s": 200.0}]}
+    parity = {"kind": "treefuse-parity", "device": device_record(), "reference": ref, "candidate": facts, "passed": False,
+              "output_psnr_db": {"min": 35.0, "mean": 38.0}}
+    (tmp_path / "b.json").write_text(json.dumps(bench))
+    (tmp_path / "p.json").write_text(json.dumps(parity))
+    assert main(["report", str(tmp_path / "b.json"), str(tmp_path / "p.json"), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| onnx int8 | torch fp32 | 35.00 / 38.00 | — | — | 5.00 | FAILED |" in md
+
+
+def test_real_sweep_to_report_to_verify_chain(tmp_path, weights_path, onnx_path, capsys):
+    import shutil
+
+    onnx = shutil.copy(onnx_path, tmp_path / "m.onnx")
+    result = tmp_path / "sweep.json"
+    assert main(["sweep", "--backend", f"torch:{weights_path}", "--backend", f"onnx:{onnx}", "--sizes", "16x16",
+                 "--iters", "1", "--warmup", "0", "--json", str(result)]) == 0
+    assert main(["report", str(result), "--out", str(tmp_path / "r")]) == 0
+    assert main(["report", "--verify", str(tmp_path / "r" / "report.md")]) == 0
+    assert "made from weights" in capsys.readouterr().out  # the ONNX points back at the weights by hash
+    with open(onnx, "ab") as handle:
+        handle.write(b"\0")
+    assert main(["report", "--verify", str(tmp_path / "r" / "report.md")]) == 1
+
+
+def test_two_backends_that_read_alike_stay_apart(tmp_path, artifacts):
+    weights, onnx = artifacts
+    other = tmp_path / "other.onnx"
+    other.write_bytes(b"another onnx")
+    data = json.loads(make_sweep(tmp_path, "cpu.json", weights, onnx).read_text())
+    twin = {**data["backends"][1], "path": str(other), "sha256": sha256_file(other), "label": f"onnx:{other}"}
+    data["backends"].append(twin)
+    data["cells"].append({**data["cells"][1], "backend": twin["label"], "latency_ms": {**data["cells"][1]["latency_ms"], "p50": 20.0}})
+    (tmp_path / "cpu.json").write_text(json.dumps(data))
+    assert main(["report", str(tmp_path / "cpu.json"), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| onnx fp32 (m.onnx) | 10.00" in md and "| onnx fp32 (other.onnx) | 20.00" in md

@@ -1,0 +1,77 @@
+"""The trt: runner with Polygraphy's TensorRT backend mocked (no GPU or TensorRT here)."""
+from __future__ import annotations
+
+import json
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from treefuse.errors import TreefuseError
+from treefuse.runtimes import trt_runner
+from treefuse.runtimes.registry import make_runner
+
+
+class FakeEngine:
+    def get_tensor_profile_shape(self, name, index):
+        assert (name, index) == ("input", 0)
+        return [(1, 3, 16, 16), (1, 3, 32, 32), (2, 3, 64, 64)]
+
+
+class FakeTrtRunner:
+    def __init__(self, engine, optimization_profile=None):
+        self.engine, self.active = engine, False
+
+    def activate(self):
+        self.active = True
+
+    def infer(self, feed):
+        return {"output": feed["input"] * 0.5}
+
+    def deactivate(self):
+        self.active = False
+
+
+@pytest.fixture()
+def engine_path(tmp_path, monkeypatch):
+    fake_pg = SimpleNamespace(EngineFromBytes=lambda data: (lambda: FakeEngine() if data == b"ENGINE" else None),
+                              TrtRunner=FakeTrtRunner)
+    monkeypatch.setattr(trt_runner, "_import_backend", lambda: fake_pg)
+    path = tmp_path / "m.engine"
+    path.write_bytes(b"ENGINE")
+    (tmp_path / "m.engine.json").write_text(json.dumps({"precision": "int8", "calib_sha256": "ef" * 32,
+                                                        "tensorrt_version": "10.8.0", "gpu": "NVIDIA H100"}))
+    return path
+
+
+def test_runs_inside_profile(engine_path):
+    with make_runner(f"trt:{engine_path}", threads=2) as runner:  # the CLI passes threads to every runner
+        batch = np.full((2, 3, 16, 40), 0.5, np.float32)
+        np.testing.assert_allclose(runner.infer(batch), batch * 0.5)
+        assert runner.input_constraints() == {"min_hw": (16, 16), "max_hw": (64, 64)}
+        facts = runner.describe()
+    assert facts["kind"] == "trt" and facts["precision"] == "int8" and facts["calib_sha256"] == "ef" * 32
+
+
+@pytest.mark.parametrize("shape, message", [((1, 3, 8, 32), "outside the artifact's range"),
+                                            ((1, 3, 32, 80), "outside the artifact's range"),
+                                            ((3, 3, 32, 32), "batch 3 is outside")])
+def test_shapes_outside_profile_are_refused(engine_path, shape, message):
+    with make_runner(f"trt:{engine_path}") as runner:
+        with pytest.raises(TreefuseError, match=message):
+            runner.infer(np.zeros(shape, np.float32))
+
+
+def test_unloadable_engine(engine_path):
+    engine_path.write_bytes(b"GARBAGE")
+    with pytest.raises(TreefuseError, match="not an engine"):
+        make_runner(f"trt:{engine_path}").activate()
+
+
+def test_missing_tensorrt_is_one_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    path = tmp_path / "m.engine"
+    path.write_bytes(b"ENGINE")
+    with pytest.raises(TreefuseError, match="TensorRT is not installed"):
+        make_runner(f"trt:{path}").activate()

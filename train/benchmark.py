@@ -1,0 +1,84 @@
+"""Training throughput of the speed variants, measured side by side in one process."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+
+from treefuse.train.datasets import ImagePair
+from treefuse.train.patches import PatchSampler
+from treefuse.train.session import describe_device
+from treefuse.train.train_config import SpeedConfig, TrainConfig, load_train_config
+from treefuse.train.trainer import Trainer, TrainingData, cpu_has_bf16, pick_device
+
+# (label, speed overrides): the baseline first, then one change at a time, then the best mix.
+VARIANTS: tuple[tuple[str, dict[str, object]], ...] = (
+    ("fp32", {"precision": "fp32"}),
+    ("fp32 channels_last", {"precision": "fp32", "channels_last": True}),
+    ("fp32 fold", {"precision": "fp32", "fold": True}),
+    ("bf16", {"precision": "bf16"}),
+    ("bf16 channels_last", {"precision": "bf16", "channels_last": True}),
+    ("bf16 fold", {"precision": "bf16", "fold": True}),
+    ("bf16 fold channels_last", {"precision": "bf16", "fold": True, "channels_last": True}),
+    ("bf16 fold channels_last 1 thread", {"precision": "bf16", "fold": True, "channels_last": True, "threads": 1}),
+)
+
+
+def random_data(config: TrainConfig) -> TrainingData:
+    """Random in-memory pairs: the benchmark times the step, not the disk."""
+    rng = np.random.default_rng(0)
+    pairs = [ImagePair(str(i), rng.integers(0, 256, (160, 160, 3), dtype=np.uint8),
+                       rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)) for i in range(4)]
+    sampler = PatchSampler(pairs, [], config.data.patch_size, config.data.batch_size, 0.0, 0.0, True, 0)
+    return TrainingData(sampler, [], "benchmark")
+
+
+def time_variant(config: TrainConfig, speed: SpeedConfig, steps: int, warmup: int = 3) -> float:
+    """Steps per second of one speed variant on a fixed batch."""
+    trainer = Trainer(dataclasses.replace(config, speed=speed), random_data(config), pick_device(speed.device))
+    trainer.feed_data(0)
+    for _ in range(warmup):
+        trainer.optimize_parameters()
+    _sync(trainer.device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        trainer.optimize_parameters()
+    _sync(trainer.device)
+    return steps / (time.perf_counter() - start)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_benchmark(config_path: str | None, overrides: list[str], steps: int = 20) -> list[tuple[str, float]]:
+    """Print it/s of every variant for the config's model and batch; returns the rows."""
+    config = load_train_config(config_path or "paper", overrides)
+    base = config.speed
+    device = pick_device(base.device)
+    variants = list(VARIANTS)
+    if device.type == "cuda":
+        variants += [("fp16 fold", {"precision": "fp16", "fold": True}),
+                     ("bf16 fold compile", {"precision": "bf16", "fold": True, "compile": True})]
+    print(f"device: {describe_device(device)}; cpu bf16: {cpu_has_bf16()}; torch {torch.__version__}")
+    print(f"model: {config.model.blocks} blocks x {config.model.channels} ch; batch {config.data.batch_size} "
+          f"of {config.data.patch_size}x{config.data.patch_size}; {steps} timed steps per variant")
+    original_threads = torch.get_num_threads()
+    threads = base.threads or original_threads
+    print(f"threads: {threads} (a variant may set its own)")
+    rows = []
+    for label, changes in variants:
+        speed = dataclasses.replace(base, device=device.type, compile=False, **{"threads": threads, **changes})
+        rate = time_variant(config, speed, steps)
+        rows.append((label, rate))
+        print(f"  {label:<34} {rate:7.2f} it/s   {rate / rows[0][1]:5.2f}x fp32", flush=True)
+    torch.set_num_threads(original_threads)
+    return rows
+
+
+if __name__ == "__main__":
+    run_benchmark(None, [])
+

@@ -1,0 +1,31 @@
+"""`treefuse export trt`: build a TensorRT engine from an ONNX model (needs a GPU and TensorRT)."""
+from __future__ import annotations
+
+import argparse
+
+from treefuse.export.trt_profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--onnx", required=True, help="FP32 ONNX model, or an INT8 QDQ one for explicit int8")
+    parser.add_argument("--precision", choices=("fp16", "int8"), required=True)
+    parser.add_argument("--calib", help="calibration set folder (int8 from a non-QDQ model)")
+    parser.add_argument("--min-shape", default=DEFAULT_MIN, help=f"smallest input NxCxHxW (default {DEFAULT_MIN})")
+    parser.add_argument("--opt-shape", default=DEFAULT_OPT, help=f"input shape tuned for (default {DEFAULT_OPT})")
+    parser.add_argument("--max-shape", default=DEFAULT_MAX, help=f"largest input NxCxHxW (default {DEFAULT_MAX})")
+    parser.add_argument("--timing-cache", help="timing cache file to reuse and update across builds")
+    parser.add_argument("--out", required=True, help="engine file to write (.engine)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from treefuse.export.tensorrt_build import build_engine, import_tensorrt, plan_engine, trtexec_command
+    from treefuse.export.trt_profile import ShapeProfile
+
+    profile = ShapeProfile.from_text(args.min_shape, args.opt_shape, args.max_shape)
+    plan = plan_engine(args.onnx, args.out, precision=args.precision, profile=profile, calib_dir=args.calib,
+                       timing_cache=args.timing_cache)
+    backend = import_tensorrt()
+    engine = build_engine(plan, backend)
+    print(f"wrote {engine} ({plan.precision}, int8 from {plan.int8_source or '-'}); provenance in {engine}.json")
+    print(f"equivalent: {trtexec_command(plan)}")
+    return 0

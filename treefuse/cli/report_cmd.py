@@ -1,0 +1,48 @@
+"""`treefuse report`: merge result files into report.md + report.html, or --verify a report's hash chain."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  treefuse report reports/*.json --out reports/
+  treefuse report --verify reports/report.md            # or report.html, or result .json files
+
+Takes any number of sweep, bench and parity result files (any devices). --verify re-hashes
+every result and artifact named and checks each exported artifact's source weights are named
+too; run it from the folder the results were made in (the repository root for reports/).
+exit 0: all present and unchanged, 1: something is missing or changed, 2: bad input
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXAMPLES
+    parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="result .json files (or reports with --verify)")
+    parser.add_argument("--out", type=Path, metavar="DIR", help="folder for report.md and report.html")
+    parser.add_argument("--verify", action="store_true", help="re-hash everything the given reports/results name")
+    parser.add_argument("--note", action="append", default=[], metavar="TEXT",
+                        help="a sentence about the runs to print at the top (repeatable), e.g. that the CPU was shared")
+
+
+def run(args: argparse.Namespace) -> int:
+    from treefuse.errors import GateFailed, TreefuseError
+
+    if args.verify:
+        from treefuse.report.verify import verify
+
+        checks = verify(args.files)
+        for check in checks:
+            print(f"{check.status:<8} {check.what:<9} {check.path}  {check.detail}")
+        failed = [c for c in checks if c.failed]
+        if failed:
+            raise GateFailed(f"{len(failed)} of {len(checks)} checks failed (first: {failed[0].status} {failed[0].path})")
+        print(f"verified: {len(checks)} checks passed")
+        return 0
+    if args.out is None:
+        raise TreefuseError("pass --out DIR for the report (or --verify to check one)")
+    from treefuse.report.build import write_report
+
+    md_path, html_path = write_report(args.files, args.out, tuple(args.note))
+    print(f"wrote {md_path} and {html_path}")
+    return 0

@@ -1,0 +1,68 @@
+"""`treefuse sweep`: every backend at every resolution on this device, for `treefuse report`."""
+from __future__ import annotations
+
+import argparse
+
+from treefuse.cli.args import add_backend_option, add_json_option
+
+EXAMPLES = """\
+examples:
+  treefuse sweep --backend torch:w.safetensors --backend onnx:m.onnx --sizes 256x256,512x512 --json cpu.json
+  treefuse sweep --backend torch:w.safetensors --backend 'openvino:m.onnx?precision=bf16' \\
+      --sizes 256x256,512x512,720x1280 --images ../shared/data/rain100h-train50 --json cpu.json
+
+Per backend and size: latency percentiles (backends interleaved, so ratios are fair), throughput
+and peak memory. With --images: output PSNR of every backend against the first, and task PSNR.
+Backend options go after '?', comma-separated (quote them in the shell).
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXAMPLES
+    add_backend_option(parser, action="append", required=True)
+    parser.add_argument("--sizes", default="256x256,512x512", metavar="HxW,...",
+                        help="comma-separated resolutions (default 256x256,512x512)")
+    parser.add_argument("--images", metavar="DIR", help="image folder or paired folder for parity and task PSNR")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per backend and size (default 1)")
+    parser.add_argument("--iters", type=int, default=5, help="timed calls per backend and size (default 5)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: library's)")
+    add_json_option(parser, required=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from treefuse.cli.args import parse_size
+    from treefuse.errors import TreefuseError
+    from treefuse.files import write_json_atomic
+    from treefuse.provenance import provenance
+    from treefuse.runtimes.device import device_fingerprint
+    from treefuse.runtimes.parity import image_set
+    from treefuse.runtimes.registry import make_runner
+    from treefuse.runtimes.sweep import run_sweep
+
+    sizes = [parse_size(text) for text in args.sizes.split(",") if text.strip()]
+    if not sizes:
+        raise TreefuseError("--sizes names no size; give e.g. 256x256,512x512")
+    if args.iters < 1 or args.warmup < 0:
+        raise TreefuseError("--iters must be at least 1 and --warmup 0 or more")
+    images = image_set(args.images) if args.images else None
+    runners = [make_runner(spec, threads=args.threads) for spec in args.backend]
+    try:
+        for runner in runners:
+            runner.activate()
+        result = run_sweep(runners, sizes, args.warmup, args.iters, images, labels=args.backend, progress=True)
+    finally:
+        for runner in runners:
+            runner.deactivate()
+    result.update(device=device_fingerprint(args.threads), images_dir=args.images, provenance=provenance())
+    write_json_atomic(args.json, result)
+    _print_summary(result)
+    return 0
+
+
+def _print_summary(result: dict) -> None:
+    for cell in result["cells"]:
+        height, width = cell["size"]
+        print(f"{cell['backend']:<48} {height}x{width:<6} p50 {cell['latency_ms']['p50']:9.2f} ms  "
+              f"x{cell['ratio_to_first_p50']:.3f}  peak RSS {cell['memory']['peak_rss_mib']:.0f} MiB")
+    for row in result.get("parity", []):
+        print(f"{row['backend']:<48} output PSNR vs first: min {row['output_psnr_db']['min']:.2f} dB")

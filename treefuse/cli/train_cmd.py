@@ -1,0 +1,56 @@
+"""`treefuse train`: start, resume or benchmark a training run."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from treefuse.errors import TreefuseError
+
+EXAMPLES = """\
+examples:
+  treefuse train --config quick --out runs/quick                  # shipped config: quick or paper
+  treefuse train --config paper --set optim.steps=20000 --out runs/p1
+  treefuse train --resume runs/p1                                 # continue where it stopped
+  treefuse train --resume runs/p1 --chunk 2000                    # ... for 2000 more steps
+  treefuse train --benchmark                                      # it/s of FP32 vs bf16 and variants
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXAMPLES
+    parser.add_argument("--config", metavar="CFG", help="training config YAML, or a shipped name (quick, paper)")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its newest checkpoint")
+    parser.add_argument("--benchmark", action="store_true",
+                        help="print training it/s of FP32 vs mixed precision and other variants (of --config)")
+    parser.add_argument("--out", metavar="RUN_DIR", help="new run folder (with --config)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. optim.steps=1000 (repeatable)")
+    parser.add_argument("--chunk", type=int, metavar="N", help="stop (with a checkpoint) after N more steps")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--bench-steps", type=int, default=10, metavar="N", help="timed steps per variant (--benchmark)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume and (args.config or args.benchmark):
+        raise TreefuseError("--resume takes no --config or --benchmark: the run folder holds its config")
+    if not (args.config or args.resume or args.benchmark):
+        raise TreefuseError("say what to do: --config CFG --out RUN_DIR, --resume RUN_DIR, or --benchmark")
+    if args.benchmark:
+        from treefuse.train.benchmark import run_benchmark
+        run_benchmark(args.config, args.overrides, steps=args.bench_steps)
+        return 0
+    from treefuse.train.session import resume_session, start_session, train
+    from treefuse.train.train_config import load_train_config
+
+    if args.chunk is not None and args.chunk < 1:
+        raise TreefuseError(f"--chunk must be at least 1, got {args.chunk}")
+    if args.config:
+        if not args.out:
+            raise TreefuseError("--config needs --out RUN_DIR (a new folder for the run)")
+        session = start_session(load_train_config(args.config, args.overrides), args.out)
+    else:
+        session = resume_session(args.resume, args.overrides)
+    summary = train(session, stop_after=args.chunk, progress=not args.no_progress)
+    if session.trainer.world.is_main:
+        print(json.dumps({"run": str(session.run.path), **summary}, sort_keys=True, default=str))
+    return 0
