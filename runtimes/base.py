@@ -22,6 +22,7 @@ class Runner:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.spec = f"{self.kind}:{self.path}"
         self.is_active = False
 
     # -- hooks a backend fills in -------------------------------------------------
@@ -67,11 +68,8 @@ class Runner:
 
     def describe(self) -> dict[str, Any]:
         """What this runner runs, for result files: kind, path, sha256 and backend facts."""
-        return {"kind": self.kind, "path": str(self.path), "sha256": sha256_file(self.path), **self.describe_impl()}
-
-    @property
-    def spec(self) -> str:
-        return f"{self.kind}:{self.path}"
+        return {"kind": self.kind, "spec": self.spec, "path": str(self.path), "sha256": sha256_file(self.path),
+                **self.describe_impl()}
 
     def __enter__(self) -> "Runner":
         return self.activate()

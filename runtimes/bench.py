@@ -48,7 +48,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
     header = f"{'backend':<48} {'p50 ms':>9} {'p90 ms':>9} {'min ms':>9} {'img/s':>8} {'x first':>8}"
     lines = [header, "-" * len(header)]
     for r in results:
-        spec = f"{r['kind']}:{r['path']}"
+        spec = r["spec"]
         spec = spec if len(spec) <= 48 else "…" + spec[-47:]
         lat = r["latency_ms"]
         lines.append(f"{spec:<48} {lat['p50']:>9.2f} {lat['p90']:>9.2f} {lat['min']:>9.2f} "

@@ -55,8 +55,8 @@ def _option_value(text: str) -> object:
 
 def make_runner(spec: str, **options: object) -> Runner:
     """The Runner for a 'KIND:PATH[?key=value,...]' spec (not yet activated); spec options win."""
-    spec, spec_options = split_spec_options(spec)
-    kind, path = parse_backend(spec)
+    base_spec, spec_options = split_spec_options(spec)
+    kind, path = parse_backend(base_spec)
     module_name, class_name, _ = BACKENDS[kind]
     try:
         module = importlib.import_module(module_name)
@@ -74,4 +74,6 @@ def make_runner(spec: str, **options: object) -> Runner:
         known = [name for name in accepted if name not in ("self", "path")]
         raise TreefuseError(f"{kind}: unknown backend option(s) {unknown}; this backend takes {known}")
     options = {k: v for k, v in options.items() if k in accepted}
-    return runner_class(path, **{**options, **spec_options})
+    runner = runner_class(path, **{**options, **spec_options})
+    runner.spec = spec  # as typed, options included: tables tell two options of one artifact apart
+    return runner

@@ -31,13 +31,17 @@ backends are named KIND:PATH, for example:
   onnx:model.onnx              ONNX Runtime
   trt:model.engine             TensorRT (needs a GPU and the tensorrt extra)
   coreml:model.mlpackage       Core ML (runs on Linux through treefuse's own evaluator)
+  openvino:model.onnx          OpenVINO (x86 camera boxes)
+options follow a '?': 'openvino:m.onnx?precision=bf16', 'torch:w.safetensors?device=cuda,dtype=fp16'
 
 the pipeline, from weights to a verified engine:
   treefuse info                                         # where the default weights are
   treefuse export onnx --weights W --out m.onnx         # fold, simplify, check, embed provenance
   treefuse parity --ref torch:W --cand onnx:m.onnx --images DIR --json parity.json
   treefuse bench --backend torch:W --backend onnx:m.onnx --size 512x512 --json bench.json
-  treefuse derain --backend onnx:m.onnx rainy.png --out derained/
+  treefuse derain --backend onnx:m.onnx rainy.png clip.mp4 --tile 512 --out derained/
+  treefuse sweep --backend torch:W --backend onnx:m.onnx --sizes 256x256,512x512 --json cpu.json
+  treefuse report cpu.json gpu.json --out report/ && treefuse report --verify report/report.md
 
 exit codes: 0 ok, 1 a quality gate failed, 2 bad input (one line on stderr says why)
 """
