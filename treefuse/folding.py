@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from treefuse.model import DilatedBlock, Fuse, TreeFusionNet, _combine, fuse_tree
+from treefuse.model import DilatedBlock, Fuse, TreeFusionNet, fuse_tree, fused_block_features
 
 
 def _compose_1x1(fuse_weight_half: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -83,13 +83,7 @@ class FoldedTreeFusionNet(nn.Module):
             self.negated_tail.bias.copy_(-model.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feature = F.relu(self.head(x))
-        block_outputs = []
-        for block in self.blocks:
-            feature = block(feature)
-            block_outputs.append(feature)
-        fused = _combine(block_outputs, self.across_fuses, self.config.across_fusion)
-        return x + self.negated_tail(fused)
+        return x + self.negated_tail(fused_block_features(self, x))
 
 
 def fold(model: TreeFusionNet) -> FoldedTreeFusionNet:

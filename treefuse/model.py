@@ -98,15 +98,24 @@ class TreeFusionNet(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The fused block features the tail reads from."""
-        feature = F.relu(self.head(x))
-        block_outputs = []
-        for block in self.blocks:
-            feature = block(feature)
-            block_outputs.append(feature)
-        return _combine(block_outputs, self.across_fuses, self.config.across_fusion)
+        return fused_block_features(self, x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x - self.tail(self.features(x))
+
+
+def fused_block_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Head, the chain of blocks, then across-block fusion of every block's output.
+
+    Shared by the trained network and its folded inference copy: both have `head`,
+    `blocks`, `across_fuses` and `config`.
+    """
+    feature = F.relu(net.head(x))
+    block_outputs = []
+    for block in net.blocks:
+        feature = block(feature)
+        block_outputs.append(feature)
+    return _combine(block_outputs, net.across_fuses, net.config.across_fusion)
 
 
 def count_parameters(model: nn.Module) -> int:
