@@ -29,6 +29,7 @@ def export_onnx(weights_path: str | Path, out_path: str | Path, *, opset: int = 
         model = onnx.load(str(staged))
         if simplify:
             model = _simplify(model)
+        pin_spatial_dims(model)
         record = provenance(config=loaded.config.to_dict(), source_checkpoint=str(loaded.path),
                             source_sha256=loaded.sha256, folded=folded, opset=opset, precision="fp32",
                             simplified=simplify)
@@ -52,6 +53,32 @@ def set_metadata(model: Any, entries: dict[str, str]) -> None:
 def read_metadata(model: Any) -> dict[str, str]:
     """metadata_props of an ONNX ModelProto as a dict."""
     return {p.key: p.value for p in model.metadata_props}
+
+
+def pin_spatial_dims(model: Any) -> None:
+    """Name every 4-D intermediate's height and width after the input's.
+
+    Every convolution in this network keeps the spatial size (stride 1, same padding), but
+    shape inference invents a new symbol per node, so ONNX Runtime cannot prove that the two
+    inputs of an Add match and leaves them unfused (with reshapes) in its NCHWc layout.
+    Telling it they match lets it fuse Add and ReLU into the convolutions: exact, ~8% faster.
+    """
+    for node in model.graph.node:
+        if node.op_type == "Conv" and not _keeps_spatial_size(node):
+            raise TreefuseError(f"ONNX node {node.name} changes the spatial size; cannot pin dims")
+    for value in model.graph.value_info:
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4:
+            dims[2].dim_param, dims[3].dim_param = DYNAMIC_AXES[2], DYNAMIC_AXES[3]
+
+
+def _keeps_spatial_size(conv: Any) -> bool:
+    import onnx
+
+    attrs = {a.name: onnx.helper.get_attribute_value(a) for a in conv.attribute}
+    kernel, dilations = attrs.get("kernel_shape", [1, 1]), attrs.get("dilations", [1, 1])
+    same = [d * (k - 1) // 2 for k, d in zip(kernel, dilations)]
+    return list(attrs.get("strides", [1, 1])) == [1, 1] and list(attrs.get("pads", [0] * 4)) == same + same
 
 
 def _trace_to_onnx(network: torch.nn.Module, path: Path, opset: int) -> None:

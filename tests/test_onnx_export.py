@@ -37,3 +37,17 @@ def test_failed_export_leaves_nothing(tmp_path):
     with pytest.raises(TreefuseError):
         export_onnx(tmp_path / "bad.safetensors", tmp_path / "out.onnx")
     assert list(tmp_path.iterdir()) == [tmp_path / "bad.safetensors"]
+
+
+def test_spatial_dims_are_pinned_so_ort_fuses_adds(onnx_path, tmp_path):
+    import onnxruntime as ort
+    from collections import Counter
+
+    model = onnx.load(str(onnx_path))
+    spatial = {tuple(d.dim_param for d in v.type.tensor_type.shape.dim[2:]) for v in model.graph.value_info}
+    assert spatial == {("height", "width")}
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    optimized = Counter(node.op_type for node in onnx.load(str(tmp_path / "optimized.onnx")).graph.node)
+    assert optimized["Reshape"] == 0 and optimized["Add"] < 25  # each folded pair's Add fused into its conv
