@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from treefuse.errors import GateFailed, TreefuseError
@@ -57,14 +58,16 @@ def build_parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=help_text, description=help_text,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         command.set_defaults(_module=module_name)
-        if name in _requested_commands():
+        if name == _requested_command():
             _load(module_name).add_arguments(command)
     return parser
 
 
-def _requested_commands() -> set[str]:
-    # Only the command being run (or asked for help) needs its module imported.
-    return {arg for arg in sys.argv[1:] if arg in COMMANDS}
+def _requested_command() -> str | None:
+    # Only the command being run (or asked for help) needs its module imported: the first
+    # positional argument (`treefuse calib info` is calib's, not info's).
+    positional = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    return positional[0] if positional else None
 
 
 def _load(module_name: str):
@@ -96,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     except GateFailed as exc:
         print(f"treefuse: gate failed: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head`: not an error of ours
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except KeyboardInterrupt:
         print("treefuse: interrupted", file=sys.stderr)
         return 130
