@@ -78,12 +78,19 @@ def _sample(path: Path, root: Path, index: int, seed: int, size_hw: tuple[int, i
     return crop, entry
 
 
+def _refuse_overwriting_other_data(out_dir: Path) -> None:
+    # The set is swapped in whole; a folder that is not an old set would be deleted with it.
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir()) and not (out_dir / MANIFEST).is_file()):
+        raise TreefuseError(f"{out_dir} exists and is not a calibration set; choose an empty or new --out folder")
+
+
 def build_calibration_set(images_dir: str | Path, out_dir: str | Path, count: int, size_hw: tuple[int, int],
                           seed: int, synthetic_rain: bool = False) -> Path:
     """Write a calibration set of `count` crops of `size_hw` from `images_dir` to `out_dir`."""
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     if count < 1 or min(size_hw) < 1:
         raise TreefuseError(f"--count and --size must be positive, got count {count} and size {size_hw}")
+    _refuse_overwriting_other_data(out_dir)
     files = source_images(images_dir)
     if len(files) < count:
         raise TreefuseError(f"{images_dir} holds {len(files)} images, fewer than --count {count}; lower --count")

@@ -110,20 +110,20 @@ def plan_engine(onnx_path: str | Path, out_path: str | Path, *, precision: str, 
         if calib_dir is None:
             raise TreefuseError(f"{onnx_path} has no QDQ nodes, so INT8 needs --calib CALIB_DIR "
                                 "(or export an int8 ONNX first)")
-        from treefuse.calib.store import verify_calibration_set
-
-        calib_sha = _verified_sha(calib_dir, verify_calibration_set)
+        calib_sha = _verified_sha(calib_dir)
         int8_source = "calibrator"
         calib_cache = out_path.with_name(f"{out_path.stem}.calib-{calib_sha[:12]}.cache")
     return EnginePlan(onnx_path, out_path, precision, profile, int8_source, Path(calib_dir) if calib_dir else None,
                       calib_sha, calib_cache, Path(timing_cache) if timing_cache else None, metadata)
 
 
-def _verified_sha(calib_dir: str | Path, verify: Any) -> str:
+def _verified_sha(calib_dir: str | Path) -> str:
+    """The hash of an intact calibration set; a changed one is a user error here, not a gate."""
+    from treefuse.calib.store import verify_calibration_set
     from treefuse.errors import GateFailed
 
     try:
-        return verify(calib_dir)["sha256"]
+        return verify_calibration_set(calib_dir)["sha256"]
     except GateFailed as exc:
         raise TreefuseError(f"{exc}; rebuild it with `treefuse calib build`") from None
 

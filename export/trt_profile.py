@@ -1,8 +1,7 @@
-"""Optimization-profile shapes (min/opt/max 1x3xHxW) shared by the TensorRT builder, CLI and runner."""
+"""Optimization-profile shapes (min/opt/max NxCxHxW) for TensorRT builds and the `export trt` CLI."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from treefuse.errors import TreefuseError
 
@@ -43,14 +42,5 @@ class ShapeProfile:
     def from_text(cls, min_text: str, opt_text: str, max_text: str) -> "ShapeProfile":
         return cls(parse_shape(min_text), parse_shape(opt_text), parse_shape(max_text))
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ShapeProfile":
-        return cls(*(tuple(int(d) for d in data[key]) for key in ("min", "opt", "max")))  # type: ignore[arg-type]
-
     def to_dict(self) -> dict[str, list[int]]:
         return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
-
-    def input_constraints(self) -> dict[str, Any]:
-        """The Runner's view: height/width and batch limits."""
-        return {"min_hw": tuple(self.min[2:]), "max_hw": tuple(self.max[2:]),
-                "min_batch": self.min[0], "max_batch": self.max[0]}

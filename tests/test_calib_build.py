@@ -158,3 +158,15 @@ def test_real_synthetic_rain_is_deterministic(images, tmp_path):
     again = load_calibration_set(build_calibration_set(images, tmp_path / "b", 2, (32, 32), 5, synthetic_rain=True))
     assert first.sha256 == again.sha256
     assert {"angle_deg", "density", "seed"} <= set(first.manifest["sources"][0]["rain_params"])
+
+
+def test_rebuild_replaces_a_set_but_never_other_data(images, tmp_path):
+    out = build_calibration_set(images, tmp_path / "c", 2, (16, 16), 0)
+    build_calibration_set(images, out, 3, (16, 16), 0)
+    assert load_calibration_set(out).images.shape[0] == 3
+    precious = tmp_path / "photos"
+    precious.mkdir()
+    (precious / "holiday.png").write_bytes(b"not mine to delete")
+    with pytest.raises(TreefuseError, match="not a calibration set"):
+        build_calibration_set(images, precious, 2, (16, 16), 0)
+    assert (precious / "holiday.png").read_bytes() == b"not mine to delete"

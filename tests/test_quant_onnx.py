@@ -130,10 +130,9 @@ def test_already_quantized_input_is_refused(tiny_onnx, calib_dir, tmp_path):
         quantize_int8(first.path, tmp_path / "again.onnx", calib_dir, log=lambda _: None)
 
 
-@pytest.mark.parametrize("method", ["entropy", "percentile"])
-def test_other_calibration_methods(tiny_onnx, calib_dir, tmp_path, method):
-    result = quantize_int8(tiny_onnx, tmp_path / "m8.onnx", calib_dir, method=method, log=lambda _: None)
-    assert json.loads(metadata(result.path)["treefuse_provenance"])["calibration_method"] == method
+def test_calibration_method_is_recorded(tiny_onnx, calib_dir, tmp_path):
+    result = quantize_int8(tiny_onnx, tmp_path / "m8.onnx", calib_dir, method="percentile", log=lambda _: None)
+    assert json.loads(metadata(result.path)["treefuse_provenance"])["calibration_method"] == "percentile"
 
 
 def test_concat_inputs_share_one_range():
