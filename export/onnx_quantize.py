@@ -5,7 +5,10 @@ QDQ with uint8 activations and symmetric int8 per-channel weights, no reduce_ran
 Runtime then fuses every DQ->Conv->Q into an NHWC QLinearConv on its symmetric-conv kernels.
 Before calibration an exact rewrite removes each Concat that feeds a 1x1 conv
 (onnx_rewrite.py); any other Concat's inputs share one scale so it copies bytes instead of
-requantizing. The node that produces the image (X + residual) stays float.
+requantizing. Two more exact rewrites put the head and tail convs on the symmetric-conv
+kernels too: the 3-channel image is zero-padded to 4 channels for the head, and the 3-channel
+tail computes 16 channels (13 zero filters) of which a Slice keeps 3. The node that produces
+the image (X + residual) stays float.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import numpy as np
 
 from treefuse.calib.store import CalibrationSet
 from treefuse.errors import TreefuseError
-from treefuse.export.onnx_rewrite import split_concat_convs
+from treefuse.export.onnx_rewrite import pad_input_channels, pad_output_channels, split_concat_convs
 from treefuse.files import atomic_path, sha256_file
 from treefuse.provenance import provenance
 
@@ -31,7 +34,8 @@ QUANTIZED_OP_TYPES = ["Conv", "Add", "Concat", "Relu"]
 # 2048 histogram bins searched down to 128 is TensorRT's entropy calibration.
 CALIBRATOR_OPTIONS = {"minmax": {}, "entropy": {"num_bins": 2048, "num_quantized_bins": 128}, "percentile": {}}
 INT8_SETTINGS = {"format": "QDQ", "activations": "uint8 asymmetric", "weights": "int8 symmetric per-channel",
-                 "reduce_range": False, "concat_inputs_share_scale": True, "output_node_in_float": True}
+                 "reduce_range": False, "concat_inputs_share_scale": True, "output_node_in_float": True,
+                 "input_channels_padded_to_multiple_of": 4, "output_channels_padded_to_at_least": 16}
 
 
 def calibration_reader(calibration: CalibrationSet) -> Any:
@@ -225,6 +229,8 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
     paired = load_paired_set(paired_dir, max_pairs, crop) if paired_dir is not None else None
     with tempfile.TemporaryDirectory(prefix="treefuse-int8-") as tmp:
         rewritten, split_count = split_concat_convs(fp32_model)
+        rewritten, padded_count = pad_input_channels(rewritten)
+        rewritten, widened_count = pad_output_channels(rewritten)
         source = Path(tmp) / "rewritten.onnx"
         onnx.save(rewritten, str(source))
         cache = Path(tmp) / "ranges.json"
@@ -246,7 +252,9 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
     stamp(model, fp32_path, "int8", {"calib_sha256": calibration.sha256, "calibration_set": str(calib_dir),
                                      "calibration_method": method, "int8_settings": INT8_SETTINGS,
                                      "float_layers": float_layers, "task": task,
-                                     "rewrites": {"concat_1x1_conv_split": split_count}})
+                                     "rewrites": {"concat_1x1_conv_split": split_count,
+                                                  "input_channel_pad": padded_count,
+                                                  "output_channel_pad": widened_count}})
     report_path = sensitivity_path_for(out_path) if report is not None else None
     with contextlib.ExitStack() as stack:
         staged = stack.enter_context(atomic_path(out_path))

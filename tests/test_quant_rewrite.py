@@ -1,4 +1,4 @@
-"""The Concat -> 1x1 Conv split is exact and leaves other graphs alone."""
+"""The Concat -> 1x1 Conv split and the channel pads are exact and leave other graphs alone."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from treefuse.export.onnx_rewrite import split_concat_convs
+from treefuse.export.onnx_rewrite import pad_input_channels, pad_output_channels, split_concat_convs
 
 
 def concat_conv_model(kernel: int = 1, extra_consumer: bool = False) -> onnx.ModelProto:
@@ -56,4 +56,42 @@ def test_treefuse_export_is_rewritten_exactly(onnx_path):
     expected = run(model, x)
     rewritten, count = split_concat_convs(model)
     assert count == 15  # 8 upper within-block fuses + 7 across-block fuses of the paper's model
+    rewritten, padded = pad_input_channels(rewritten)
+    assert padded == 1  # the head conv reads the 3-channel image
+    rewritten, widened = pad_output_channels(rewritten)
+    assert widened == 1  # the tail writes 3 channels
+    onnx.checker.check_model(rewritten)
     np.testing.assert_allclose(run(rewritten, x), expected, atol=1e-5)
+
+
+def test_input_pad_is_exact_and_reaches_multiple_of_four():
+    x = np.random.default_rng(3).random((1, 3, 12, 10), dtype=np.float32)
+    expected = run(concat_conv_model(), x)
+    rewritten, count = pad_input_channels(concat_conv_model())
+    onnx.checker.check_model(rewritten)
+    weights = {i.name: numpy_helper.to_array(i) for i in rewritten.graph.initializer}
+    assert count == 2 and weights["wa"].shape[1] == weights["wb"].shape[1] == 4
+    assert [n.op_type for n in rewritten.graph.node].count("Pad") == 1  # one pad shared by both convs
+    np.testing.assert_allclose(run(rewritten, x), expected, atol=1e-5)
+
+
+def test_input_pad_leaves_aligned_inputs_alone():
+    model = concat_conv_model()
+    model.graph.input[0].type.tensor_type.shape.dim[1].dim_value = 4
+    for init in model.graph.initializer:
+        if init.name in ("wa", "wb"):
+            array = numpy_helper.to_array(init)
+            init.CopyFrom(numpy_helper.from_array(np.concatenate([array, array[:, :1]], axis=1), init.name))
+    rewritten, count = pad_input_channels(model)
+    assert count == 0 and not any(n.op_type == "Pad" for n in rewritten.graph.node)
+
+
+def test_output_pad_is_exact_and_widens_narrow_convs_only():
+    x = np.random.default_rng(4).random((1, 3, 12, 10), dtype=np.float32)
+    expected = run(concat_conv_model(), x)
+    rewritten, count = pad_output_channels(concat_conv_model())
+    onnx.checker.check_model(rewritten)
+    weights = {i.name: numpy_helper.to_array(i) for i in rewritten.graph.initializer}
+    assert count == 3 and {weights[name].shape[0] for name in ("wa", "wb", "wf", "bf")} == {16}
+    np.testing.assert_allclose(run(rewritten, x), expected, atol=1e-5)
+    assert pad_output_channels(rewritten)[1] == 0
