@@ -12,7 +12,8 @@ from treefuse.train.benchmark import run_benchmark
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="paper")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     args = parser.parse_args()
-    run_benchmark(args.config, args.overrides, steps=args.steps)
+    run_benchmark(args.config, args.overrides, steps=args.steps, rounds=args.rounds)

@@ -24,6 +24,7 @@ def test_paper_config_is_the_papers_recipe():
 def test_overrides_are_applied_and_typed():
     config = load_train_config("quick", ["optim.steps=12", "optim.lr=1", "model.blocks=2", "data.train_dirs=[a, b]"])
     assert config.optim.steps == 12 and config.optim.lr == 1.0 and isinstance(config.optim.lr, float)
+    assert load_train_config("quick", ["optim.lr=1e-4"]).optim.lr == 1e-4
     assert config.model.blocks == 2 and config.data.train_dirs == ("a", "b")
 
 
@@ -31,6 +32,7 @@ def test_overrides_are_applied_and_typed():
     ("optim.stepz=3", "unknown key"),
     ("nosection.x=1", "unknown key"),
     ("optim.steps=many", "must be int"),
+    ("optim.lr=fast", "must be float"),
     ("optim.steps=0", "at least 1"),
     ("speed.precision=fp8", "precision"),
     ("data.synthetic_fraction=2", "between 0 and 1"),
@@ -57,3 +59,23 @@ def test_set_dotted_refuses_descending_into_a_value():
     data = {"optim": {"steps": 3}}
     with pytest.raises(TreefuseError, match="not a config section"):
         set_dotted(data, "optim.steps.x=1")
+
+
+def test_precision_auto_follows_the_hardware_and_fp16_needs_cuda():
+    import torch
+
+    from treefuse.train.trainer import cpu_has_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_bf16() else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32"
+    with pytest.raises(TreefuseError, match="fp16 needs a CUDA device"):
+        resolve_precision("fp16", cpu)
+
+
+def test_learning_rate_steps_down_at_the_milestones():
+    from treefuse.train.trainer import learning_rate
+
+    config = load_train_config("paper")
+    rates = [learning_rate(config, s) for s in (0, 99_999, 100_000, 199_999, 200_000, 299_999)]
+    assert rates == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4, 1e-5, 1e-5])

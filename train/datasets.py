@@ -18,7 +18,7 @@ import numpy as np
 
 from treefuse.errors import TreefuseError
 from treefuse.files import sha256_file
-from treefuse.images import list_images, read_image
+from treefuse.images import is_image_path, list_images, read_image
 
 LAYOUTS = ("paired", "rain100h", "rain1400", "side_by_side")
 
@@ -60,8 +60,7 @@ def parse_range(text: str) -> list[tuple[int, int]]:
 def select(pairs: list[PairFiles], text: str) -> list[PairFiles]:
     """The pairs whose number falls in the range `text`."""
     spans = parse_range(text)
-    chosen = [p for p in pairs if not spans or any(lo <= p.number <= hi for lo, hi in spans)]
-    return chosen
+    return [p for p in pairs if not spans or any(lo <= p.number <= hi for lo, hi in spans)]
 
 
 def _number(stem: str, path: Path) -> int:
@@ -141,6 +140,7 @@ def find_pairs(spec: str) -> list[PairFiles]:
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
+    """[0, 1] floats back to the 8-bit values they were decoded from."""
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
@@ -175,8 +175,7 @@ def clean_photo_files(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise TreefuseError(f"clean-photo folder not found: {folder}")
-    photos = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in
-                    (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"))
+    photos = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
     if not photos:
         raise TreefuseError(f"clean-photo folder {folder} holds no images")
     return photos

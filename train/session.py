@@ -147,6 +147,7 @@ def describe_device(device: torch.device) -> str:
 
 
 def write_weights(session: Session, path: Path, elapsed_s: float, kind: str) -> None:
+    """Save the trainer's model as treefuse weights with the run's provenance."""
     trainer = session.trainer
     save_weights(trainer.model, path, kind=kind, config=session.config.to_dict(),
                  data_manifest_sha256=trainer.data.manifest_sha256, steps=trainer.step,

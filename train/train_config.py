@@ -134,6 +134,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         return tuple(_coerce(item, item_type, key) for item in value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if hint is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML 1.1 reads `1e-4` (no dot) as a string
+        except ValueError:
+            pass
     if hint is str and value is None:
         return ""
     if hint is str and isinstance(value, (int, float)) and not isinstance(value, bool):
