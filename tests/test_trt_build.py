@@ -140,6 +140,7 @@ def test_profile_order_is_checked():
 
 def test_real_polygraphy_calibrator_cache_round_trip(monkeypatch, tmp_path):
     # Polygraphy's own Calibrator class, subclassing a stand-in TensorRT base: cache I/O is pure Python.
+    pytest.importorskip("polygraphy", reason="polygraphy is not installed (pip install 'treefuse[test]')")
     fake_trt = fake_tensorrt_module()
     monkeypatch.setitem(sys.modules, "tensorrt", fake_trt)
     from polygraphy.backend.trt import Calibrator
