@@ -21,22 +21,46 @@ def _compose_1x1(fuse_weight_half: torch.Tensor, kernel: torch.Tensor) -> torch.
     return torch.einsum("om,mikl->oikl", fuse_weight_half[:, :, 0, 0], kernel)
 
 
+def fold_pair(kernel: torch.Tensor, kernel_bias: torch.Tensor, fuse_weight: torch.Tensor,
+              fuse_bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(Wa∘K, Wb∘K, bias) of the two dilated convs equal to one first-level fuse; differentiable."""
+    channels = kernel.shape[0]
+    half_a, half_b = fuse_weight[:, :channels], fuse_weight[:, channels:]
+    bias = (half_a + half_b)[:, :, 0, 0] @ kernel_bias + fuse_bias
+    return _compose_1x1(half_a, kernel), _compose_1x1(half_b, kernel), bias
+
+
+def folded_block_forward(block: DilatedBlock, x: torch.Tensor) -> torch.Tensor:
+    """A block's output with its first-level fuses folded, from its live parameters (for training)."""
+    dilations = list(block.dilations)
+    pair_count = len(dilations) // 2
+    level = []
+    for j in range(pair_count):
+        weight_a, weight_b, bias = fold_pair(block.conv.weight, block.conv.bias, block.fuses[j].conv.weight,
+                                             block.fuses[j].conv.bias)
+        da, db = dilations[2 * j], dilations[2 * j + 1]
+        level.append(F.relu(F.conv2d(x, weight_a, None, padding=da, dilation=da)
+                            + F.conv2d(x, weight_b, bias, padding=db, dilation=db)))
+    if len(dilations) % 2:
+        d = dilations[-1]
+        level.append(F.conv2d(x, block.conv.weight, block.conv.bias, padding=d, dilation=d))
+    fused = fuse_tree(level, lambda i, a, b: block.fuses[pair_count + i](a, b))
+    return F.relu(fused + x)
+
+
 class FoldedPair(nn.Module):
     """ReLU(conv_da(x; Wa∘K) + conv_db(x; Wb∘K) + bias): one folded first-level fuse."""
 
     def __init__(self, block: DilatedBlock, fuse: Fuse, dilation_a: int, dilation_b: int) -> None:
         super().__init__()
         channels = block.conv.out_channels
-        fuse_w, fuse_b = fuse.conv.weight.detach(), fuse.conv.bias.detach()
-        kernel, kernel_b = block.conv.weight.detach(), block.conv.bias.detach()
-        half_a, half_b = fuse_w[:, :channels], fuse_w[:, channels:]
-        self.dilation_a, self.dilation_b = dilation_a, dilation_b
         self.conv_a = nn.Conv2d(channels, channels, 3, padding=dilation_a, dilation=dilation_a, bias=False)
         self.conv_b = nn.Conv2d(channels, channels, 3, padding=dilation_b, dilation=dilation_b)
         with torch.no_grad():
-            self.conv_a.weight.copy_(_compose_1x1(half_a, kernel))
-            self.conv_b.weight.copy_(_compose_1x1(half_b, kernel))
-            self.conv_b.bias.copy_((half_a + half_b)[:, :, 0, 0] @ kernel_b + fuse_b)
+            weight_a, weight_b, bias = fold_pair(block.conv.weight, block.conv.bias, fuse.conv.weight, fuse.conv.bias)
+            self.conv_a.weight.copy_(weight_a)
+            self.conv_b.weight.copy_(weight_b)
+            self.conv_b.bias.copy_(bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.conv_a(x) + self.conv_b(x))

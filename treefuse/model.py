@@ -104,16 +104,17 @@ class TreeFusionNet(nn.Module):
         return x - self.tail(self.features(x))
 
 
-def fused_block_features(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+def fused_block_features(net: nn.Module, x: torch.Tensor,
+                         run_block: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Head, the chain of blocks, then across-block fusion of every block's output.
 
-    Shared by the trained network and its folded inference copy: both have `head`,
-    `blocks`, `across_fuses` and `config`.
+    Shared by the trained network, its folded inference copy and the folded training pass
+    (which passes `run_block`): all have `head`, `blocks`, `across_fuses` and `config`.
     """
     feature = F.relu(net.head(x))
     block_outputs = []
     for block in net.blocks:
-        feature = block(feature)
+        feature = run_block(block, feature) if run_block else block(feature)
         block_outputs.append(feature)
     return _combine(block_outputs, net.across_fuses, net.config.across_fusion)
 
