@@ -56,3 +56,10 @@ def test_cuda_options_match_cpu_fp32(weights_path, image, options):
     with make_runner(f"torch:{weights_path}?device=cuda,{options}") as runner:
         first, second = runner.infer(image), runner.infer(image)  # a CUDA graph is captured, then replayed
     assert np.abs(first - reference).max() < 0.05 and np.array_equal(first, second)
+
+
+def test_fold_option_runs_the_exactly_folded_network(weights_path):
+    batch = np.random.default_rng(3).random((1, 3, 24, 40), dtype=np.float32)
+    with make_runner(f"torch:{weights_path}") as plain, make_runner(f"torch:{weights_path}?fold=true") as folded:
+        assert np.abs(plain.infer(batch) - folded.infer(batch)).max() < 1e-5
+        assert folded.describe()["fold"] is True
