@@ -67,8 +67,34 @@ def shipped_onnx(shipped_weights, tmp_path_factory) -> Path:
     return export_onnx(shipped_weights, tmp_path_factory.mktemp("onnx") / "shipped.onnx")
 
 
+@pytest.fixture(scope="session")
+def image() -> np.ndarray:
+    """A 1x3x32x48 float32 batch in [0, 1] for runner tests."""
+    return np.random.default_rng(0).random((1, 3, 32, 48), dtype=np.float32)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not present at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_coreml_weights(tmp_path_factory) -> Path:
+    """A 4-channel, 2-block model: Core ML conversions of it take seconds."""
+    import torch
+
+    torch.manual_seed(1)  # the tamper test flips a head weight byte that matters for this init
+    path = tmp_path_factory.mktemp("coreml_weights") / "tiny.safetensors"
+    return save_weights(TreeFusionNet(ModelConfig(channels=4, blocks=2)), path)
+
+
+@pytest.fixture(scope="session")
+def fp16_package(tiny_coreml_weights, tmp_path_factory) -> Path:
+    """One FP16 Core ML package shared by the export and runner tests (converted once)."""
+    pytest.importorskip("coremltools", reason="coremltools is not installed (pip install 'treefuse[coreml]')")
+    from coreml_fixtures import RANGE
+    from treefuse.export.coreml_export import export_coreml
+
+    return export_coreml(tiny_coreml_weights, tmp_path_factory.mktemp("coreml_fp16") / "m.mlpackage", "fp16", **RANGE)

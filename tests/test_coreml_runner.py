@@ -25,19 +25,7 @@ from treefuse.runtimes.coreml_mil import WEIGHTS_DIR, load_program  # noqa: E402
 from treefuse.runtimes.coreml_runner import CoreMLRunner  # noqa: E402
 from treefuse.runtimes.torch_runner import TorchRunner  # noqa: E402
 
-RANGE = dict(min_hw=(16, 16), max_hw=(256, 256))
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(1)
-    path = tmp_path_factory.mktemp("coreml_weights") / "tiny.safetensors"
-    return save_weights(TreeFusionNet(ModelConfig(channels=4, blocks=2)), path)
-
-
-@pytest.fixture(scope="module")
-def fp16_package(weights, tmp_path_factory):
-    return export_coreml(weights, tmp_path_factory.mktemp("coreml_fp16") / "m.mlpackage", "fp16", **RANGE)
+from coreml_fixtures import RANGE  # noqa: E402
 
 
 @pytest.fixture()
@@ -54,34 +42,34 @@ def run(spec_path, batch, runner_class=CoreMLRunner):
         return runner.infer(batch)
 
 
-def test_fp16_package_matches_pytorch_above_45_db(fp16_package, weights, batch):
+def test_fp16_package_matches_pytorch_above_45_db(fp16_package, tiny_coreml_weights, batch):
     output = run(fp16_package, batch)
     assert output.shape == batch.shape and output.dtype == np.float32
-    assert psnr(output, run(weights, batch, TorchRunner)) >= 45.0
+    assert psnr(output, run(tiny_coreml_weights, batch, TorchRunner)) >= 45.0
     # FP16 compute is really FP16: it differs from FP32 by more than float32 rounding.
-    assert np.abs(output - run(weights, batch, TorchRunner)).max() > 1e-5
+    assert np.abs(output - run(tiny_coreml_weights, batch, TorchRunner)).max() > 1e-5
 
 
 @pytest.mark.slow
-def test_fp32_package_matches_pytorch_to_float_rounding(weights, batch, tmp_path):
-    package = export_coreml(weights, tmp_path / "fp32.mlpackage", "fp32", **RANGE)
-    assert np.abs(run(package, batch) - run(weights, batch, TorchRunner)).max() < 1e-4
+def test_fp32_package_matches_pytorch_to_float_rounding(tiny_coreml_weights, batch, tmp_path):
+    package = export_coreml(tiny_coreml_weights, tmp_path / "fp32.mlpackage", "fp32", **RANGE)
+    assert np.abs(run(package, batch) - run(tiny_coreml_weights, batch, TorchRunner)).max() < 1e-4
 
 
-def test_w8a8_package_is_calibrated_and_its_quantize_ops_run_close_to_pytorch(weights, batch, tmp_path):
+def test_w8a8_package_is_calibrated_and_its_quantize_ops_run_close_to_pytorch(tiny_coreml_weights, batch, tmp_path):
     rng = np.random.default_rng(1)
     calibration = type("Calibration", (), {"images": rng.random((4, 3, 32, 48), dtype=np.float32), "sha256": "ab" * 32})
-    package = export_coreml(weights, tmp_path / "w8a8.mlpackage", "w8a8", calibration=calibration, **RANGE)
+    package = export_coreml(tiny_coreml_weights, tmp_path / "w8a8.mlpackage", "w8a8", calibration=calibration, **RANGE)
     program = load_program(package)
     assert program.metadata()["treefuse.calibration_sha256"] == "ab" * 32
     assert program.spec.specificationVersion == 8  # iOS17
     assert {"quantize", "dequantize", "constexpr_affine_dequantize"} <= {op.op_type for op in program.main.operations}
     output = run(package, batch)
-    reference = run(weights, batch, TorchRunner)
+    reference = run(tiny_coreml_weights, batch, TorchRunner)
     assert 30.0 <= psnr(output, reference) < 80.0  # close, but 8-bit activations are not exact
     # The evaluator reproduces the torch fake-quantized model the package was converted from
     # (up to an FP16 rounding that moves a value across an 8-bit step here and there).
-    fake_quantized = quantize_w8a8(fold(load_weights(weights).model), calibration_from(calibration),
+    fake_quantized = quantize_w8a8(fold(load_weights(tiny_coreml_weights).model), calibration_from(calibration),
                                    torch.from_numpy(batch[:1]))
     with torch.no_grad():
         simulated = fake_quantized(torch.from_numpy(batch)).numpy()
@@ -104,13 +92,13 @@ def test_output_comes_from_the_package_weight_file(fp16_package, tmp_path, batch
     assert not np.allclose(run(tampered, batch), run(fp16_package, batch))
 
 
-def test_parity_exits_1_on_a_tampered_weight_file(fp16_package, weights, tmp_path):
+def test_parity_exits_1_on_a_tampered_weight_file(fp16_package, tiny_coreml_weights, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     for i in range(2):
         pixels = np.random.default_rng(i).integers(0, 256, size=(32, 48, 3), dtype=np.uint8)
         Image.fromarray(pixels).save(images / f"{i}.png")
-    args = ["parity", "--ref", f"torch:{weights}", "--images", str(images)]
+    args = ["parity", "--ref", f"torch:{tiny_coreml_weights}", "--images", str(images)]
     assert main([*args, "--cand", f"coreml:{fp16_package}", "--min-psnr", "45"]) == 0
     tampered = tmp_path / "tampered.mlpackage"
     shutil.copytree(fp16_package, tampered)

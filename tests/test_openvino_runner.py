@@ -7,15 +7,7 @@ from treefuse.runtimes.registry import make_runner
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'treefuse[openvino]')")
 
-
-@pytest.fixture(scope="module")
-def image():
-    return np.random.default_rng(0).random((1, 3, 32, 48), dtype=np.float32)
-
-
-def _run(spec, batch):
-    with make_runner(spec) as runner:
-        return runner.infer(batch), runner.describe()
+from backend_helpers import run_backend as _run  # noqa: E402
 
 
 def test_fp32_matches_onnx_runtime(onnx_path, image):

@@ -8,15 +8,7 @@ from treefuse.runtimes.registry import make_runner
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 
-
-@pytest.fixture(scope="module")
-def image():
-    return np.random.default_rng(0).random((1, 3, 32, 48), dtype=np.float32)
-
-
-def _run(spec, batch):
-    with make_runner(spec) as runner:
-        return runner.infer(batch), runner.describe()
+from backend_helpers import run_backend as _run  # noqa: E402
 
 
 def test_cpu_fp32_default_is_unchanged(weights_path, image):
