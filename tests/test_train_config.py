@@ -38,6 +38,8 @@ def test_overrides_are_applied_and_typed():
     ("data.synthetic_fraction=2", "between 0 and 1"),
     ("model.within_fusion=max", "within_fusion"),
     ("optim.steps", "key=value"),
+    ("data.synthetic_pool=-1", "synthetic_pool must be 0 or more"),
+    ("speed.data_on_device=true", "needs pre-rendered synthetic rain"),
 ])
 def test_bad_overrides_are_one_line_errors(override, words):
     with pytest.raises(TreefuseError, match=words) as info:

@@ -7,9 +7,11 @@ from treefuse.config import ModelConfig
 from treefuse.errors import TreefuseError
 from treefuse.model import TreeFusionNet
 from treefuse.train.datasets import ImagePair
+from treefuse.train.device_patches import DevicePatchSampler
 from treefuse.train.folded_forward import FoldedTraining
 from treefuse.train.losses import derain_loss
 from treefuse.train.patches import PatchSampler
+from treefuse.train.synthetic_pool import render_pool
 
 RNG = np.random.default_rng(0)
 
@@ -80,3 +82,56 @@ def test_data_parallel_ranks_get_different_batches():
     sampler = _sampler([_pair("a"), _pair("b")])
     assert not np.array_equal(sampler.batch(2, rank=0)[0], sampler.batch(2, rank=1)[0])
     assert np.array_equal(sampler.batch(2, rank=1)[0], sampler.batch(2, rank=1)[0])
+
+
+def _pooled_sampler(flips=True, synthetic=0.4):
+    photos = [RNG.integers(0, 256, (70, 64, 3), dtype=np.uint8), RNG.integers(0, 256, (90, 120, 3), dtype=np.uint8)]
+    pool = render_pool(photos, 6, 48, 0.5, seed=3, progress=False)
+    pairs = [_pair("a"), ImagePair("b", *RNG.integers(0, 256, (2, 33, 70, 3), dtype=np.uint8))]
+    return PatchSampler(pairs, photos, 24, 7, synthetic, 0.5, flips, 0, pool)
+
+
+def test_pool_is_a_function_of_seed_and_index_and_rainy():
+    photos = [RNG.integers(0, 256, (70, 64, 3), dtype=np.uint8)]
+    pool = render_pool(photos, 3, 48, 1.0, seed=3, progress=False)
+    again = render_pool(photos, 4, 48, 1.0, seed=3, progress=False)
+    assert all(np.array_equal(a.rain, b.rain) for a, b in zip(pool, again))
+    assert not np.array_equal(pool[0].rain, render_pool(photos, 1, 48, 1.0, seed=4, progress=False)[0].rain)
+    assert pool[0].rain.shape == (48, 48, 3) and pool[0].rain.dtype == np.uint8
+    assert all((p.rain != p.clean).any() for p in pool)
+
+
+def test_pooled_batches_come_from_pool_and_pairs():
+    sampler = _pooled_sampler()
+    draws = [d for step in range(20) for d in sampler.draws(step)]
+    assert {d.index < len(sampler.pairs) for d in draws} == {True, False}
+    assert all(0 <= d.index < len(sampler.banks()) for d in draws)
+
+
+def test_live_rendering_cannot_be_planned():
+    with pytest.raises(TreefuseError, match="synthetic_pool"):
+        _sampler([_pair("a")], [RNG.integers(0, 256, (80, 80, 3), dtype=np.uint8)], 0.5).draws(0)
+
+
+@pytest.mark.parametrize("flips,synthetic", [(True, 0.4), (False, 0.4), (True, 0.0), (True, 1.0)])
+def test_device_sampler_cuts_the_host_batches_bit_for_bit(flips, synthetic):
+    sampler = _pooled_sampler(flips, synthetic)
+    on_device = DevicePatchSampler(sampler, torch.device("cpu"))
+    for step, rank in [(0, None), (5, None), (5, 1), (11, 0)]:
+        host_rainy, host_clean = sampler.batch(step, rank)
+        rainy, clean = on_device.batch(step, rank)
+        assert rainy.dtype == torch.float32 and rainy.is_contiguous(memory_format=torch.channels_last)
+        assert np.array_equal(rainy.numpy(), host_rainy) and np.array_equal(clean.numpy(), host_clean)
+
+
+def test_device_sampler_refuses_live_rendering():
+    sampler = _sampler([_pair("a")], [RNG.integers(0, 256, (80, 80, 3), dtype=np.uint8)], 0.5)
+    with pytest.raises(TreefuseError, match="data.synthetic_pool"):
+        DevicePatchSampler(sampler, torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_device_sampler_on_cuda_matches_the_host():
+    sampler = _pooled_sampler()
+    rainy, clean = DevicePatchSampler(sampler, torch.device("cuda")).batch(4)
+    assert np.array_equal(rainy.cpu().numpy(), sampler.batch(4)[0])

@@ -1,4 +1,5 @@
 """End-to-end training runs on a tiny config: exact resume, run-folder contents, bad input."""
+import hashlib
 import json
 import os
 import signal
@@ -16,7 +17,8 @@ from safetensors.torch import load_file
 
 from treefuse.checkpoint import load_weights
 from treefuse.cli import main
-from treefuse.train.session import resume_session, start_session, train
+from treefuse.errors import TreefuseError
+from treefuse.train.session import learning_sections_sha256, resume_session, start_session, train
 from treefuse.train.train_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,8 +46,8 @@ def data(tmp_path):
     return folder, photos
 
 
-def tiny_config(data, steps=6, **sections):
-    folder, photos = data
+def tiny_config(folders, steps=6, **sections):
+    folder, photos = folders
     raw = {
         "model": {"channels": 4, "blocks": 2},
         "data": {"train_dirs": [str(folder)], "train_range": "001-003", "synthetic_dir": str(photos),
@@ -105,6 +107,49 @@ def test_resume_in_chunks_matches_one_run(tmp_path, data, speed):
     for _ in range(2):
         train(resume_session(tmp_path / "chunks", []), stop_after=2, progress=False)
     assert_identical(tmp_path / "whole" / "final.safetensors", tmp_path / "chunks" / "final.safetensors")
+
+
+def test_patches_cut_on_the_device_train_the_same_weights(tmp_path, data):
+    pooled = {"synthetic_pool": 3}
+    config = tiny_config(data, data=pooled)
+    train(start_session(config, tmp_path / "host"), progress=False)
+    on_device = tiny_config(data, data=pooled, speed={"device": "cpu", "precision": "fp32", "threads": 1,
+                                                      "data_on_device": True})
+    train(start_session(on_device, tmp_path / "device"), stop_after=3, progress=False)
+    train(resume_session(tmp_path / "device", ["speed.data_on_device=false"]), progress=False)
+    assert_identical(tmp_path / "host" / "final.safetensors", tmp_path / "device" / "final.safetensors")
+    live = tmp_path / "live"
+    train(start_session(tiny_config(data), live), progress=False)  # per-patch rendering: other batches
+    assert not torch.equal(weights(live / "final.safetensors")["head.weight"],
+                           weights(tmp_path / "host" / "final.safetensors")["head.weight"])
+
+
+def test_cuda_graph_on_the_cpu_is_a_one_line_refusal(tmp_path, data):
+    config = tiny_config(data, speed={"device": "cpu", "precision": "fp32", "cuda_graph": True})
+    with pytest.raises(TreefuseError, match="speed.cuda_graph needs a CUDA device"):
+        start_session(config, tmp_path / "run")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device; none on this machine")
+def test_cuda_graph_step_trains_like_the_eager_step_and_resumes(tmp_path, data):
+    cuda = {"device": "cuda", "precision": "fp32", "data_on_device": True}
+    pooled = {"synthetic_pool": 3}
+    train(start_session(tiny_config(data, data=pooled, speed=cuda), tmp_path / "eager"), progress=False)
+    graphed = tiny_config(data, data=pooled, speed={**cuda, "cuda_graph": True})
+    train(start_session(graphed, tmp_path / "graph"), stop_after=3, progress=False)
+    train(resume_session(tmp_path / "graph", []), progress=False)
+    eager, captured = weights(tmp_path / "eager" / "final.safetensors"), weights(tmp_path / "graph" / "final.safetensors")
+    for name in eager:
+        assert torch.allclose(eager[name], captured[name], atol=1e-5), name
+
+
+def test_runs_from_before_synthetic_pool_existed_still_resume(data):
+    config = tiny_config(data)
+    learned = {k: v for k, v in config.to_dict().items() if k not in ("speed", "run")}
+    del learned["data"]["synthetic_pool"]
+    before = hashlib.sha256(json.dumps(learned, sort_keys=True).encode()).hexdigest()
+    assert learning_sections_sha256(config) == before
+    assert learning_sections_sha256(tiny_config(data, data={"synthetic_pool": 2})) != before
 
 
 def test_run_folder_contents_and_provenance(tmp_path, data):
@@ -251,3 +296,6 @@ def test_benchmark_prints_fp32_and_bf16_side_by_side(capsys):
     assert "device:" in out and "cpu bf16:" in out
     rates = {line.split("  ")[1].strip(): line for line in out.splitlines() if "it/s" in line}
     assert {"fp32", "bf16", "bf16 fold channels_last"} <= set(rates)
+    cuts = [line for line in out.splitlines() if line.endswith(" ms")]
+    assert len(cuts) == 4 and "cpu, 50% from a rendered pool" in out
+    assert all(float(line.split()[-2]) > 0 for line in cuts)

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import torch
 
+from treefuse.train.data_benchmark import time_batch_paths
 from treefuse.train.datasets import ImagePair
 from treefuse.train.patches import PatchSampler
 from treefuse.train.session import describe_device
@@ -72,7 +73,9 @@ def run_benchmark(config_path: str | None, overrides: list[str], steps: int = 10
     variants = list(VARIANTS)
     if device.type == "cuda":
         variants += [("fp16 fold", {"precision": "fp16", "fold": True}),
-                     ("bf16 fold compile", {"precision": "bf16", "fold": True, "compile": True})]
+                     ("bf16 fold compile", {"precision": "bf16", "fold": True, "compile": True}),
+                     ("bf16 fold channels_last cuda_graph",
+                      {"precision": "bf16", "fold": True, "channels_last": True, "cuda_graph": True})]
     print(f"model: {config.model.blocks} blocks x {config.model.channels} ch; batch {config.data.batch_size} "
           f"of {config.data.patch_size}x{config.data.patch_size}; best of {rounds} rounds of {steps} timed steps")
     original_threads = torch.get_num_threads()
@@ -90,6 +93,10 @@ def run_benchmark(config_path: str | None, overrides: list[str], steps: int = 10
     rows = list(best.items())
     for label, rate in rows:
         print(f"  {label:<34} {rate:7.2f} it/s   {rate / rows[0][1]:5.2f}x fp32", flush=True)
+    print(f"cutting one batch of {config.data.batch_size} (ms; beside a step of {1000 / max(best.values()):.0f} ms "
+          "at the fastest variant):")
+    for label, ms in time_batch_paths(config, device):
+        print(f"  {label:<34} {ms:7.2f} ms", flush=True)
     torch.set_num_threads(original_threads)
     return rows
 

@@ -18,11 +18,17 @@ from treefuse.train.ddp import World, join, leave, world_from_env
 from treefuse.train.datasets import clean_photo_files, load_pairs, load_photos, manifest
 from treefuse.train.patches import PatchSampler
 from treefuse.train.run_dir import RunDir
+from treefuse.train.synthetic_pool import render_pool
 from treefuse.train.train_config import TrainConfig, set_dotted
 from treefuse.train.trainer import Trainer, TrainingData, learning_rate, pick_device
 
 # Sections that only change how fast a step runs or how often the run reports; may differ on resume.
 RESUMABLE_SECTIONS = ("speed", "run")
+# Keys added after runs existed, with the value that means "as before": left out of the config hash
+# at that value, so older runs still resume.
+LATER_KEYS_AS_BEFORE = {("data", "synthetic_pool"): 0}
+# Pool images are twice the patch side, so patches cut from them still vary in position.
+POOL_CROP_FACTOR = 2
 
 
 @dataclass
@@ -52,14 +58,19 @@ def load_training_data(config: TrainConfig) -> tuple[TrainingData, dict[str, Any
         "train_rain": [f.rain for f in pair_files], "train_clean": [f.clean for f in pair_files],
         "synthetic_clean": photo_files, "validation": [p for f in validation_files for p in (f.rain, f.clean)],
         "init_weights": [Path(config.optim.init_weights)] if config.optim.init_weights else []})
+    pool = render_pool(photos, data.synthetic_pool, POOL_CROP_FACTOR * data.patch_size, data.heavy_fraction,
+                       config.optim.seed) if data.synthetic_pool and data.synthetic_fraction > 0.0 else ()
     sampler = PatchSampler(pairs, photos, data.patch_size, data.batch_size, data.synthetic_fraction,
-                           data.heavy_fraction, data.flips, config.optim.seed)
+                           data.heavy_fraction, data.flips, config.optim.seed, pool)
     return TrainingData(sampler, validation, digest), record
 
 
 def learning_sections_sha256(config: TrainConfig) -> str:
     """Hash of the config sections that decide what is learned."""
     learned = {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_SECTIONS}
+    for (section, key), as_before in LATER_KEYS_AS_BEFORE.items():
+        if learned[section].get(key) == as_before:
+            del learned[section][key]
     return hashlib.sha256(json.dumps(learned, sort_keys=True).encode()).hexdigest()
 
 

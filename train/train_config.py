@@ -26,6 +26,7 @@ class DataConfig:
     synthetic_dir: str = "../shared/data/clean"  # clean photos to rain on ("" = none)
     synthetic_fraction: float = 0.5  # share of each batch with synthetic rain
     heavy_fraction: float = 0.6  # share of synthetic patches with heavy (Rain100H-like) rain
+    synthetic_pool: int = 0  # render rain once on this many photo crops and sample those (0: render per patch)
     val_dir: str = "../shared/data/rain100h-train50"  # "" = no validation
     val_range: str = "041-050"
     val_name: str = "rain100h-train50:041-050"
@@ -58,6 +59,8 @@ class SpeedConfig:
     fold: bool = False  # compute each first-level fuse folded into the dilated convs
     compile: bool = False
     threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    data_on_device: bool = False  # keep the uint8 images on the device and cut patches there (same batches)
+    cuda_graph: bool = False  # capture the whole step (forward, backward, Adam) as one CUDA graph
 
 
 @dataclass(frozen=True)
@@ -160,6 +163,11 @@ def _validate(config: TrainConfig) -> None:
                        "data.heavy_fraction": data.heavy_fraction}.items():
         if not 0.0 <= value <= 1.0:
             raise TreefuseError(f"config: {key} must be between 0 and 1, got {value}")
+    if data.synthetic_pool < 0:
+        raise TreefuseError(f"config: data.synthetic_pool must be 0 or more, got {data.synthetic_pool}")
+    if speed.data_on_device and data.synthetic_fraction > 0.0 and data.synthetic_pool == 0:
+        raise TreefuseError("config: speed.data_on_device needs pre-rendered synthetic rain; set data.synthetic_pool "
+                            "(for example 2000) or data.synthetic_fraction=0")
     if not optim.lr > 0:
         raise TreefuseError(f"config: optim.lr must be positive, got {optim.lr}")
     if data.patch_size < 11:

@@ -18,10 +18,12 @@ from treefuse.metrics import calculate_psnr, calculate_ssim
 from treefuse.model import TreeFusionNet
 from treefuse.train.datasets import ImagePair
 from treefuse.train.ddp import World, wrap
+from treefuse.train.device_patches import DevicePatchSampler
+from treefuse.train.graphed_step import GraphedStep
 from treefuse.train.folded_forward import FoldedTraining
 from treefuse.train.losses import derain_loss
 from treefuse.train.patches import PatchSampler
-from treefuse.train.train_config import TrainConfig
+from treefuse.train.train_config import SpeedConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -102,20 +104,25 @@ class Trainer:
         if speed.compile:
             self.network = torch.compile(self.network)
         self.precision = resolve_precision(speed.precision, device)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr)
+        _check_cuda_graph(speed, device, self.precision, world)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.optim.lr, capturable=speed.cuda_graph)
         self.scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" and device.type == "cuda" else None
+        self.graphed = GraphedStep(self.network, self.optimizer, self._loss, self._autocast) if speed.cuda_graph else None
         self.step = 0
         self.best: dict[str, Any] = {"psnr_y_db": None, "ssim_y": None, "step": None}
         self.rainy = self.clean = None
+        self.device_sampler = DevicePatchSampler(data.sampler, device) if speed.data_on_device else None
 
     def feed_data(self, step: int) -> None:
-        """Cut this process's batch for `step` and move it to the device."""
-        rainy, clean = self.data.sampler.batch(step, self.world.rank if self.world.distributed else None)
-        self.rainy = self._to_device(rainy)
-        self.clean = self._to_device(clean)
-
-    def _to_device(self, batch: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(batch).to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        """Cut this process's batch for `step` (on the host, or on the device) and place it there."""
+        rank = self.world.rank if self.world.distributed else None
+        if self.device_sampler is not None:
+            rainy, clean = self.device_sampler.batch(step, rank)
+        else:
+            rainy, clean = (torch.from_numpy(b).to(self.device, non_blocking=True)
+                            for b in self.data.sampler.batch(step, rank))
+        self.rainy = rainy.contiguous(memory_format=self.memory_format)
+        self.clean = clean.contiguous(memory_format=self.memory_format)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         precision = self.precision
@@ -124,15 +131,23 @@ class Trainer:
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
+    def _loss(self, output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+        # The loss (and its SSIM) stays in float32: bf16 SSIM statistics lose too much.
+        return derain_loss(output, clean, self.config.optim.mse_weight, self.config.optim.ssim_weight)
+
     def optimize_parameters(self) -> float:
         """One Adam step on the fed batch at this step's learning rate; returns the loss."""
+        lr = learning_rate(self.config, self.step)
+        if self.graphed is not None:
+            loss = self.graphed(self.rainy, self.clean, lr)
+            self.step += 1
+            return float(loss.detach())
         for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.config, self.step)
+            group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
         with self._autocast():
             output = self.network(self.rainy)
-        # The loss (and its SSIM) stays in float32: bf16 SSIM statistics lose too much.
-        loss = derain_loss(output, self.clean, self.config.optim.mse_weight, self.config.optim.ssim_weight)
+        loss = self._loss(output, self.clean)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
@@ -177,7 +192,10 @@ class Trainer:
             if key.startswith("optim."):
                 _, index, name = key.split(".", 2)
                 slots.setdefault(int(index), {})[name] = value
-        self.optimizer.load_state_dict({"state": slots, "param_groups": record["optimizer_param_groups"]})
+        # Whether Adam is capturable is this session's choice (speed.cuda_graph), not the checkpoint's.
+        capturable = self.optimizer.param_groups[0]["capturable"]
+        groups = [{**group, "capturable": capturable} for group in record["optimizer_param_groups"]]
+        self.optimizer.load_state_dict({"state": slots, "param_groups": groups})
         rng = record["rng"]
         torch.set_rng_state(_unb64(rng["torch"]))
         np.random.set_state(tuple(rng["numpy"][:1]) + (np.array(rng["numpy"][1], dtype=np.uint32),)
@@ -189,6 +207,18 @@ class Trainer:
             self.scaler.load_state_dict(record["scaler"])
         self.best = dict(record["best"])
         self.step = int(record["step"])
+
+
+def _check_cuda_graph(speed: SpeedConfig, device: torch.device, precision: str, world: World) -> None:
+    """speed.cuda_graph captures the whole step; say which setting rules it out."""
+    if not speed.cuda_graph:
+        return
+    if device.type != "cuda":
+        raise TreefuseError("speed.cuda_graph needs a CUDA device; leave it off on the CPU")
+    if precision == "fp16":
+        raise TreefuseError("speed.cuda_graph cannot run fp16's GradScaler inside a captured step; use bf16")
+    if speed.compile or world.distributed:
+        raise TreefuseError("speed.cuda_graph is not supported with speed.compile or several processes; use one")
 
 
 def _initial_weights(config: TrainConfig) -> TreeFusionNet:

@@ -39,8 +39,10 @@ def calculate_psnr(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, test
     return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
 
 
-def _gaussian_1d(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    coords = torch.arange(size, dtype=dtype) - (size - 1) / 2
+def _gaussian_1d(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float32,
+                 device: torch.device | None = None) -> torch.Tensor:
+    # Made on the device itself: a host-to-device copy is not allowed inside a CUDA graph capture.
+    coords = torch.arange(size, dtype=dtype, device=device) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
     return g / g.sum()
 
@@ -48,7 +50,7 @@ def _gaussian_1d(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.
 def ssim_torch(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean SSIM of two NxCxHxW tensors in [0, 1] (differentiable; 'valid' window positions)."""
     channels = x.shape[1]
-    g = _gaussian_1d(dtype=x.dtype).to(x.device)
+    g = _gaussian_1d(dtype=x.dtype, device=x.device)
     rows, cols = g.view(1, 1, 11, 1).expand(channels, 1, 11, 1), g.view(1, 1, 1, 11).expand(channels, 1, 1, 11)
     c1, c2 = 0.01**2, 0.03**2
 
