@@ -288,10 +288,10 @@ def test_torchrun_two_gloo_processes_train_and_resume(tmp_path, data, capsys):
         (out / "metrics.jsonl").read_text().splitlines()) + "]") if "loss" in e] == [1, 2, 3, 4]
 
 
-def test_benchmark_prints_fp32_and_bf16_side_by_side(capsys):
+def test_benchmark_prints_fp32_and_bf16_side_by_side(capsys, tmp_path):
     tiny = ["model.blocks=2", "model.channels=4", "data.patch_size=24", "data.batch_size=2", "speed.threads=1"]
-    args = ["train", "--benchmark", "--bench-steps", "1"] + [x for s in tiny for x in ("--set", s)]
-    assert main(args) == 0
+    args = ["train", "--benchmark", "--bench-steps", "1", "--json", str(tmp_path / "b.json")]
+    assert main(args + [x for s in tiny for x in ("--set", s)]) == 0
     out = capsys.readouterr().out
     assert "device:" in out and "cpu bf16:" in out
     rates = {line.split("  ")[1].strip(): line for line in out.splitlines() if "it/s" in line}
@@ -299,3 +299,5 @@ def test_benchmark_prints_fp32_and_bf16_side_by_side(capsys):
     cuts = [line for line in out.splitlines() if line.endswith(" ms")]
     assert len(cuts) == 4 and "cpu, 50% from a rendered pool" in out
     assert all(float(line.split()[-2]) > 0 for line in cuts)
+    record = json.loads((tmp_path / "b.json").read_text())
+    assert record["it_per_s"]["fp32"] > 0 and len(record["batch_ms"]) == 4 and record["provenance"]["tool_versions"]

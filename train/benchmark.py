@@ -7,6 +7,8 @@ import time
 import numpy as np
 import torch
 
+from treefuse.files import write_json_atomic
+from treefuse.provenance import provenance
 from treefuse.train.data_benchmark import time_batch_paths
 from treefuse.train.datasets import ImagePair
 from treefuse.train.patches import PatchSampler
@@ -64,9 +66,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def run_benchmark(config_path: str | None, overrides: list[str], steps: int = 10,
-                  rounds: int = 2) -> list[tuple[str, float]]:
-    """Print it/s of every variant for the config's model and batch (best of `rounds`); returns the rows."""
+def run_benchmark(config_path: str | None, overrides: list[str], steps: int = 10, rounds: int = 2,
+                  json_path: str | None = None) -> list[tuple[str, float]]:
+    """Print it/s of every variant for the config's model and batch (best of `rounds`); returns the rows.
+
+    `--set speed.compile=true` adds torch.compile variants on the CPU (on CUDA they are always
+    timed); `json_path` also writes the figures with device and versions, atomically.
+    """
     config = load_train_config(config_path or "paper", overrides)
     base = config.speed
     device = pick_device(base.device)
@@ -76,16 +82,21 @@ def run_benchmark(config_path: str | None, overrides: list[str], steps: int = 10
                      ("bf16 fold compile", {"precision": "bf16", "fold": True, "compile": True}),
                      ("bf16 fold channels_last cuda_graph",
                       {"precision": "bf16", "fold": True, "channels_last": True, "cuda_graph": True})]
+    elif base.compile:
+        variants += [("fp32 compile", {"precision": "fp32", "compile": True}),
+                     ("bf16 fold channels_last compile",
+                      {"precision": "bf16", "fold": True, "channels_last": True, "compile": True})]
     print(f"model: {config.model.blocks} blocks x {config.model.channels} ch; batch {config.data.batch_size} "
           f"of {config.data.patch_size}x{config.data.patch_size}; best of {rounds} rounds of {steps} timed steps")
     original_threads = torch.get_num_threads()
     threads = base.threads or original_threads
     torch.set_num_threads(threads)
-    print(f"device: {describe_device(device)} (variants may set their own); cpu bf16: {cpu_has_bf16()}; "
-          f"torch {torch.__version__}")
+    described = describe_device(device)
+    print(f"device: {described} (variants may set their own); cpu bf16: {cpu_has_bf16()}; torch {torch.__version__}")
     trainers = [(label, build_variant(config, dataclasses.replace(
         base, device=device.type, **{"compile": False, "threads": threads, **changes}))) for label, changes in variants]
     # Round-robin and best-of: on a shared machine, load drifts; each variant gets the same chances.
+    # The first round also absorbs torch.compile's compile time (warm-up steps).
     best = {label: 0.0 for label, _ in trainers}
     for _ in range(rounds):
         for label, trainer in trainers:
@@ -95,9 +106,16 @@ def run_benchmark(config_path: str | None, overrides: list[str], steps: int = 10
         print(f"  {label:<34} {rate:7.2f} it/s   {rate / rows[0][1]:5.2f}x fp32", flush=True)
     print(f"cutting one batch of {config.data.batch_size} (ms; beside a step of {1000 / max(best.values()):.0f} ms "
           "at the fastest variant):")
-    for label, ms in time_batch_paths(config, device):
+    cuts = time_batch_paths(config, device)
+    for label, ms in cuts:
         print(f"  {label:<34} {ms:7.2f} ms", flush=True)
     torch.set_num_threads(original_threads)
+    if json_path:
+        write_json_atomic(json_path, {
+            "kind": "treefuse-train-benchmark", "device": described, "threads": threads, "cpu_bf16": cpu_has_bf16(),
+            "batch_size": config.data.batch_size, "patch_size": config.data.patch_size, "steps": steps,
+            "rounds": rounds, "model": config.model.to_dict(),
+            "it_per_s": dict(rows), "batch_ms": dict(cuts), "provenance": provenance()})
     return rows
 
 

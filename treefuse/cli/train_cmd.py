@@ -12,7 +12,8 @@ examples:
   treefuse train --config paper --set optim.steps=20000 --out runs/p1
   treefuse train --resume runs/p1                                 # continue where it stopped
   treefuse train --resume runs/p1 --chunk 2000                    # ... for 2000 more steps
-  treefuse train --benchmark                                      # it/s of FP32 vs bf16 and variants
+  treefuse train --benchmark --json bench.json                    # it/s of FP32 vs bf16 and variants
+  treefuse train --benchmark --set speed.compile=true             # ... plus torch.compile on the CPU
 """
 
 
@@ -28,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk", type=int, metavar="N", help="stop (with a checkpoint) after N more steps")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--bench-steps", type=int, default=10, metavar="N", help="timed steps per variant (--benchmark)")
+    parser.add_argument("--json", metavar="OUT", help="also write the --benchmark figures here (atomically)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise TreefuseError("say what to do: --config CFG --out RUN_DIR, --resume RUN_DIR, or --benchmark")
     if args.benchmark:
         from treefuse.train.benchmark import run_benchmark
-        run_benchmark(args.config, args.overrides, steps=args.bench_steps)
+        run_benchmark(args.config, args.overrides, steps=args.bench_steps, json_path=args.json)
         return 0
     from treefuse.train.session import resume_session, start_session, train
     from treefuse.train.train_config import load_train_config
