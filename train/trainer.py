@@ -129,7 +129,8 @@ class Trainer:
         if precision == "fp32":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        # Cached weight casts would outlive a CUDA graph capture; torch's graph docs require the cache off.
+        return torch.autocast(self.device.type, dtype=dtype, cache_enabled=not self.config.speed.cuda_graph)
 
     def _loss(self, output: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
         # The loss (and its SSIM) stays in float32: bf16 SSIM statistics lose too much.
