@@ -19,8 +19,8 @@ from treefuse.model import TreeFusionNet
 from treefuse.train.datasets import ImagePair
 from treefuse.train.ddp import World, wrap
 from treefuse.train.device_patches import DevicePatchSampler
-from treefuse.train.graphed_step import GraphedStep
 from treefuse.train.folded_forward import FoldedTraining
+from treefuse.train.graphed_step import GraphedStep
 from treefuse.train.losses import derain_loss
 from treefuse.train.patches import PatchSampler
 from treefuse.train.train_config import SpeedConfig, TrainConfig
