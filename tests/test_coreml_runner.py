@@ -76,6 +76,17 @@ def test_w8a8_package_is_calibrated_and_its_quantize_ops_run_close_to_pytorch(ti
     assert psnr(output, simulated) > psnr(output, reference) + 3.0
 
 
+def test_w8a8_keeps_the_across_block_fuses_in_float(tiny_coreml_weights, batch):
+    calibration = type("Calibration", (), {"images": np.random.default_rng(2).random((4, 3, 32, 48), dtype=np.float32),
+                                           "sha256": "cd" * 32})
+    quantized = quantize_w8a8(fold(load_weights(tiny_coreml_weights).model), calibration_from(calibration),
+                              torch.from_numpy(batch[:1]))
+    # Finalized quantized convs are torch.ao's reference modules; float ones stay torch.nn convs.
+    quantized_parts = {name.split(".")[0] for name, module in quantized.named_modules()
+                       if type(module).__module__.startswith("torch.ao.nn.quantized")}
+    assert {"head", "blocks", "negated_tail"} <= quantized_parts and "across_fuses" not in quantized_parts
+
+
 def test_runner_reports_range_evaluator_and_precision(fp16_package):
     runner = CoreMLRunner(fp16_package)
     assert runner.input_constraints() == {"min_hw": (16, 16), "max_hw": (256, 256)}
