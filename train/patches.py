@@ -66,6 +66,10 @@ class PatchSampler:
         """The images `PatchDraw.index` refers to: the real pairs, then the synthetic pool."""
         return [*self.pairs, *self.pool]
 
+    def _image(self, index: int) -> ImagePair:
+        """`banks()[index]` without building the list on every patch."""
+        return self.pairs[index] if index < len(self.pairs) else self.pool[index - len(self.pairs)]
+
     def batch(self, step: int, rank: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The batch for `step` (and data-parallel `rank`) as Nx3xPxP float32 arrays in [0, 1]: rainy, clean."""
         rng = self._rng(step, rank)
@@ -85,7 +89,7 @@ class PatchSampler:
 
     def _draw(self, rng: np.random.Generator) -> PatchDraw:
         index = self._pick(rng)
-        pair = self.banks()[index]
+        pair = self._image(index)
         top, left = _corner(rng, pair.rain.shape, self.patch_size)
         return PatchDraw(index, top, left, *self._flips(rng))
 
@@ -105,7 +109,7 @@ class PatchSampler:
         if index is None:
             rainy, clean = self._synthetic(rng)
         else:
-            pair = self.banks()[index]
+            pair = self._image(index)
             top, left = _corner(rng, pair.rain.shape, self.patch_size)
             window = (slice(top, top + self.patch_size), slice(left, left + self.patch_size))
             rainy, clean = _float(pair.rain[window]), _float(pair.clean[window])
