@@ -64,15 +64,19 @@ def test_treefuse_export_is_rewritten_exactly(onnx_path):
     np.testing.assert_allclose(run(rewritten, x), expected, atol=1e-5)
 
 
-def test_input_pad_is_exact_and_reaches_multiple_of_four():
-    x = np.random.default_rng(3).random((1, 3, 12, 10), dtype=np.float32)
-    expected = run(concat_conv_model(), x)
-    rewritten, count = pad_input_channels(concat_conv_model())
+def rewrite_exactly(rewrite, seed):
+    """Apply a channel-padding rewrite to the concat-conv model; check it is valid and exact."""
+    x = np.random.default_rng(seed).random((1, 3, 12, 10), dtype=np.float32)
+    rewritten, count = rewrite(concat_conv_model())
     onnx.checker.check_model(rewritten)
-    weights = {i.name: numpy_helper.to_array(i) for i in rewritten.graph.initializer}
+    np.testing.assert_allclose(run(rewritten, x), run(concat_conv_model(), x), atol=1e-5)
+    return rewritten, count, {i.name: numpy_helper.to_array(i) for i in rewritten.graph.initializer}
+
+
+def test_input_pad_is_exact_and_reaches_multiple_of_four():
+    rewritten, count, weights = rewrite_exactly(pad_input_channels, seed=3)
     assert count == 2 and weights["wa"].shape[1] == weights["wb"].shape[1] == 4
     assert [n.op_type for n in rewritten.graph.node].count("Pad") == 1  # one pad shared by both convs
-    np.testing.assert_allclose(run(rewritten, x), expected, atol=1e-5)
 
 
 def test_input_pad_leaves_aligned_inputs_alone():
@@ -87,11 +91,6 @@ def test_input_pad_leaves_aligned_inputs_alone():
 
 
 def test_output_pad_is_exact_and_widens_narrow_convs_only():
-    x = np.random.default_rng(4).random((1, 3, 12, 10), dtype=np.float32)
-    expected = run(concat_conv_model(), x)
-    rewritten, count = pad_output_channels(concat_conv_model())
-    onnx.checker.check_model(rewritten)
-    weights = {i.name: numpy_helper.to_array(i) for i in rewritten.graph.initializer}
+    rewritten, count, weights = rewrite_exactly(pad_output_channels, seed=4)
     assert count == 3 and {weights[name].shape[0] for name in ("wa", "wb", "wf", "bf")} == {16}
-    np.testing.assert_allclose(run(rewritten, x), expected, atol=1e-5)
     assert pad_output_channels(rewritten)[1] == 0
