@@ -106,7 +106,7 @@ def build_calibration_set(images_dir: str | Path, out_dir: str | Path, count: in
         "format": FORMAT, "count": count, "size_hw": list(size_hw), "seed": seed,
         "synthetic_rain": synthetic_rain, "preprocessing": PREPROCESSING, "sources": sources,
     }
-    with atomic_path(out_dir, directory=True) as staged:
+    with atomic_path(out_dir, directory=True, same_kind=lambda folder: (folder / MANIFEST).is_file()) as staged:
         np.save(staged / TENSOR_FILE, images, allow_pickle=False)
         tensor_sha = sha256_file(staged / TENSOR_FILE)
         manifest["tensor"] = {"file": TENSOR_FILE, "sha256": tensor_sha, "shape": list(images.shape),

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from treefuse.errors import GateFailed, TreefuseError
+from treefuse.errors import GateFailed, TreefuseError, one_line
 from treefuse.files import sha256_file
 
 FORMAT = "treefuse-calib-v1"
@@ -81,7 +81,7 @@ def _load_checked(path: Path) -> tuple[dict[str, Any], np.ndarray | None, list[s
     try:
         images = np.load(tensor_path, allow_pickle=False)
     except (ValueError, OSError) as exc:
-        return manifest, None, problems + [f"{tensor_path.name} is not a readable .npy ({str(exc).splitlines()[0]})"]
+        return manifest, None, problems + [f"{tensor_path.name} is not a readable .npy ({one_line(exc)})"]
     problems += _shape_problems(images, tensor)
     return manifest, images, problems
 

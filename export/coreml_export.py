@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from treefuse.checkpoint import load_weights
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 from treefuse.files import atomic_path
 from treefuse.folding import fold
 from treefuse.provenance import provenance
@@ -75,10 +75,14 @@ def export_coreml(weights_path: str | Path, out_path: str | Path, precision: str
                         deployment_target=recipe.target, min_hw=list(min_hw), max_hw=list(max_hw),
                         calibration_sha256=calibration_sha256)
     _stamp(mlmodel, record, license_text)
-    with atomic_path(out_path, directory=True) as staged:
+    with atomic_path(out_path, directory=True, same_kind=_is_mlpackage) as staged:
         mlmodel.save(str(staged))
         load_program(staged)  # coremltools' loader must read back the program and its weight file
     return out_path
+
+
+def _is_mlpackage(folder: Path) -> bool:
+    return (folder / "Manifest.json").is_file()
 
 
 def _check_request(out_path: Path, precision: str, min_hw: tuple[int, int], max_hw: tuple[int, int],
@@ -130,7 +134,7 @@ def _convert(ct: Any, model: torch.nn.Module, recipe: CoreMLPrecision, example: 
                              outputs=[ct.TensorType(name=OUTPUT_NAME)], compute_precision=compute,
                              minimum_deployment_target=getattr(ct.target, recipe.target))
     except Exception as exc:  # a converter failure is a bug or an unsupported torch version, stated in one line
-        raise TreefuseError(f"coremltools could not convert the model ({str(exc).strip().splitlines()[0]}); "
+        raise TreefuseError(f"coremltools could not convert the model ({one_line(exc)}); "
                             "check the coremltools version against pyproject's coreml extra") from None
     if recipe.int8_weights and not recipe.int8_activations:
         mlmodel = _quantize_weights(mlmodel)

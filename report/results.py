@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 from treefuse.files import sha256_file
 
 SWEEP_FORMATS = ("treefuse-sweep-v1",)
@@ -65,7 +65,7 @@ def load_result(path: str | Path) -> ResultFile:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TreefuseError(f"{path} is not JSON ({str(exc).splitlines()[0]}); pass treefuse sweep/bench/parity results") from None
+        raise TreefuseError(f"{path} is not JSON ({one_line(exc)}); pass treefuse sweep/bench/parity results") from None
     kind = data.get("kind") if isinstance(data, dict) else None
     if kind not in KINDS:
         raise TreefuseError(f"{path} is not a treefuse result (kind {kind!r}); expected one of {', '.join(KINDS)}")

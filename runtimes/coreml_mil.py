@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 
 WEIGHTS_DIR = Path("Data") / "com.apple.CoreML" / "weights"
 MANIFEST = "Manifest.json"
@@ -89,14 +89,14 @@ def load_program(path: str | Path) -> PackageProgram:
     try:
         spec = ct.utils.load_spec(str(path))
     except Exception as exc:  # coremltools raises bare Exceptions for unreadable packages
-        raise TreefuseError(f"{path} is not a readable Core ML package ({_first_line(exc)}); re-export it") from None
+        raise TreefuseError(f"{path} is not a readable Core ML package ({one_line(exc)}); re-export it") from None
     if spec.WhichOneof("Type") != "mlProgram":
         raise TreefuseError(f"{path} holds a {spec.WhichOneof('Type')} model, not an ML program; re-export it")
     try:
         program = load(spec, specification_version=spec.specificationVersion,
                        file_weights_dir=str(path / WEIGHTS_DIR))
     except Exception as exc:  # a truncated or corrupt weight.bin fails deep inside the reader
-        raise TreefuseError(f"{path}: cannot read its ML program or weights ({_first_line(exc)}); "
+        raise TreefuseError(f"{path}: cannot read its ML program or weights ({one_line(exc)}); "
                             "the package is corrupt, re-export it") from None
     return PackageProgram(spec, program, path)
 
@@ -241,8 +241,3 @@ def evaluate(program: PackageProgram, image: np.ndarray) -> np.ndarray:
             values[out.name] = OPS[op.op_type](args, _torch_dtype(out))
         result = values[main.outputs[0].name]
     return result.to(torch.float32).numpy()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -5,7 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 from treefuse.runtimes.base import Runner
 
 
@@ -40,7 +40,7 @@ class OnnxRuntimeRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
         except Exception as exc:  # ORT raises its own untyped errors for malformed models
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = one_line(exc)
             raise TreefuseError(f"onnx: cannot load {self.path} ({first[:200]})") from None
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:

@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 from treefuse.files import atomic_path
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -25,9 +25,6 @@ def _import_av() -> Any:
     return av
 
 
-def _first_line(exc: Exception) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
 
 def check_video(path: Path) -> None:
     """Refuse a missing, corrupt or video-less file before anything is written (decodes the first frame)."""
@@ -38,7 +35,7 @@ def check_video(path: Path) -> None:
                 raise TreefuseError(f"{path} has no video stream")
             next(container.decode(video=0))
     except (av.error.FFmpegError, StopIteration, UnicodeDecodeError) as exc:
-        raise TreefuseError(f"{path} is not a readable video ({_first_line(exc)})") from None
+        raise TreefuseError(f"{path} is not a readable video ({one_line(exc)})") from None
 
 
 def derain_video(derain_frame: Callable[[np.ndarray], np.ndarray], source: Path, target: Path,
@@ -51,7 +48,7 @@ def derain_video(derain_frame: Callable[[np.ndarray], np.ndarray], source: Path,
             with av.open(str(staged), "w") as writer:
                 return _transcode(av, reader, writer, derain_frame, progress)
     except av.error.FFmpegError as exc:
-        raise TreefuseError(f"{source}: video decoding or encoding failed ({_first_line(exc)}); nothing was written") from None
+        raise TreefuseError(f"{source}: video decoding or encoding failed ({one_line(exc)}); nothing was written") from None
 
 
 def _transcode(av: Any, reader: Any, writer: Any, derain_frame: Callable[[np.ndarray], np.ndarray],

@@ -88,7 +88,7 @@ class RunDir:
         from safetensors.torch import save_file
 
         target = self.checkpoints / f"{CHECKPOINT_PREFIX}{step:09d}"
-        with atomic_path(target, directory=True) as staged:
+        with atomic_path(target, directory=True, same_kind=lambda folder: (folder / "state.json").is_file()) as staged:
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(staged / "tensors.safetensors"))
             state = {**state, "step": step, "tensors_sha256": sha256_file(staged / "tensors.safetensors")}
             (staged / "state.json").write_text(json.dumps(state, sort_keys=True))

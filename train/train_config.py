@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from treefuse.config import ModelConfig
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -27,6 +27,9 @@ class DataConfig:
     synthetic_fraction: float = 0.5  # share of each batch with synthetic rain
     heavy_fraction: float = 0.6  # share of synthetic patches with heavy (Rain100H-like) rain
     synthetic_pool: int = 0  # render rain once on this many photo crops and sample those (0: render per patch)
+    synthetic_exclude: tuple[str, ...] = ()  # photos under synthetic_dir held out (paths relative to it)
+    street_fraction: float = 0.0  # share of synthetic patches with street rain (veil, spray, night; rain_preset)
+    rain_preset: str = "street"  # street-rain preset: a shipped name or a YAML file of ranges
     val_dir: str = "../shared/data/rain100h-train50"  # "" = no validation
     val_range: str = "041-050"
     val_name: str = "rain100h-train50:041-050"
@@ -160,7 +163,7 @@ def _validate(config: TrainConfig) -> None:
         if value < 1:
             raise TreefuseError(f"config: {key} must be at least 1, got {value}")
     for key, value in {"data.synthetic_fraction": data.synthetic_fraction,
-                       "data.heavy_fraction": data.heavy_fraction}.items():
+                       "data.heavy_fraction": data.heavy_fraction, "data.street_fraction": data.street_fraction}.items():
         if not 0.0 <= value <= 1.0:
             raise TreefuseError(f"config: {key} must be between 0 and 1, got {value}")
     if data.synthetic_pool < 0:
@@ -230,7 +233,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise TreefuseError(f"cannot read config {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise TreefuseError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise TreefuseError(f"config file {path} is not valid YAML: {one_line(exc)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

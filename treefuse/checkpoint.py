@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from treefuse.config import ModelConfig
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 from treefuse.files import atomic_path, sha256_file
 from treefuse.model import TreeFusionNet
 from treefuse.provenance import provenance
@@ -60,7 +60,7 @@ def read_metadata(path: str | Path) -> dict[str, str]:
         with safe_open(str(path), framework="pt") as handle:
             return dict(handle.metadata() or {})
     except (SafetensorError, OSError, ValueError) as exc:
-        raise TreefuseError(f"{path} is not a readable safetensors file ({_first_line(exc)})") from None
+        raise TreefuseError(f"{path} is not a readable safetensors file ({one_line(exc)})") from None
 
 
 def load_weights(path: str | Path) -> LoadedWeights:
@@ -80,7 +80,7 @@ def load_weights(path: str | Path) -> LoadedWeights:
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise TreefuseError(f"{path} is corrupt ({_first_line(exc)})") from None
+        raise TreefuseError(f"{path} is corrupt ({one_line(exc)})") from None
     model = TreeFusionNet(config)
     _check_matches_config(state, model, path)
     _refuse_non_finite(state, str(path))
@@ -107,8 +107,3 @@ def _refuse_non_finite(state: dict[str, torch.Tensor], where: str) -> None:
     for name, tensor in state.items():
         if tensor.is_floating_point() and not torch.isfinite(tensor).all():
             raise TreefuseError(f"{where}: tensor {name} holds NaN or Inf values")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

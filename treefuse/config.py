@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 
 FUSIONS = ("tree", "sum")
 
@@ -64,7 +64,7 @@ class ModelConfig:
         except FileNotFoundError:
             raise TreefuseError(f"config file not found: {path}") from None
         except yaml.YAMLError as exc:
-            raise TreefuseError(f"config file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+            raise TreefuseError(f"config file {path} is not valid YAML: {one_line(exc)}") from None
         if isinstance(data, dict) and "model" in data:
             data = data["model"]
         return cls.from_dict(data or {})

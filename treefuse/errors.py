@@ -11,3 +11,9 @@ class TreefuseError(Exception):
 
 class GateFailed(Exception):
     """A quality gate (parity, calibration verify) was run and did not pass: exit 1."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line: the first line of its text, whitespace squeezed."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[0].split()) if lines else type(exc).__name__

@@ -1,14 +1,27 @@
-"""Hashing and atomic writes: nothing half-written is ever left where an output belongs."""
+"""Hashing and atomic writes: nothing half-written is ever left where an output belongs.
+
+Outputs are staged beside their target in a hidden `.NAME.*.tmp` folder and moved into
+place by rename. A folder replaces a folder by an atomic exchange (Linux `renameat2`), so a
+kill at any instant leaves the old artifact or the new one whole. An output path that holds
+something of another kind (a folder where a file goes, a user's folder where an artifact
+folder goes) is refused before anything is written.
+"""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+from treefuse.errors import TreefuseError
+
+STAGING_SUFFIX = ".tmp"
 
 
 def sha256_file(path: str | Path) -> str:
@@ -26,25 +39,95 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def atomic_path(target: str | Path, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; move it into place only if the block succeeds."""
+def is_staging_debris(path: str | Path) -> bool:
+    """True for the hidden staging folders atomic_path leaves behind when killed."""
+    name = Path(path).name
+    return name.startswith(".") and name.endswith(STAGING_SUFFIX)
+
+
+def check_output_path(target: str | Path, directory: bool = False,
+                      same_kind: Callable[[Path], bool] | None = None) -> Path:
+    """Refuse an output path that holds something of another kind; return it as a Path."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    what = "folder" if directory else "file"
+    if target.is_symlink() and not target.exists():
+        raise TreefuseError(f"output {target} is a broken symbolic link; remove it or choose another path")
+    if directory and target.exists() and not target.is_dir():
+        raise TreefuseError(f"output {target} is a file, but a {what} goes there; remove it or choose another path")
+    if not directory and target.is_dir():
+        raise TreefuseError(f"output {target} is a folder, but a {what} goes there; "
+                            "nothing was touched: choose a file path")
+    if directory and target.is_dir() and any(target.iterdir()) and same_kind is not None and not same_kind(target):
+        raise TreefuseError(f"output {target} is a folder holding something else; nothing was touched: "
+                            "choose a new or empty folder")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise TreefuseError(f"output {target}: {parent} is a file, not a folder; choose another path")
+            break
+    return target
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, directory: bool = False,
+                same_kind: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """Yield a staging path beside `target`; move it into place only if the block succeeds.
+
+    `same_kind(existing_folder)` says whether a non-empty folder already at `target` is an
+    artifact of the kind being written (and so may be replaced).
+    """
+    target = check_output_path(target, directory, same_kind)
+    _make_parents(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=STAGING_SUFFIX, dir=target.parent))
     staged = tmp / target.name
     try:
         if directory:
             staged.mkdir()
         yield staged
-        if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(staged, target)
+        check_output_path(target, directory, same_kind)  # it may have changed while we worked
+        if directory and target.is_dir():
+            _swap_folders(staged, target)
+        else:
+            os.replace(staged, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON to `path` atomically (sorted keys, indented, trailing newline)."""
+    """Write JSON to `path` atomically (sorted keys, indented, no NaN, trailing newline)."""
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_path(path) as staged:
-        staged.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        staged.write_text(text)
+
+
+def _make_parents(target: Path) -> None:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise TreefuseError(f"output {target}: a file stands where its folder should be; choose another path") from None
+
+
+def _swap_folders(staged: Path, target: Path) -> None:
+    """Put `staged` at `target`, the old folder ending up at `staged` (deleted with the staging area)."""
+    if _exchange(staged, target):
+        return
+    # No atomic exchange on this filesystem: two renames; a kill between them leaves the old
+    # folder whole inside the hidden staging area and the new one whole beside it.
+    old = staged.with_name(staged.name + ".old")
+    os.replace(target, old)
+    os.replace(staged, target)
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Atomically swap two paths with renameat2(RENAME_EXCHANGE); False where unsupported."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(first), at_fdcwd, os.fsencode(second), rename_exchange) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(second))

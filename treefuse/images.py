@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 from treefuse.files import atomic_path
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -28,7 +28,7 @@ def read_image(path: str | Path) -> np.ndarray:
             image = ImageOps.exif_transpose(image)
             image.load()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise TreefuseError(f"{path} is not a readable image ({str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
+        raise TreefuseError(f"{path} is not a readable image ({one_line(exc)})") from None
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         array = np.asarray(image, dtype=np.float32) / 65535.0
         return np.repeat(array[:, :, None], 3, axis=2)
@@ -48,7 +48,7 @@ def check_image(path: str | Path) -> None:
         with Image.open(path) as image:
             image.verify()
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise TreefuseError(f"{path} is not a readable image ({str(exc).splitlines()[0] if str(exc) else 'corrupt'})") from None
+        raise TreefuseError(f"{path} is not a readable image ({one_line(exc)})") from None
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:
@@ -155,7 +155,7 @@ def _read_png16(path: Path, colour_type: int) -> Picture:
         width, height, rows, info = png.Reader(filename=str(path)).asDirect()
         pixels = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
     except png.Error as exc:
-        raise TreefuseError(f"{path} is not a readable image ({str(exc).splitlines()[0]})") from None
+        raise TreefuseError(f"{path} is not a readable image ({one_line(exc)})") from None
     planes = info["planes"]
     pixels = pixels.reshape(height, width, planes).astype(np.float32) / 65535.0
     pixels = _apply_orientation(pixels, _exif_orientation(path))

@@ -6,11 +6,14 @@ Each command lives in its own module here with `add_arguments(parser)` and
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
+import traceback
+from typing import NoReturn
 
-from treefuse.errors import GateFailed, TreefuseError
+from treefuse.errors import GateFailed, TreefuseError, one_line
 
 # name -> (module, one-line help). The order is the pipeline's order.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -44,23 +47,61 @@ the pipeline, from weights to a verified engine:
   treefuse sweep --backend torch:W --backend onnx:m.onnx --sizes 256x256,512x512 --json cpu.json
   treefuse report cpu.json gpu.json --out report/ && treefuse report --verify report/report.md
 
-exit codes: 0 ok, 1 a quality gate failed, 2 bad input (one line on stderr says why)
+exit codes: 0 ok; 1 a quality gate failed, and nothing else; 2 bad input or usage (one line on
+stderr says what is wrong and how to fix it); 3 internal error (a bug: the traceback follows)
 """
+
+EXIT_CODES = ("exit codes: 0 ok; 1 a quality gate failed, and nothing else; 2 bad input or usage (one line "
+              "on stderr: what and how to fix it); 3 internal error (a bug, traceback shown)")
+# OS errors a user fixes (permissions, a full disk, a path of the wrong kind): exit 2, not a bug.
+USER_FIXABLE_OS_ERRORS = {
+    errno.EACCES: "permission denied: choose a writable path or fix its permissions",
+    errno.EPERM: "operation not permitted: choose another path or fix its permissions",
+    errno.EROFS: "the file system is read-only: choose a writable path",
+    errno.ENOSPC: "no space left on the device: free space or choose another disk",
+    errno.EDQUOT: "disk quota exceeded: free space or choose another disk",
+    errno.ENOTDIR: "a file stands where a folder is expected: check the path",
+    errno.EISDIR: "a folder stands where a file is expected: check the path",
+    errno.ENAMETOOLONG: "the file name is too long: choose a shorter path",
+    errno.ENOENT: "no such file or folder: check the path",
+}
+
+
+class UsageParser(argparse.ArgumentParser):
+    """argparse that reports a usage error as ONE line (and exit 2), naming the help to read."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"treefuse: error: {message}; see `{self.prog} --help`\n")
+
+
+def _epilog_with_exit_codes(epilog: str | None) -> str:
+    return f"{epilog.rstrip()}\n\n{EXIT_CODES}" if epilog else EXIT_CODES
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = UsageParser(
         prog="treefuse", description="Deraining network from training to a verified engine on the camera.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=UsageParser)
     for name, (module_name, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         command.set_defaults(_module=module_name)
         if name == _requested_command():
             _load(module_name).add_arguments(command)
+            _add_exit_codes(command)
     return parser
+
+
+def _add_exit_codes(parser: argparse.ArgumentParser) -> None:
+    """Every --help ends with the exit-code contract, subcommands' too."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = _epilog_with_exit_codes(parser.epilog)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _add_exit_codes(child)
 
 
 def _requested_command() -> str | None:
@@ -90,11 +131,11 @@ def main(argv: list[str] | None = None) -> int:
             print(__version__)
             return 0
         if not args.command:
-            parser.print_help()
+            print("treefuse: error: no command given; see `treefuse --help`", file=sys.stderr)
             return 2
         return int(_load(args._module).run(args) or 0)
     except TreefuseError as exc:
-        print(f"treefuse: error: {exc}", file=sys.stderr)
+        print(f"treefuse: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except GateFailed as exc:
         print(f"treefuse: gate failed: {exc}", file=sys.stderr)
@@ -105,6 +146,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("treefuse: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in USER_FIXABLE_OS_ERRORS:
+            return _internal_error()
+        where = exc.filename or ""
+        print(f"treefuse: error: {where + ': ' if where else ''}{USER_FIXABLE_OS_ERRORS[exc.errno]}", file=sys.stderr)
+        return 2
+    except Exception:  # noqa: BLE001 - a bug: say so, show it, exit 3 (never 1, the gate's code)
+        return _internal_error()
+
+
+def _internal_error() -> int:
+    print("treefuse: internal error (a bug in treefuse; please report it with this traceback):", file=sys.stderr)
+    traceback.print_exc()
+    return 3
 
 
 if __name__ == "__main__":
