@@ -25,10 +25,13 @@ import numpy as np
 from treefuse.calib.store import CalibrationSet
 from treefuse.errors import TreefuseError
 from treefuse.export.onnx_rewrite import pad_input_channels, pad_output_channels, split_concat_convs
+from treefuse.export.trt_qdq import TENSORRT_INT8_SETTINGS, quantize_tensorrt_model
+from treefuse.artifact import artifact_metadata
 from treefuse.files import atomic_path, sha256_file
 from treefuse.provenance import provenance
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+TARGETS = ("onnxruntime", "tensorrt")  # the runtime an INT8 model is laid out for (export/trt_qdq.py)
 QUANTIZED_OP_TYPES = ["Conv", "Add", "Concat", "Relu"]
 # ORT's entropy default (128 bins = 128 quantized bins) leaves one candidate: the min/max range.
 # 2048 histogram bins searched down to 128 is TensorRT's entropy calibration.
@@ -194,8 +197,12 @@ def stamp(model: Any, fp32_path: Path, precision: str, facts: dict[str, Any]) ->
                            **facts})
     entries = dict(source)
     entries.update({"precision": precision, "treefuse_provenance": json.dumps(record, sort_keys=True)})
-    if "calib_sha256" in facts:
-        entries["calib_sha256"] = facts["calib_sha256"]
+    for key in ("calib_sha256", "target"):
+        if key in facts:
+            entries[key] = facts[key]
+    entries.update(artifact_metadata(format="onnx", precision=precision, config=base_record.get("config"),
+                                     source_sha256=base_record.get("source_sha256"),
+                                     calibration_sha256=facts.get("calib_sha256"), target=facts.get("target")))
     set_metadata(model, entries)
 
 
@@ -215,22 +222,27 @@ def sensitivity_path_for(out_path: Path) -> Path:
 
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | Path, *, method: str = "minmax",
                   paired_dir: str | Path | None = None, max_task_drop_db: float = 0.1, max_pairs: int | None = None,
-                  crop: int | None = None, log: Callable[[str], None] = print, progress: bool = False) -> Int8Result:
-    """Static INT8 QDQ of an FP32 ONNX model; with a paired set, keep layers float to meet the budget."""
+                  crop: int | None = None, log: Callable[[str], None] = print, progress: bool = False,
+                  target: str = "onnxruntime") -> Int8Result:
+    """Static INT8 QDQ of an FP32 ONNX model for `target`; with a paired set, keep layers float to meet the budget."""
     import onnx
 
     from treefuse.calib.store import load_calibration_set
     from treefuse.export.sensitivity import load_paired_set
 
     fp32_path, out_path = Path(fp32_path), Path(out_path)
+    if target not in TARGETS:
+        raise TreefuseError(f"--target must be one of {TARGETS}, got {target!r}")
     fp32_model = _load_fp32(fp32_path)
     _method(method)
     calibration = load_calibration_set(calib_dir)
     paired = load_paired_set(paired_dir, max_pairs, crop) if paired_dir is not None else None
     with tempfile.TemporaryDirectory(prefix="treefuse-int8-") as tmp:
-        rewritten, split_count = split_concat_convs(fp32_model)
-        rewritten, padded_count = pad_input_channels(rewritten)
-        rewritten, widened_count = pad_output_channels(rewritten)
+        rewritten, split_count, padded_count, widened_count = fp32_model, 0, 0, 0
+        if target == "onnxruntime":  # the rewrites serve ONNX Runtime's CPU kernels only (onnx_rewrite.py)
+            rewritten, split_count = split_concat_convs(fp32_model)
+            rewritten, padded_count = pad_input_channels(rewritten)
+            rewritten, widened_count = pad_output_channels(rewritten)
         source = Path(tmp) / "rewritten.onnx"
         onnx.save(rewritten, str(source))
         cache = Path(tmp) / "ranges.json"
@@ -239,7 +251,10 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
         log(f"calibrated on {calib_dir} (sha256 {calibration.sha256[:12]}, {len(calibration)} images) with {method}")
 
         def make(float_layers: Sequence[str], name: str) -> Path:
-            quantize_int8_model(source, Path(tmp) / name, cache, method, overrides, float_layers)
+            if target == "tensorrt":
+                quantize_tensorrt_model(source, Path(tmp) / name, cache, method, float_layers)
+            else:
+                quantize_int8_model(source, Path(tmp) / name, cache, method, overrides, float_layers)
             return Path(tmp) / name
 
         search, report = (None, None) if paired is None else _budget_search(
@@ -250,7 +265,8 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
                                         "drop_db": search.drop_db, "max_task_drop_db": max_task_drop_db,
                                         "paired_set": paired.source}
     stamp(model, fp32_path, "int8", {"calib_sha256": calibration.sha256, "calibration_set": str(calib_dir),
-                                     "calibration_method": method, "int8_settings": INT8_SETTINGS,
+                                     "calibration_method": method, "target": target,
+                                     "int8_settings": TENSORRT_INT8_SETTINGS if target == "tensorrt" else INT8_SETTINGS,
                                      "float_layers": float_layers, "task": task,
                                      "rewrites": {"concat_1x1_conv_split": split_count,
                                                   "input_channel_pad": padded_count,

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("treefuse.cli.evaluate_cmd", "PSNR/SSIM of a backend against ground truth on a paired folder"),
     "export": ("treefuse.cli.export_cmd", "convert weights to ONNX (fp32/fp16/int8), TensorRT or Core ML"),
     "calib": ("treefuse.cli.calib_cmd", "build, verify and inspect INT8 calibration sets"),
+    "check": ("treefuse.cli.check_cmd", "check an ONNX model against a runtime's rules before building (tensorrt)"),
     "parity": ("treefuse.cli.parity_cmd", "check a candidate backend's output against a reference backend"),
     "bench": ("treefuse.cli.bench_cmd", "measure latency of several backends side by side"),
     "sweep": ("treefuse.cli.sweep_cmd", "latency and parity of backends across resolutions, for a device report"),

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="int8: largest task-PSNR drop vs fp32 in dB on --paired-images (default 0.1)")
     parser.add_argument("--paired-images", type=Path,
                         help="paired folder (rain/ + clean/) judging int8 on the task; writes OUT's .sensitivity.json")
+    parser.add_argument("--target", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
+                        help="int8: the runtime the QDQ layout is for (default onnxruntime); tensorrt gives signed "
+                             "symmetric QDQ that TensorRT's parser accepts (docs/tensorrt.md)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.precision == "int8" and args.calib is None:
         raise TreefuseError("int8 needs a calibration set: pass --calib CALIB_DIR (build one with `treefuse calib build`)")
-    if args.precision != "int8" and (args.calib or args.paired_images):
-        raise TreefuseError("--calib and --paired-images apply to --precision int8 only")
+    if args.precision != "int8" and (args.calib or args.paired_images or args.target != "onnxruntime"):
+        raise TreefuseError("--calib, --paired-images and --target apply to --precision int8 only")
     weights = args.weights or default_weights()
     if args.precision == "fp32":
         export_onnx(weights, args.out, opset=args.opset, folded=not args.no_fold)
@@ -59,8 +62,8 @@ def _reduced(args: argparse.Namespace, fp32: Path) -> int:
     if args.paired_images is None:
         print("note: task drop not measured (no --paired-images): every conv layer is int8")
     result = quantize_int8(fp32, args.out, args.calib, method=args.calib_method, paired_dir=args.paired_images,
-                           max_task_drop_db=args.max_task_drop, progress=True)
+                           max_task_drop_db=args.max_task_drop, progress=True, target=args.target)
     kept = f"{len(result.float_layers)} conv layer(s) kept in float" if result.float_layers else "all conv layers int8"
-    print(f"wrote {args.out} (int8 QDQ, {kept})" + (f"; sensitivity table {result.sensitivity_path}"
+    print(f"wrote {args.out} (int8 QDQ for {args.target}, {kept})" + (f"; sensitivity table {result.sensitivity_path}"
                                                      if result.sensitivity_path else ""))
     return 0
