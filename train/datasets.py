@@ -170,12 +170,17 @@ def load_pairs(specs: tuple[str, ...] | list[str], pair_range: str = "") -> tupl
     return [decode_pair(f) for f in files], files
 
 
-def clean_photo_files(folder: str | Path) -> list[Path]:
-    """Every image under `folder` (recursively), sorted: the photos synthetic rain is drawn on."""
+def clean_photo_files(folder: str | Path, exclude: tuple[str, ...] | list[str] = ()) -> list[Path]:
+    """Every image under `folder` (recursively), sorted, less the held-out `exclude` (paths relative to it)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise TreefuseError(f"clean-photo folder not found: {folder}")
     photos = sorted(p for p in folder.rglob("*") if p.is_file() and is_image_path(p))
+    missing = sorted(set(exclude) - {str(p.relative_to(folder)) for p in photos})
+    if missing:
+        # A misspelt hold-out would silently train on the images meant to be unseen.
+        raise TreefuseError(f"data.synthetic_exclude names {missing[0]}, which is not an image under {folder}")
+    photos = [p for p in photos if str(p.relative_to(folder)) not in set(exclude)]
     if not photos:
         raise TreefuseError(f"clean-photo folder {folder} holds no images")
     return photos

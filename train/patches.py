@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from treefuse.errors import TreefuseError
+from treefuse.street_rain import RainPreset, StreetRainParams, render_street_rain
 from treefuse.synthetic_rain import RainParams, add_synthetic_rain
 from treefuse.train.datasets import ImagePair
 
@@ -43,6 +44,8 @@ class PatchSampler:
     flips: bool
     seed: int
     pool: tuple[ImagePair, ...] = ()  # pre-rendered synthetic pairs; empty: render rain per patch
+    street_fraction: float = 0.0  # share of synthetic patches given street rain (veil, spray, night)
+    street_preset: RainPreset | None = None  # the ranges street rain is drawn from
 
     def __post_init__(self) -> None:
         for pair in self.pairs:
@@ -122,17 +125,23 @@ class PatchSampler:
 
     def _synthetic(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         photo = self.photos[int(rng.integers(len(self.photos)))]
-        return rain_on_crop(photo, rng, self.patch_size, self.heavy_fraction)
+        return rain_on_crop(photo, rng, self.patch_size, self.heavy_fraction, self.street_fraction, self.street_preset)
 
 
-def rain_on_crop(photo: np.ndarray, rng: np.random.Generator, size: int,
-                 heavy_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+def rain_on_crop(photo: np.ndarray, rng: np.random.Generator, size: int, heavy_fraction: float,
+                 street_fraction: float = 0.0, street_preset: RainPreset | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A random size x size crop of `photo` with synthetic rain, and the same crop clean; floats in [0, 1]."""
     outer = min(size + 2 * RAIN_MARGIN, *photo.shape[:2])
     top, left = _corner(rng, photo.shape, outer)
     crop = _float(photo[top:top + outer, left:left + outer])
-    params = RainParams.sample(rng, heavy=bool(rng.random() < heavy_fraction))
-    rainy, _ = add_synthetic_rain(crop, rng, params)
+    # Only a run with street rain draws this number: older runs keep their exact batches.
+    if street_fraction > 0.0 and street_preset is not None and rng.random() < street_fraction:
+        params = StreetRainParams.sample(rng, street_preset)
+        # The depth stand-in follows the crop's place in the whole photo (ground below, far above).
+        rainy, crop = render_street_rain(crop, params, (top, left, *photo.shape[:2]))
+    else:
+        params = RainParams.sample(rng, heavy=bool(rng.random() < heavy_fraction))
+        rainy, _ = add_synthetic_rain(crop, rng, params)
     rainy = np.round(rainy * 255.0) / 255.0  # quantized like the 8-bit real pairs
     inner = (outer - size) // 2
     window = (slice(inner, inner + size), slice(inner, inner + size))

@@ -14,6 +14,7 @@ import torch
 
 from treefuse.checkpoint import save_weights
 from treefuse.errors import TreefuseError
+from treefuse.street_rain import load_preset, preset_path
 from treefuse.train.ddp import World, join, leave, world_from_env
 from treefuse.train.datasets import clean_photo_files, load_pairs, load_photos, manifest
 from treefuse.train.patches import PatchSampler
@@ -26,7 +27,8 @@ from treefuse.train.trainer import Trainer, TrainingData, learning_rate, pick_de
 RESUMABLE_SECTIONS = ("speed", "run")
 # Keys added after runs existed, with the value that means "as before": left out of the config hash
 # at that value, so older runs still resume.
-LATER_KEYS_AS_BEFORE = {("data", "synthetic_pool"): 0}
+LATER_KEYS_AS_BEFORE = {("data", "synthetic_pool"): 0, ("data", "synthetic_exclude"): [],
+                        ("data", "street_fraction"): 0.0, ("data", "rain_preset"): "street"}
 # Pool images are twice the patch side, so patches cut from them still vary in position.
 POOL_CROP_FACTOR = 2
 
@@ -47,7 +49,8 @@ def load_training_data(config: TrainConfig) -> tuple[TrainingData, dict[str, Any
     pairs, pair_files = [], []
     if data.train_dirs and data.synthetic_fraction < 1.0:
         pairs, pair_files = load_pairs(data.train_dirs, data.train_range)
-    photo_files = clean_photo_files(data.synthetic_dir) if data.synthetic_fraction > 0.0 else []
+    photo_files = clean_photo_files(data.synthetic_dir, data.synthetic_exclude) if data.synthetic_fraction > 0.0 else []
+    preset = load_preset(data.rain_preset) if data.street_fraction > 0.0 and data.synthetic_fraction > 0.0 else None
     photos = load_photos(photo_files, data.patch_size)
     validation, validation_files = load_pairs([data.val_dir], data.val_range) if data.val_dir else ([], [])
     overlap = {f.rain for f in pair_files} & {f.rain for f in validation_files}
@@ -57,11 +60,13 @@ def load_training_data(config: TrainConfig) -> tuple[TrainingData, dict[str, Any
     record, digest = manifest({
         "train_rain": [f.rain for f in pair_files], "train_clean": [f.clean for f in pair_files],
         "synthetic_clean": photo_files, "validation": [p for f in validation_files for p in (f.rain, f.clean)],
-        "init_weights": [Path(config.optim.init_weights)] if config.optim.init_weights else []})
+        "init_weights": [Path(config.optim.init_weights)] if config.optim.init_weights else [],
+        **({"rain_preset": [preset_path(data.rain_preset)]} if preset else {})})
     pool = render_pool(photos, data.synthetic_pool, POOL_CROP_FACTOR * data.patch_size, data.heavy_fraction,
-                       config.optim.seed) if data.synthetic_pool and data.synthetic_fraction > 0.0 else ()
+                       config.optim.seed, street_fraction=data.street_fraction, street_preset=preset,
+                       ) if data.synthetic_pool and data.synthetic_fraction > 0.0 else ()
     sampler = PatchSampler(pairs, photos, data.patch_size, data.batch_size, data.synthetic_fraction,
-                           data.heavy_fraction, data.flips, config.optim.seed, pool)
+                           data.heavy_fraction, data.flips, config.optim.seed, pool, data.street_fraction, preset)
     return TrainingData(sampler, validation, digest), record
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from treefuse.street_rain import RainPreset
 from treefuse.train.datasets import ImagePair
 from treefuse.train.patches import rain_on_crop
 
@@ -17,7 +18,8 @@ POOL_STREAM = 0x9001_5EED
 
 
 def render_pool(photos: list[np.ndarray], count: int, crop_size: int, heavy_fraction: float, seed: int,
-                progress: bool = True) -> tuple[ImagePair, ...]:
+                progress: bool = True, street_fraction: float = 0.0,
+                street_preset: RainPreset | None = None) -> tuple[ImagePair, ...]:
     """`count` crops of up to crop_size x crop_size from `photos` with synthetic rain, as uint8 pairs."""
     from tqdm import tqdm
 
@@ -27,7 +29,7 @@ def render_pool(photos: list[np.ndarray], count: int, crop_size: int, heavy_frac
         rng = np.random.default_rng([seed, POOL_STREAM, index])
         photo = photos[int(rng.integers(len(photos)))]
         size = min(crop_size, *photo.shape[:2])
-        rainy, clean = rain_on_crop(photo, rng, size, heavy_fraction)
+        rainy, clean = rain_on_crop(photo, rng, size, heavy_fraction, street_fraction, street_preset)
         pool.append(ImagePair(f"pool-{index}", _uint8(rainy), _uint8(clean)))
     return tuple(pool)
 

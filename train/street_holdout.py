@@ -1,0 +1,37 @@
+"""The held-out street-rain validation set: 8 Urban100 photos training never sees, fixed seed.
+
+Every fifth Urban100 photo of ../shared/data/clean (the 3rd, 8th, ... of the 40, sorted) is
+held out; `train/configs/street.yaml` excludes the same files from training
+(`data.synthetic_exclude`), and a test checks the two lists agree. The set is the centre
+320x320 window of each photo (the depth stand-in still follows the whole frame), street preset,
+seed 14: `python -m treefuse.train.street_holdout --out DIR` rebuilds it byte for byte.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+from treefuse.synth_pairs import synth_folder
+
+SOURCE_DIR = "../shared/data/clean/Urban100"
+HELD_OUT = ("img_006.png", "img_019.png", "img_031.png", "img_044.png",
+            "img_057.png", "img_070.png", "img_082.png", "img_095.png")
+PRESET, SEED, CROP = "street", 14, 320
+NAME = "street-holdout8:urban100-seed14-crop320"
+
+
+def build(out: str, source_dir: str = SOURCE_DIR) -> dict:
+    """Render the held-out set into `out` (a paired folder)."""
+    return synth_folder(source_dir, out, preset=PRESET, seed=SEED, crop=CROP, names=list(HELD_OUT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", required=True, help="paired folder to write (rain/ + clean/)")
+    parser.add_argument("--source", default=SOURCE_DIR, help="the Urban100 folder")
+    args = parser.parse_args()
+    print(json.dumps(build(args.out, args.source)))
+
+
+if __name__ == "__main__":
+    main()

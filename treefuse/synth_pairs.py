@@ -1,0 +1,83 @@
+"""Render street rain onto clean frames: a paired folder (rain/ + clean/, same names) with a record.
+
+Pair i uses source frame i mod n and the random stream [seed, i], so the same frames, preset
+and seed give byte-identical pairs. Names start with the pair number (`0007_frame.png`), which
+is what `--val 1-20` style ranges select on.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from treefuse.errors import TreefuseError
+from treefuse.files import atomic_path, sha256_file
+from treefuse.images import list_images, read_image, write_image
+from treefuse.street_rain import RainPreset, StreetRainParams, load_preset, preset_path, render_street_rain
+
+RECORD_NAME = "synth.json"
+
+
+def is_synth_folder(folder: Path) -> bool:
+    """Whether a folder is an earlier `treefuse synth` output (which may be replaced)."""
+    return (folder / RECORD_NAME).is_file()
+
+
+def centre_crop(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """The centre size x size window (or the whole side where the image is smaller) and its corner."""
+    height, width = image.shape[:2]
+    h, w = min(size, height), min(size, width)
+    top, left = (height - h) // 2, (width - w) // 2
+    return image[top:top + h, left:left + w], (top, left)
+
+
+def render_one(image: np.ndarray, preset: RainPreset, seed: int, index: int,
+               crop: int = 0) -> tuple[np.ndarray, np.ndarray, StreetRainParams]:
+    """(rainy, clean, params) of pair `index`; with `crop`, a centre window keeping the frame's depth."""
+    rng = np.random.default_rng([seed, index])
+    params = StreetRainParams.sample(rng, preset)
+    top = left = 0
+    window = image
+    if crop:
+        window, (top, left) = centre_crop(image, crop)
+    rainy, clean = render_street_rain(window, params, (top, left, *image.shape[:2]))
+    return rainy, clean, params
+
+
+def synth_folder(images: str | Path, out: str | Path, preset: str = "street", seed: int = 0,
+                 count: int | None = None, crop: int = 0, names: list[str] | None = None) -> dict[str, Any]:
+    """Render `count` pairs (default: one per frame) from the frames in `images` into `out`, atomically."""
+    sources = list_images(images)
+    if names is not None:
+        chosen = set(names)
+        missing = sorted(chosen - {p.name for p in sources})
+        if missing:
+            raise TreefuseError(f"{images} has no frame named {missing[0]}")
+        sources = [p for p in sources if p.name in chosen]
+    if not sources:
+        raise TreefuseError(f"{images} holds no images (png, jpg, bmp, tif, webp); point --images at a folder of clean frames")
+    count = len(sources) if count is None else count
+    if count < 1:
+        raise TreefuseError(f"--count must be at least 1, got {count}")
+    if crop < 0 or 0 < crop < 16:
+        raise TreefuseError(f"--crop must be 0 (whole frames) or at least 16 pixels, got {crop}")
+    rain_preset = load_preset(preset)
+    decoded = [read_image(p) for p in sources]  # every frame decodes before anything is written
+    pairs = []
+    with atomic_path(out, directory=True, same_kind=is_synth_folder) as staged:
+        (staged / "rain").mkdir()
+        (staged / "clean").mkdir()
+        for index in range(count):
+            source = sources[index % len(sources)]
+            rainy, clean, params = render_one(decoded[index % len(sources)], rain_preset, seed, index, crop)
+            name = f"{index:04d}_{source.stem}.png"
+            write_image(staged / "rain" / name, rainy)
+            write_image(staged / "clean" / name, clean)
+            pairs.append({"name": name, "source": source.name, "params": params.to_dict()})
+        record = {"tool": "treefuse synth", "preset": rain_preset.to_dict(),
+                  "preset_sha256": sha256_file(preset_path(preset)), "seed": seed, "count": count, "crop": crop,
+                  "sources": [{"name": p.name, "sha256": sha256_file(p)} for p in sources], "pairs": pairs}
+        (staged / RECORD_NAME).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return {"out": str(out), "pairs": count, "preset": rain_preset.name, "seed": seed}
