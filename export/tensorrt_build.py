@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -82,22 +82,27 @@ class EnginePlan:
     calib_cache: Path | None
     timing_cache: Path | None
     onnx_metadata: dict[str, str]
+    tensorrt_check: dict[str, Any] = field(default_factory=dict)  # export/trt_check.py: what the parser will meet
+    fp16_ranges: dict[str, Any] | None = None  # export/fp16_range.py over a calibration set, when one was given
 
 
 def plan_engine(onnx_path: str | Path, out_path: str | Path, *, precision: str, profile: ShapeProfile,
-                calib_dir: str | Path | None = None, timing_cache: str | Path | None = None) -> EnginePlan:
-    """Check the inputs of a build and decide how INT8 is obtained; raises on anything a user must fix."""
-    import onnx
+                calib_dir: str | Path | None = None, timing_cache: str | Path | None = None,
+                fp16_calib: str | Path | None = None, strict_fp16: bool = False,
+                log: Callable[[str], None] = print) -> EnginePlan:
+    """Check the inputs of a build and decide how INT8 is obtained; raises on anything a user must fix.
+
+    The model must pass the TensorRT parser check (export/trt_check.py) first. With `fp16_calib`
+    (or `calib_dir`), layer ranges over that calibration set are judged against FP16 and go into the
+    sidecar; unsafe layers warn, or fail the gate with `strict_fp16`.
+    """
+    from treefuse.export.trt_check import load_onnx, require_tensorrt_onnx
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if precision not in PRECISIONS:
         raise TreefuseError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
-    if not onnx_path.is_file():
-        raise TreefuseError(f"ONNX model not found: {onnx_path}; export one with `treefuse export onnx`")
-    try:
-        model = onnx.load(str(onnx_path), load_external_data=False)
-    except Exception as exc:  # protobuf raises its own error types on a corrupt file
-        raise TreefuseError(f"{onnx_path} is not a readable ONNX model ({type(exc).__name__})") from None
+    model = load_onnx(onnx_path)
+    check = require_tensorrt_onnx(onnx_path, profile, model)
     metadata = {p.key: p.value for p in model.metadata_props}
     explicit = any(node.op_type in QDQ_OPS for node in model.graph.node)
     int8_source, calib_sha, calib_cache = None, None, None
@@ -113,8 +118,22 @@ def plan_engine(onnx_path: str | Path, out_path: str | Path, *, precision: str, 
         calib_sha = _verified_sha(calib_dir)
         int8_source = "calibrator"
         calib_cache = out_path.with_name(f"{out_path.stem}.calib-{calib_sha[:12]}.cache")
+    fp16_ranges = _fp16_ranges(onnx_path, fp16_calib or calib_dir, strict_fp16, log)
     return EnginePlan(onnx_path, out_path, precision, profile, int8_source, Path(calib_dir) if calib_dir else None,
-                      calib_sha, calib_cache, Path(timing_cache) if timing_cache else None, metadata)
+                      calib_sha, calib_cache, Path(timing_cache) if timing_cache else None, metadata,
+                      check.to_dict(), fp16_ranges)
+
+
+def _fp16_ranges(onnx_path: Path, calib_dir: str | Path | None, strict: bool,
+                 log: Callable[[str], None]) -> dict[str, Any] | None:
+    """FP16 safety over a calibration set (both precisions build with FP16 on), or None without a set."""
+    if calib_dir is None:
+        if strict:
+            raise TreefuseError("--strict-fp16 needs a calibration set to measure ranges on: pass --check-fp16 CALIB_DIR")
+        return None
+    from treefuse.export.fp16_range import check_fp16, sidecar_summary
+
+    return sidecar_summary(check_fp16(onnx_path, calib_dir, strict=strict, log=log))
 
 
 def _verified_sha(calib_dir: str | Path) -> str:
@@ -203,6 +222,8 @@ def sidecar(plan: EnginePlan, backend: SimpleNamespace, command: str, engine_sha
         "profile": {INPUT_NAME: plan.profile.to_dict()},
         "tensorrt_version": getattr(backend.trt, "__version__", "unknown"), "gpu": gpu_name(),
         "trtexec": command,
+        "tensorrt_check": plan.tensorrt_check,
+        "fp16_ranges": plan.fp16_ranges or "not measured: pass --check-fp16 CALIB_DIR to `treefuse export trt`",
         "source_sha256": plan.onnx_metadata.get("source_sha256"),
         "treefuse_config": plan.onnx_metadata.get("treefuse_config"),
         "provenance": provenance(onnx_provenance=plan.onnx_metadata.get("treefuse_provenance")),

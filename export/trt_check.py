@@ -117,7 +117,7 @@ def _domain_problems(graph: Any) -> list[str]:
 def _qdq_problems(node: Any, constants: dict[str, np.ndarray], opset: int,
                   weight_readers: dict[str, Any]) -> tuple[list[str], bool]:
     """Problems of one QuantizeLinear/DequantizeLinear node, and whether it is per-channel."""
-    label = f"{node.op_type} '{node.name}'"
+    label = f"{node.op_type} '{node.name or node.output[0]}'"
     scale = constants.get(node.input[1]) if len(node.input) > 1 else None
     if scale is None:
         return [f"{label} has a scale that is not a constant initializer; TensorRT needs build-time scales"], False

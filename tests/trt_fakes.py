@@ -10,13 +10,14 @@ import onnx
 from onnx import TensorProto, helper
 
 
-def tiny_onnx(path: Path, qdq: bool = False, metadata: dict[str, str] | None = None) -> Path:
-    """A 1x1 conv 3->3 with a dynamic NCHW input named 'input', optionally behind a QDQ pair."""
+def tiny_onnx(path: Path, qdq: bool = False, metadata: dict[str, str] | None = None,
+              zero_point_type: int = TensorProto.INT8) -> Path:
+    """A 1x1 conv 3->3 with a dynamic NCHW input named 'input', optionally behind a QDQ pair (int8, zero point 0)."""
     weight = helper.make_tensor("w", TensorProto.FLOAT, [3, 3, 1, 1], np.eye(3, dtype=np.float32).ravel().tolist())
     nodes, conv_input, inits = [], "input", [weight]
     if qdq:
         inits += [helper.make_tensor("s", TensorProto.FLOAT, [], [1 / 255]),
-                  helper.make_tensor("z", TensorProto.UINT8, [], [0])]
+                  helper.make_tensor("z", zero_point_type, [], [0])]
         nodes += [helper.make_node("QuantizeLinear", ["input", "s", "z"], ["q"]),
                   helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"])]
         conv_input = "dq"

@@ -1,4 +1,4 @@
-"""`treefuse export trt`: build a TensorRT engine from an ONNX model (needs a GPU and TensorRT)."""
+"""`treefuse export trt`: check an ONNX model, then build a TensorRT engine from it (the build needs a GPU)."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +14,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--opt-shape", default=DEFAULT_OPT, help=f"input shape tuned for (default {DEFAULT_OPT})")
     parser.add_argument("--max-shape", default=DEFAULT_MAX, help=f"largest input NxCxHxW (default {DEFAULT_MAX})")
     parser.add_argument("--timing-cache", help="timing cache file to reuse and update across builds")
+    parser.add_argument("--check-fp16", metavar="CALIB_DIR",
+                        help="calibration set to measure layer ranges on against FP16 (default: --calib when given); "
+                             "the result goes into the engine's sidecar")
+    parser.add_argument("--strict-fp16", action="store_true",
+                        help="refuse to build (exit 1) when a layer would overflow FP16 or flush its small values")
     parser.add_argument("--out", required=True, help="engine file to write (.engine)")
 
 
@@ -23,7 +28,9 @@ def run(args: argparse.Namespace) -> int:
 
     profile = ShapeProfile.from_text(args.min_shape, args.opt_shape, args.max_shape)
     plan = plan_engine(args.onnx, args.out, precision=args.precision, profile=profile, calib_dir=args.calib,
-                       timing_cache=args.timing_cache)
+                       timing_cache=args.timing_cache, fp16_calib=args.check_fp16, strict_fp16=args.strict_fp16)
+    print(f"TensorRT parser check passed: {plan.onnx_path} (opset {plan.tensorrt_check['opset']}, "
+          f"{plan.tensorrt_check['qdq_nodes']} Q/DQ nodes)")
     backend = import_tensorrt()
     engine = build_engine(plan, backend)
     print(f"wrote {engine} ({plan.precision}, int8 from {plan.int8_source or '-'}); provenance in {engine}.json")
