@@ -16,6 +16,7 @@ import torch
 
 from treefuse.checkpoint import load_weights
 from treefuse.errors import TreefuseError, one_line
+from treefuse.artifact import artifact_metadata
 from treefuse.files import atomic_path
 from treefuse.folding import fold
 from treefuse.provenance import provenance
@@ -162,10 +163,7 @@ def _stamp(mlmodel: Any, record: dict[str, Any], license_text: str) -> None:
     mlmodel.output_description[OUTPUT_NAME] = "derained RGB image, 1x3xHxW, values in about [0, 1]"
     meta = mlmodel.user_defined_metadata
     meta["treefuse.provenance"] = json.dumps(record, sort_keys=True)
-    meta["treefuse.config"] = json.dumps(record["config"], sort_keys=True)
-    meta["treefuse.source_sha256"] = record["source_sha256"]
-    meta["treefuse.tool_versions"] = json.dumps(record["tool_versions"], sort_keys=True)
-    meta["treefuse.precision"] = record["precision"]
+    meta.update(artifact_metadata(format="coreml", precision=record["precision"], config=record["config"],
+                                  source_sha256=record["source_sha256"],
+                                  calibration_sha256=record["calibration_sha256"]))
     meta["treefuse.deployment_target"] = record["deployment_target"]
-    if record["calibration_sha256"]:
-        meta["treefuse.calibration_sha256"] = record["calibration_sha256"]

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from treefuse.artifact import artifact_metadata
 from treefuse.checkpoint import load_weights
 from treefuse.errors import TreefuseError
 from treefuse.files import atomic_path
@@ -34,7 +35,9 @@ def export_onnx(weights_path: str | Path, out_path: str | Path, *, opset: int = 
                             source_sha256=loaded.sha256, folded=folded, opset=opset, precision="fp32",
                             simplified=simplify)
         set_metadata(model, {"treefuse_config": loaded.config.to_json(), "source_sha256": loaded.sha256,
-                             "treefuse_provenance": json.dumps(record, sort_keys=True)})
+                             "treefuse_provenance": json.dumps(record, sort_keys=True),
+                             **artifact_metadata(format="onnx", precision="fp32", config=loaded.config.to_dict(),
+                                                 source_sha256=loaded.sha256)})
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, str(staged))
     return Path(out_path)

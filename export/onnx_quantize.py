@@ -113,8 +113,11 @@ def concat_overrides(model: Any, ranges: dict[str, tuple[float, float]]) -> dict
 
 
 def quantize_int8_model(fp32_path: Path, out_path: Path, cache_path: Path, method: str,
-                        overrides: dict[str, Any], float_nodes: Sequence[str] = ()) -> None:
-    """One static QDQ quantization from a saved range cache, leaving `float_nodes` unquantized."""
+                        overrides: dict[str, Any], float_nodes: Sequence[str] = (), reduce_range: bool = False) -> None:
+    """One static QDQ quantization from a saved range cache, leaving `float_nodes` unquantized.
+
+    `reduce_range` makes the weights 7-bit (levels -64..64): x86 CPUs without VNNI sum pairs of u8 x s8
+    products in int16 and saturate on full-range weights (docs/quantization.md, QAT section)."""
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -124,7 +127,7 @@ def quantize_int8_model(fp32_path: Path, out_path: Path, cache_path: Path, metho
     float_nodes = [*float_nodes, *(n.name for n in graph.node if set(n.output) & outputs)]
     with _quiet_quantizer():
         quantize_static(str(fp32_path), str(out_path), None, quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=QUANTIZED_OP_TYPES, per_channel=True, reduce_range=False,
+                        op_types_to_quantize=QUANTIZED_OP_TYPES, per_channel=True, reduce_range=reduce_range,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         nodes_to_exclude=list(float_nodes), calibrate_method=_method(method),
                         calibration_cache_path=str(cache_path),

@@ -25,13 +25,14 @@ th{background:#f3f3f3}td:not(:first-child){text-align:right;font-variant-numeric
 img{max-width:100%;border:1px solid #ddd}code{font-size:12px}h2{border-bottom:2px solid #ddd}"""
 
 
-def write_report(result_paths: list[Path], out_dir: Path, notes: tuple[str, ...] = ()) -> tuple[Path, Path]:
+def write_report(result_paths: list[Path], out_dir: Path, notes: tuple[str, ...] = (),
+                 prefer: str | None = None) -> tuple[Path, Path]:
     """Merge result files into out_dir/report.md and out_dir/report.html (both written atomically).
 
     `notes` are the author's words about the runs (a busy machine, a skipped size), printed first.
     """
     results = [load_result(path) for path in result_paths]
-    grids = build_grids(results)
+    grids = build_grids(results, prefer)
     manifest = build_manifest(results, out_dir)
     figures = {grid.device: device_figure(grid) for grid in grids}
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"

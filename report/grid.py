@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from treefuse.errors import TreefuseError
 from treefuse.report.results import Latency, Quality, ResultFile
+
+PREFER = ("newest", "first")  # how `--prefer` settles two files measuring the same cell
 
 REFERENCE_BACKEND = "torch fp32"  # speed-ups are against PyTorch FP32 on the same device
 
@@ -24,7 +27,7 @@ class DeviceGrid:
     def speedup(self, backend: str, size: tuple[int, int]) -> float | None:
         """PyTorch FP32 p50 / this backend's p50 at the same size; None when either is missing."""
         reference, cell = self.cell(REFERENCE_BACKEND, size), self.cell(backend, size)
-        if reference is None or cell is None:
+        if reference is None or cell is None or "evaluator" in (reference.timing, cell.timing):
             return None
         return reference.p50_ms / cell.p50_ms
 
@@ -35,8 +38,12 @@ class DeviceGrid:
         return self.sizes[-1] if self.sizes else None
 
 
-def build_grids(results: list[ResultFile]) -> list[DeviceGrid]:
-    """One grid per device, in the order devices first appear; a later file's cell replaces an earlier one."""
+def build_grids(results: list[ResultFile], prefer: str | None = None) -> list[DeviceGrid]:
+    """One grid per device, in the order devices first appear.
+
+    Two files measuring the same cell (device, backend, size) are a conflict: refused, naming
+    both, unless `prefer` is 'newest' (by the results' creation time) or 'first' (argument order).
+    """
     grids: dict[str, DeviceGrid] = {}
     for result in results:
         for item in [*result.latencies, *result.qualities]:
@@ -44,18 +51,33 @@ def build_grids(results: list[ResultFile]) -> list[DeviceGrid]:
             if item.backend not in grid.backends:
                 grid.backends.append(item.backend)
             if isinstance(item, Latency):
-                grid.latency[(item.backend, item.size)] = item
+                key, table = (item.backend, item.size), grid.latency
                 if item.size not in grid.sizes:
                     grid.sizes.append(item.size)
             else:
-                grid.quality[item.backend] = item
+                key, table = item.backend, grid.quality
                 if item.reference not in grid.backends:
                     grid.backends.insert(0, item.reference)
+            table[key] = _settle(table.get(key), item, prefer)
     for grid in grids.values():
         grid.sizes.sort(key=lambda s: (s[0] * s[1], s))
         # PyTorch first: it is what everything is compared with.
         grid.backends.sort(key=lambda b: b != REFERENCE_BACKEND)
     return list(grids.values())
+
+
+def _settle(held: Latency | Quality | None, new: Latency | Quality, prefer: str | None) -> Latency | Quality:
+    """The measurement a cell keeps when a second one arrives (never silently)."""
+    if held is None or held.source == new.source:
+        return new
+    if prefer == "first":
+        return held
+    if prefer == "newest":
+        return new if new.created_utc >= held.created_utc else held
+    what = "latency" if isinstance(new, Latency) else "parity"
+    where = f"{new.backend} at {size_text(new.size)}" if isinstance(new, Latency) else new.backend
+    raise TreefuseError(f"{held.source} and {new.source} both give the {what} of {where} on {new.device}; "
+                        "drop one file or pass --prefer newest|first")
 
 
 def size_text(size: tuple[int, int]) -> str:

@@ -21,8 +21,9 @@ def artifact_records(result: ResultFile) -> list[dict[str, Any]]:
     records: dict[tuple[str, str], dict[str, Any]] = {}
     for facts in result.artifacts:
         record = {"path": facts["path"], "sha256": facts["sha256"], "kind": facts["kind"]}
-        if facts.get("source_sha256"):
-            record["source_sha256"] = facts["source_sha256"]
+        source = (facts.get("artifact") or {}).get("source_sha256") or facts.get("source_sha256")
+        if source:
+            record["source_sha256"] = source
         records.setdefault((record["path"], record["sha256"]), record)
     return list(records.values())
 

@@ -40,7 +40,8 @@ def device_figure(grid: DeviceGrid) -> bytes:
 def _latency_plot(ax, grid: DeviceGrid, colors: dict) -> None:
     megapixels = [s[0] * s[1] / 1e6 for s in grid.sizes]
     for backend in grid.backends:
-        points = [(mp, grid.cell(backend, s).p50_ms) for mp, s in zip(megapixels, grid.sizes) if grid.cell(backend, s)]
+        points = [(mp, grid.cell(backend, s).p50_ms) for mp, s in zip(megapixels, grid.sizes)
+                  if grid.cell(backend, s) and grid.cell(backend, s).timing == "device"]
         if points:
             xs, ys = zip(*points)
             ax.plot(xs, ys, "o-", color=colors[backend], label=backend)
@@ -77,7 +78,7 @@ def _quality_plot(ax, grid: DeviceGrid, colors: dict) -> None:
     plotted = False
     for backend, quality in grid.quality.items():
         cell = grid.cell(backend, size) if size else None
-        if cell is None:
+        if cell is None or cell.timing != "device":
             continue
         plotted = True
         ax.scatter(cell.p50_ms, quality.output_psnr_min_db, s=60, color=colors[backend], label=backend)

@@ -10,6 +10,7 @@ from treefuse.errors import TreefuseError, one_line
 from treefuse.files import sha256_file
 
 SWEEP_FORMATS = ("treefuse-sweep-v1",)
+UNSTABLE_P90_OVER_P50 = 1.5
 KINDS = ("treefuse-sweep", "treefuse-bench", "treefuse-parity")
 
 
@@ -27,6 +28,13 @@ class Latency:
     peak_rss_delta_mib: float | None
     cuda_peak_mib: float | None
     source: str
+    timing: str = "device"  # "evaluator" when not the device's own runtime (Core ML on Linux): no speed claims
+    created_utc: str = ""
+
+    @property
+    def unstable(self) -> bool:
+        """p90 / p50 above 1.5: the machine was too noisy for this figure to mean much."""
+        return self.p90_ms > UNSTABLE_P90_OVER_P50 * self.p50_ms
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,8 @@ class Quality:
     reference_task_psnr_db: float | None
     passed: bool
     source: str
+    gates: dict[str, Any] | None = None  # the thresholds behind `passed` (None in 0.1 results)
+    created_utc: str = ""
 
 
 @dataclass
@@ -104,21 +114,24 @@ def backend_label(facts: dict[str, Any]) -> str:
 
 def _flatten(path: Path, data: dict[str, Any], kind: str) -> ResultFile:
     device = device_label(data["device"])
+    created = str((data.get("provenance") or {}).get("created_utc", ""))
     result = ResultFile(path=path, sha256=sha256_file(path), data=data, device=device)
     if kind == "treefuse-sweep":
         labels = _unique_labels(data["backends"])
+        facts_of = {b.get("label", f"{b['kind']}:{b['path']}"): b for b in data["backends"]}
         result.artifacts = list(data["backends"])
-        result.latencies = [_latency(device, labels[c["backend"]], c, str(path)) for c in data["cells"]]
-        result.qualities = [_quality(device, labels[r["backend"]], labels[r["reference"]], r, str(path))
+        result.latencies = [_latency(device, labels[c["backend"]], c, str(path), facts_of[c["backend"]], created)
+                            for c in data["cells"]]
+        result.qualities = [_quality(device, labels[r["backend"]], labels[r["reference"]], r, str(path), created)
                             for r in data.get("parity", [])]
     elif kind == "treefuse-bench":
         result.artifacts = list(data["backends"])
         cells = [{**b, "size": data["size"]} for b in data["backends"]]
-        result.latencies = [_latency(device, backend_label(c), c, str(path)) for c in cells]
+        result.latencies = [_latency(device, backend_label(c), c, str(path), c, created) for c in cells]
     else:
         result.artifacts = [data["reference"], data["candidate"]]
         result.qualities = [_quality(device, backend_label(data["candidate"]), backend_label(data["reference"]),
-                                     data, str(path))]
+                                     data, str(path), created)]
     return result
 
 
@@ -129,15 +142,23 @@ def _unique_labels(backends: list[dict[str, Any]]) -> dict[str, str]:
             for b, name in zip(backends, short)}
 
 
-def _latency(device: str, backend: str, cell: dict[str, Any], source: str) -> Latency:
+def timing_kind(facts: dict[str, Any]) -> str:
+    """'evaluator' for a backend timed through a stand-in of the device runtime (Core ML on Linux), else 'device'."""
+    return "evaluator" if facts.get("evaluator") == "mil" or facts.get("timing") == "evaluator" else "device"
+
+
+def _latency(device: str, backend: str, cell: dict[str, Any], source: str, facts: dict[str, Any],
+             created: str) -> Latency:
     memory = cell.get("memory", {})
     return Latency(device, backend, (int(cell["size"][0]), int(cell["size"][1])), float(cell["latency_ms"]["p50"]),
                    float(cell["latency_ms"]["p90"]), float(cell["throughput_img_per_s"]),
                    memory.get("peak_rss_mib"), memory.get("peak_rss_delta_mib"),
-                   memory.get("cuda_peak_allocated_mib"), source)
+                   memory.get("cuda_peak_allocated_mib"), source, timing_kind(facts), created)
 
 
-def _quality(device: str, backend: str, reference: str, row: dict[str, Any], source: str) -> Quality:
+def _quality(device: str, backend: str, reference: str, row: dict[str, Any], source: str, created: str) -> Quality:
     task = row.get("task") or {}
-    return Quality(device, backend, reference, float(row["output_psnr_db"]["min"]), float(row["output_psnr_db"]["mean"]),
-                   task.get("cand_psnr_db"), task.get("ref_psnr_db"), bool(row["passed"]), source)
+    output = row.get("output_psnr_db") or {"min": float("nan"), "mean": float("nan")}  # None: no finite output at all
+    return Quality(device, backend, reference, float(output["min"]), float(output["mean"]),
+                   task.get("cand_psnr_db"), task.get("ref_psnr_db"), bool(row["passed"]), source,
+                   row.get("gates"), created)

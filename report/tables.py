@@ -24,7 +24,10 @@ def device_tables(grid: DeviceGrid) -> list[Table]:
     """Latency, speed-up, throughput, memory and quality tables for one device."""
     def latency(b: str, s: tuple[int, int]) -> str:
         cell = grid.cell(b, s)
-        return MISSING if cell is None else f"{cell.p50_ms:.2f} (p90 {cell.p90_ms:.2f})"
+        if cell is None:
+            return MISSING
+        marks = (" unstable" if cell.unstable else "") + (" evaluator" if cell.timing == "evaluator" else "")
+        return f"{cell.p50_ms:.2f} (p90 {cell.p90_ms:.2f}){marks}"
 
     def memory(b: str, s: tuple[int, int]) -> str:
         cell = grid.cell(b, s)
@@ -34,7 +37,8 @@ def device_tables(grid: DeviceGrid) -> list[Table]:
         return text + (f" / GPU {cell.cuda_peak_mib:.0f}" if cell.cuda_peak_mib is not None else "")
 
     tables = [
-        _by_size(grid, "Latency p50 (p90), ms", latency),
+        _by_size(grid, "Latency p50 (p90), ms ('unstable': p90/p50 > 1.5; 'evaluator': timed through treefuse's "
+                 "stand-in of the runtime, not the device's, and left out of ratios and plots)", latency),
         _by_size(grid, "Speed-up vs PyTorch FP32 (x, higher is faster)",
                  lambda b, s: fmt(grid.speedup(b, s), ".2f")),
         _by_size(grid, "Throughput, images/s", lambda b, s: fmt(getattr(grid.cell(b, s), "throughput_img_per_s", None), ".2f")),
@@ -62,8 +66,18 @@ def quality_table(grid: DeviceGrid) -> Table:
             continue
         delta = None if q.task_psnr_db is None or q.reference_task_psnr_db is None else q.task_psnr_db - q.reference_task_psnr_db
         rows.append([backend, q.reference, f"{q.output_psnr_min_db:.2f} / {q.output_psnr_mean_db:.2f}",
-                     fmt(q.task_psnr_db, ".2f"), fmt(delta, "+.3f"), p50, "passed" if q.passed else "FAILED"])
+                     fmt(q.task_psnr_db, ".2f"), fmt(delta, "+.3f"), p50, verdict_text(q)])
     return "Quality vs latency (parity against the reference backend)", header, rows
+
+
+def verdict_text(quality) -> str:
+    """'passed'/'FAILED' with the thresholds it was judged by."""
+    verdict = "passed" if quality.passed else "FAILED"
+    gates = quality.gates
+    if not gates:
+        return f"{verdict} (thresholds not recorded)"
+    return (f"{verdict} (>= {gates['min_output_psnr_db']:g} dB, drop <= {gates['max_task_drop_db']:g} dB, "
+            f"{gates.get('precision', '?')} gates)")
 
 
 def markdown_table(table: Table) -> str:

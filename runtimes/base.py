@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from treefuse.artifact import ArtifactRecord
 from treefuse.errors import TreefuseError
 from treefuse.files import sha256_file
 
@@ -39,6 +40,10 @@ class Runner:
         """Backend-specific facts for result files (precision, provider, versions)."""
         return {}
 
+    def read_metadata_impl(self) -> dict[str, str]:
+        """The artifact's own flat `treefuse.*` metadata (embedded, or from its sidecar)."""
+        return {}
+
     def input_constraints(self) -> dict[str, Any]:
         """Shape limits the artifact imposes, e.g. {"min_hw": (h, w), "max_hw": (h, w)}."""
         return {}
@@ -58,18 +63,33 @@ class Runner:
         if not self.is_active:
             raise RuntimeError(f"{self.kind} runner used before activate()")
         self._validate(batch)
-        output = self.infer_impl(batch)
-        return np.asarray(output, dtype=np.float32)
+        output = np.asarray(self.infer_impl(batch), dtype=np.float32)
+        if output.shape != batch.shape:  # not a deraining model: nothing downstream may use it
+            raise TreefuseError(f"{self.kind}: {self.path} turned a {'x'.join(map(str, batch.shape))} input into "
+                                f"{'x'.join(map(str, output.shape))}; a deraining model keeps the input's shape")
+        return output
 
     def deactivate(self) -> None:
         if self.is_active:
             self.deactivate_impl()
             self.is_active = False
 
+    def artifact(self) -> ArtifactRecord:
+        """The artifact's record (format, precision, model config, hashes, tool versions), same for every backend."""
+        if getattr(self, "_artifact", None) is None:
+            self._artifact = ArtifactRecord.from_metadata(self.read_metadata_impl(), format=self.kind, path=self.path,
+                                                          sha256=sha256_file(self.path))
+        return self._artifact
+
+    def compute_precision(self) -> str:
+        """The precision the outputs are computed in: what the default gates are chosen by."""
+        return self.artifact().precision
+
     def describe(self) -> dict[str, Any]:
-        """What this runner runs, for result files: kind, path, sha256 and backend facts."""
-        return {"kind": self.kind, "spec": self.spec, "path": str(self.path), "sha256": sha256_file(self.path),
-                **self.describe_impl()}
+        """What this runner runs, for result files: kind, spec, backend facts and the artifact record."""
+        artifact = self.artifact()
+        return {"kind": self.kind, "spec": self.spec, "path": str(self.path), "sha256": artifact.sha256,
+                "precision": self.compute_precision(), **self.describe_impl(), "artifact": artifact.to_json()}
 
     def __enter__(self) -> "Runner":
         return self.activate()

@@ -6,15 +6,19 @@ from typing import Any
 
 import numpy as np
 
+from treefuse.progress import progress_bar
 from treefuse.runtimes.base import Runner
 
+UNSTABLE_P90_OVER_P50 = 1.5  # above it, a figure says more about the machine's noise than the backend
 
 def latency_summary(seconds: list[float], batch: int) -> dict[str, Any]:
     """Percentiles in milliseconds and images per second from per-call times."""
     ms = np.asarray(seconds) * 1000.0
-    return {"latency_ms": {"p50": float(np.percentile(ms, 50)), "p90": float(np.percentile(ms, 90)),
+    p50, p90 = float(np.percentile(ms, 50)), float(np.percentile(ms, 90))
+    return {"latency_ms": {"p50": p50, "p90": p90,
                            "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "min": float(ms.min())},
-            "throughput_img_per_s": float(batch * 1000.0 / np.median(ms)), "iterations": int(ms.size)}
+            "throughput_img_per_s": float(batch * 1000.0 / np.median(ms)), "iterations": int(ms.size),
+            "unstable": p90 > UNSTABLE_P90_OVER_P50 * p50}
 
 
 def measure_interleaved(runners: list[Runner], shape: tuple[int, int, int, int], warmup: int = 2, iters: int = 10,
@@ -25,10 +29,7 @@ def measure_interleaved(runners: list[Runner], shape: tuple[int, int, int, int],
         for _ in range(warmup):
             runner.infer(batch)
     times: list[list[float]] = [[] for _ in runners]
-    rounds = range(iters)
-    if progress:
-        from tqdm import tqdm
-        rounds = tqdm(rounds, desc="bench", unit="round")
+    rounds = progress_bar(range(iters), progress, desc="bench", unit="round")
     for i in rounds:
         # Rotate the starting runner so none is always measured right after another's cache pollution.
         order = [(i + k) % len(runners) for k in range(len(runners))]
@@ -51,6 +52,7 @@ def format_table(results: list[dict[str, Any]]) -> str:
         spec = r["spec"]
         spec = spec if len(spec) <= 48 else "…" + spec[-47:]
         lat = r["latency_ms"]
+        marks = (" unstable" if r.get("unstable") else "") + (" evaluator" if r.get("evaluator") == "mil" else "")
         lines.append(f"{spec:<48} {lat['p50']:>9.2f} {lat['p90']:>9.2f} {lat['min']:>9.2f} "
-                     f"{r['throughput_img_per_s']:>8.2f} {r['ratio_to_first_p50']:>8.3f}")
+                     f"{r['throughput_img_per_s']:>8.2f} {r['ratio_to_first_p50']:>8.3f}{marks}")
     return "\n".join(lines)

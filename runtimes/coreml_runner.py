@@ -71,9 +71,9 @@ class CoreMLRunner(Runner):
         metadata = package.metadata()
         backend = (f"treefuse MIL evaluator on {platform.system()} (reads the package's program and weight.bin)"
                    if self.evaluator == "mil" else f"Core ML predict ({self.compute_units} compute units)")
-        return {"backend": backend, "evaluator": self.evaluator,
-                "precision": metadata.get("treefuse.precision", package.precision()),
-                "compute_dtype": package.precision(),
-                "deployment_target": metadata.get("treefuse.deployment_target"),
-                "source_sha256": metadata.get("treefuse.source_sha256"),
-                "calibration_sha256": metadata.get("treefuse.calibration_sha256")}
+        return {"backend": backend, "evaluator": self.evaluator, "compute_dtype": package.precision(),
+                "deployment_target": metadata.get("treefuse.deployment_target")}
+
+    def read_metadata_impl(self) -> dict[str, str]:
+        package = self.package if self.package is not None else load_program(self.path)
+        return {"treefuse.precision": package.precision(), **package.metadata()}

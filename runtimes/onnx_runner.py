@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from treefuse.artifact import read_onnx_metadata
 from treefuse.errors import TreefuseError, one_line
 from treefuse.runtimes.base import Runner
 
@@ -45,31 +46,30 @@ class OnnxRuntimeRunner(Runner):
         inputs = self.session.get_inputs()
         if len(inputs) != 1 or len(inputs[0].shape) != 4:
             raise TreefuseError(f"onnx: {self.path} must have one 4-D image input, found {[i.shape for i in inputs]}")
+        channels = inputs[0].shape[1]
+        if isinstance(channels, int) and channels != 3:
+            raise TreefuseError(f"onnx: {self.path} takes {channels}-channel input, not RGB (N x 3 x H x W); "
+                                "export a treefuse model with `treefuse export onnx`")
+        if inputs[0].type not in ("tensor(float)", "tensor(float16)"):
+            raise TreefuseError(f"onnx: {self.path} takes {inputs[0].type} input; treefuse feeds float32 images")
         self.input_name = inputs[0].name
         self.input_is_fp16 = inputs[0].type == "tensor(float16)"
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         feed = batch.astype(np.float16) if self.input_is_fp16 else batch
-        return self.session.run(None, {self.input_name: feed})[0]
+        try:
+            return self.session.run(None, {self.input_name: feed})[0]
+        except Exception as exc:  # ORT's untyped errors: the model cannot run this input (bad shape, bad graph)
+            raise TreefuseError(f"onnx: {self.path} failed on a {'x'.join(map(str, batch.shape))} input "
+                                f"({one_line(exc)[:200]})") from None
 
     def deactivate_impl(self) -> None:
         self.session = None
 
+    def read_metadata_impl(self) -> dict[str, str]:
+        return read_onnx_metadata(self.path)
+
     def describe_impl(self) -> dict[str, Any]:
         import onnxruntime as ort
 
-        facts: dict[str, Any] = {"backend": f"ONNX Runtime {ort.__version__}", "providers": self.providers}
-        if self.session is not None:
-            meta = self.session.get_modelmeta().custom_metadata_map
-            facts["source_sha256"] = meta.get("source_sha256")
-            facts["precision"] = meta.get("precision", _precision_from_provenance(meta))
-        return facts
-
-
-def _precision_from_provenance(meta: dict[str, str]) -> str:
-    import json
-
-    try:
-        return json.loads(meta.get("treefuse_provenance", "{}")).get("precision", "unknown")
-    except json.JSONDecodeError:
-        return "unknown"
+        return {"backend": f"ONNX Runtime {ort.__version__}", "providers": self.providers}

@@ -5,6 +5,7 @@ from typing import Any
 
 import numpy as np
 
+from treefuse.artifact import read_onnx_metadata
 from treefuse.errors import TreefuseError
 from treefuse.runtimes.base import Runner
 
@@ -47,18 +48,18 @@ class OpenVINORunner(Runner):
             raise TreefuseError(f"openvino: cannot read {self.path} ({first[:200]})") from None
         if len(self.model.inputs) != 1:
             raise TreefuseError(f"openvino: {self.path} must have one image input, found {len(self.model.inputs)}")
-        self.model_precision = self._precision_from_metadata()
+        self.model_precision = self.artifact().precision
 
     def _capabilities(self) -> list[str]:
         return list(self.core.get_property(self.device, "OPTIMIZATION_CAPABILITIES"))
 
-    def _precision_from_metadata(self) -> str:
-        import onnx
+    def read_metadata_impl(self) -> dict[str, str]:
+        return read_onnx_metadata(self.path)
 
-        model = onnx.load(str(self.path), load_external_data=False)
-        meta = {p.key: p.value for p in model.metadata_props}
-        self.source_sha256 = meta.get("source_sha256")
-        return meta.get("precision", "fp32")
+    def compute_precision(self) -> str:
+        # The model's own precision (int8) beside the one OpenVINO computes the float parts in (bf16).
+        model = self.artifact().precision
+        return self.precision if model in ("fp32", "unknown") else f"{model}+{self.precision}"
 
     def _compiled_for(self, shape: tuple[int, ...]) -> Any:
         # Static shapes compile to faster CPU kernels than a dynamic model; this net compiles in well under a second.
@@ -80,9 +81,5 @@ class OpenVINORunner(Runner):
 
     def describe_impl(self) -> dict[str, Any]:
         ov = _import_openvino()
-        precision = self.precision if self.model_precision in ("fp32", "unknown") else f"{self.model_precision}+{self.precision}"
-        facts: dict[str, Any] = {"backend": f"OpenVINO {ov.__version__}", "precision": precision,
-                                 "device": self.device, "model_precision": self.model_precision}
-        if getattr(self, "source_sha256", None):
-            facts["source_sha256"] = self.source_sha256
-        return facts
+        return {"backend": f"OpenVINO {ov.__version__}", "device": self.device,
+                "model_precision": self.artifact().precision}

@@ -12,21 +12,27 @@ from typing import Any
 import numpy as np
 
 from treefuse.errors import TreefuseError
+from treefuse.gates import DEFAULT_GATES, Gates, gates_for
 from treefuse.images import from_batch, is_paired_folder, list_images, paired_images, read_image, to_batch
 from treefuse.metrics import METRIC_CONVENTION, calculate_psnr
 from treefuse.runtimes.base import Runner
 
-DEFAULT_MIN_PSNR_DB = 40.0  # a negated 3x3 kernel scores ~10-20 dB; a correct FP32 export > 80 dB
-DEFAULT_MAX_TASK_DROP_DB = 0.1
 
 
 @dataclass(frozen=True)
 class ParityGates:
-    """What a candidate must achieve to pass."""
+    """The gates a candidate is judged by (from the one table in treefuse.gates) and the metric's channel."""
 
-    min_output_psnr_db: float = DEFAULT_MIN_PSNR_DB
-    max_task_drop_db: float = DEFAULT_MAX_TASK_DROP_DB
+    gates: Gates = DEFAULT_GATES["fp32"]
     test_y_channel: bool = False
+
+    @property
+    def min_output_psnr_db(self) -> float:
+        return self.gates.min_output_psnr_db
+
+    @property
+    def max_task_drop_db(self) -> float:
+        return self.gates.max_task_drop_db
 
 
 def image_set(folder: str | Path) -> list[tuple[Path, Path | None]]:
@@ -45,8 +51,12 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def run_parity(reference: Runner, candidate: Runner, images: list[tuple[Path, Path | None]],
-               gates: ParityGates = ParityGates(), progress: bool = False) -> dict[str, Any]:
-    """Run both backends on every image and return the parity result (with `passed`)."""
+               gates: ParityGates | None = None, progress: bool = False) -> dict[str, Any]:
+    """Run both backends on every image and return the parity result (with `passed`).
+
+    Without `gates`, the candidate is judged by the default gates of its own precision.
+    """
+    gates = gates or ParityGates(gates_for(candidate.compute_precision()))
     y = gates.test_y_channel
     per_image = []
     iterator = images
@@ -55,11 +65,16 @@ def run_parity(reference: Runner, candidate: Runner, images: list[tuple[Path, Pa
         iterator = tqdm(images, desc="parity", unit="img")
     for rainy_path, clean_path in iterator:
         rainy = read_image(rainy_path)
-        reference_out = np.clip(from_batch(reference.infer(to_batch(rainy))), 0, 1)
-        candidate_out = np.clip(from_batch(candidate.infer(to_batch(rainy))), 0, 1)
-        if not np.isfinite(candidate_out).all():
-            raise TreefuseError(f"{candidate.spec} produced NaN or Inf on {rainy_path}")
-        row: dict[str, Any] = {"image": str(rainy_path),
+        reference_raw = from_batch(reference.infer(to_batch(rainy)))
+        if not np.isfinite(reference_raw).all():
+            raise TreefuseError(f"the reference {reference.spec} produced NaN or Inf on {rainy_path}; "
+                                "a reference must be trustworthy: use the FP32 weights")
+        candidate_raw = from_batch(candidate.infer(to_batch(rainy)))
+        if not np.isfinite(candidate_raw).all():  # the candidate failed the finite-output gate on this image
+            per_image.append({"image": str(rainy_path), "finite": False, "output_psnr_db": None})
+            continue
+        reference_out, candidate_out = np.clip(reference_raw, 0, 1), np.clip(candidate_raw, 0, 1)
+        row: dict[str, Any] = {"image": str(rainy_path), "finite": True,
                                "output_psnr_db": calculate_psnr(candidate_out, reference_out, test_y_channel=y)}
         if clean_path is not None:
             clean = read_image(clean_path)
@@ -71,17 +86,20 @@ def run_parity(reference: Runner, candidate: Runner, images: list[tuple[Path, Pa
 
 def judge(per_image: list[dict[str, Any]], gates: ParityGates) -> dict[str, Any]:
     """Summarise per-image rows and apply the gates; re-runnable on saved rows."""
-    output_psnr = _summary([r["output_psnr_db"] for r in per_image])
     failures = []
-    if output_psnr["min"] < gates.min_output_psnr_db:
+    non_finite = [r["image"] for r in per_image if r.get("finite") is False]
+    if non_finite and gates.gates.require_finite:
+        failures.append(f"non-finite (NaN/Inf) output on {len(non_finite)} image(s), first {non_finite[0]}")
+    finite_rows = [r for r in per_image if r.get("finite") is not False]
+    output_psnr = _summary([r["output_psnr_db"] for r in finite_rows]) if finite_rows else None
+    if output_psnr and output_psnr["min"] < gates.min_output_psnr_db:
         failures.append(f"output PSNR min {output_psnr['min']:.2f} dB < {gates.min_output_psnr_db} dB")
-    result: dict[str, Any] = {"output_psnr_db": output_psnr, "images": per_image,
-                              "gates": {"min_output_psnr_db": gates.min_output_psnr_db,
-                                        "max_task_drop_db": gates.max_task_drop_db},
+    result: dict[str, Any] = {"output_psnr_db": output_psnr, "images": per_image, "non_finite_images": non_finite,
+                              "gates": gates.gates.to_json(),
                               "metric": {**METRIC_CONVENTION, "channel": "Y" if gates.test_y_channel else "RGB"}}
-    if all("ref_psnr_db" in r for r in per_image):
-        ref = float(np.mean([r["ref_psnr_db"] for r in per_image]))
-        cand = float(np.mean([r["cand_psnr_db"] for r in per_image]))
+    if finite_rows and all("ref_psnr_db" in r for r in finite_rows):
+        ref = float(np.mean([r["ref_psnr_db"] for r in finite_rows]))
+        cand = float(np.mean([r["cand_psnr_db"] for r in finite_rows]))
         result["task"] = {"ref_psnr_db": ref, "cand_psnr_db": cand, "delta_db": cand - ref}
         if ref - cand > gates.max_task_drop_db:
             failures.append(f"task PSNR drop {ref - cand:.3f} dB > {gates.max_task_drop_db} dB")

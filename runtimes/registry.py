@@ -6,17 +6,12 @@ import inspect
 from pathlib import Path
 
 from treefuse.errors import TreefuseError
+from treefuse.formats import FORMATS_BY_KIND
 from treefuse.runtimes.base import Runner
 
-# kind -> (module, class, what the artifact is). Modules import only when used, so a
-# missing optional backend never breaks the others.
+# kind -> (module, class, what the artifact is), read off the one format table.
 BACKENDS: dict[str, tuple[str, str, str]] = {
-    "torch": ("treefuse.runtimes.torch_runner", "TorchRunner", "treefuse weights (.safetensors)"),
-    "onnx": ("treefuse.runtimes.onnx_runner", "OnnxRuntimeRunner", "ONNX model (.onnx) on ONNX Runtime"),
-    "trt": ("treefuse.runtimes.trt_runner", "TensorRTRunner", "TensorRT engine (.engine)"),
-    "coreml": ("treefuse.runtimes.coreml_runner", "CoreMLRunner", "Core ML package (.mlpackage)"),
-    "openvino": ("treefuse.runtimes.openvino_runner", "OpenVINORunner", "ONNX model on OpenVINO"),
-}
+    kind: (*fmt.runner.split(":"), f"{fmt.description} ({fmt.suffix})") for kind, fmt in FORMATS_BY_KIND.items()}
 
 
 def parse_backend(spec: str) -> tuple[str, Path]:

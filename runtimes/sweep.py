@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from treefuse.errors import TreefuseError
+from treefuse.progress import progress_bar
 from treefuse.runtimes.base import Runner
 from treefuse.runtimes.bench import measure_interleaved
 from treefuse.runtimes.memory import measure_peak_memory
@@ -32,7 +33,8 @@ def sweep_size(runners: list[Runner], labels: list[str], size: tuple[int, int], 
     for label, timing, memory in zip(labels, timings, memories):
         cells.append({"backend": label, "size": list(size), "latency_ms": timing["latency_ms"],
                       "throughput_img_per_s": timing["throughput_img_per_s"], "iterations": timing["iterations"],
-                      "ratio_to_first_p50": timing["ratio_to_first_p50"], "memory": memory})
+                      "ratio_to_first_p50": timing["ratio_to_first_p50"], "memory": memory,
+                      "unstable": timing["unstable"]})
     return cells
 
 
@@ -50,14 +52,18 @@ class _RememberingRunner:
 
 
 def sweep_parity(runners: list[Runner], labels: list[str], images: list[tuple[Path, Path | None]],
-                 gates: ParityGates = ParityGates()) -> list[dict[str, Any]]:
-    """Parity of each backend after the first against the first (whose task PSNR is the baseline)."""
+                 gates: ParityGates | None = None) -> list[dict[str, Any]]:
+    """Parity of each backend after the first against the first (whose task PSNR is the baseline).
+
+    Without `gates`, each candidate is judged by the default gates of its own precision.
+    """
     rows = []
     reference = _RememberingRunner(runners[0])
     for candidate, label in zip(runners[1:], labels[1:]):
         result = run_parity(reference, candidate, images, gates)
         rows.append({"backend": label, "reference": labels[0], "output_psnr_db": result["output_psnr_db"],
-                     "task": result.get("task"), "passed": result["passed"], "failures": result["failures"],
+                     "task": result.get("task"), "passed": result["passed"], "failures": result["failures"], "gates": result["gates"],
+                     "non_finite_images": result["non_finite_images"],
                      "metric": result["metric"], "image_count": len(images)})
     return rows
 
@@ -72,10 +78,7 @@ def run_sweep(runners: list[Runner], sizes: list[tuple[int, int]], warmup: int =
     labels = labels or [runner.spec for runner in runners]
     if len(set(labels)) != len(labels):
         raise TreefuseError("the same backend is named twice; give each --backend once (add ?options to vary it)")
-    steps = list(sizes)
-    if progress:
-        from tqdm import tqdm
-        steps = tqdm(steps, desc="sweep", unit="size")
+    steps = progress_bar(list(sizes), progress, desc="sweep", unit="size")
     cells = [cell for size in steps for cell in sweep_size(runners, labels, size, warmup, iters)]
     result: dict[str, Any] = {"format": SWEEP_FORMAT, "kind": "treefuse-sweep",
                               "sizes": [list(s) for s in sizes], "warmup": warmup, "iters": iters,

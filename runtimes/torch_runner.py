@@ -1,6 +1,7 @@
 """PyTorch runner over treefuse safetensors weights: eager FP32 on the CPU by default, tuned options for CUDA."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,10 @@ class TorchRunner(Runner):
                 facts[option] = True
         if self.device.type == "cuda":
             facts["gpu"] = torch.cuda.get_device_name(self.device)
-        if self.loaded is not None:
-            facts["config"] = self.loaded.config.to_dict()
         return facts
+
+    def read_metadata_impl(self) -> dict[str, str]:
+        loaded = self.loaded if self.loaded is not None else load_weights(self.path)
+        versions = (loaded.provenance or {}).get("tool_versions", {})
+        return {"treefuse.precision": self.dtype, "treefuse.config": loaded.config.to_json(),
+                "treefuse.source_sha256": loaded.sha256, "treefuse.tool_versions": json.dumps(versions)}

@@ -63,11 +63,24 @@ class TensorRTRunner(Runner):
             self.runner.deactivate()
         self.runner = None
 
-    def describe_impl(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {"backend": "TensorRT"}
+    def _sidecar(self) -> dict[str, Any]:
         sidecar = self.path.parent / f"{self.path.name}.json"
-        if sidecar.is_file():
+        if not sidecar.is_file():
+            return {}
+        try:
             record = json.loads(sidecar.read_text())
-            facts.update({key: record.get(key) for key in ("precision", "tensorrt_version", "gpu", "onnx_sha256",
-                                                           "calib_sha256", "source_sha256", "profile")})
-        return facts
+        except json.JSONDecodeError:
+            raise TreefuseError(f"trt: {sidecar} is not valid JSON; rebuild the engine with `treefuse export trt`") from None
+        return record if isinstance(record, dict) else {}
+
+    def read_metadata_impl(self) -> dict[str, str]:
+        record = self._sidecar()
+        flat = {key: value for key, value in record.items() if isinstance(value, str)}
+        if isinstance(record.get("config"), dict):
+            flat["treefuse.config"] = json.dumps(record["config"])
+        return flat
+
+    def describe_impl(self) -> dict[str, Any]:
+        record = self._sidecar()
+        return {"backend": "TensorRT", **{key: record.get(key) for key in ("tensorrt_version", "gpu", "onnx_sha256",
+                                                                            "profile") if key in record}}

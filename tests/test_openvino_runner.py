@@ -14,7 +14,7 @@ def test_fp32_matches_onnx_runtime(onnx_path, image):
     reference, _ = _run(f"onnx:{onnx_path}", image)
     output, facts = _run(f"openvino:{onnx_path}", image)
     assert output.shape == image.shape and np.abs(output - reference).max() < 1e-4
-    assert facts["kind"] == "openvino" and facts["precision"] == "fp32" and facts["source_sha256"]
+    assert facts["kind"] == "openvino" and facts["precision"] == "fp32" and facts["artifact"]["source_sha256"]
 
 
 def test_bf16_hint_is_close_but_not_fp32_exact(shipped_onnx, image):
@@ -58,7 +58,9 @@ def test_int8_qdq_onnx_runs_int8_and_stays_close(onnx_path, image, tmp_path):
     quantize_static(str(onnx_path), str(int8_path), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     model = onnx.load(str(int8_path))
-    model.metadata_props.add(key="precision", value="int8")
+    for prop in model.metadata_props:  # what treefuse's own INT8 export records
+        if prop.key == "treefuse.precision":
+            prop.value = "int8"
     onnx.save(model, str(int8_path))
     reference, _ = _run(f"onnx:{onnx_path}", image)
     output, facts = _run(f"openvino:{int8_path}", image)

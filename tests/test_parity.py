@@ -39,8 +39,40 @@ def test_negated_kernel_fails_the_default_gate(shipped_weights, shipped_onnx, pa
 
 
 def test_judge_is_rerunnable_on_saved_rows():
+    from treefuse.gates import Gates
     from treefuse.runtimes.parity import ParityGates, judge
 
     rows = [{"output_psnr_db": 50.0, "ref_psnr_db": 25.0, "cand_psnr_db": 24.8}]
-    assert judge(rows, ParityGates(max_task_drop_db=0.1))["passed"] is False
-    assert judge(rows, ParityGates(max_task_drop_db=0.3))["passed"] is True
+    assert judge(rows, ParityGates(Gates(40.0, 0.1)))["passed"] is False
+    assert judge(rows, ParityGates(Gates(40.0, 0.3)))["passed"] is True
+    assert judge(rows, ParityGates(Gates(60.0, 0.3)))["passed"] is False
+
+
+def test_a_non_finite_output_fails_the_gate_and_is_named():
+    from treefuse.gates import Gates
+    from treefuse.runtimes.parity import ParityGates, judge
+
+    rows = [{"image": "a.png", "finite": True, "output_psnr_db": 90.0},
+            {"image": "b.png", "finite": False, "output_psnr_db": None}]
+    result = judge(rows, ParityGates(Gates(40.0, 0.1)))
+    assert result["passed"] is False and result["non_finite_images"] == ["b.png"]
+    assert "b.png" in result["failures"][0]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 1e9])
+def test_a_non_finite_or_absurd_threshold_is_refused(bad):
+    from treefuse.errors import TreefuseError
+    from treefuse.gates import Gates
+
+    with pytest.raises(TreefuseError, match="finite number"):
+        Gates(bad, 0.1)
+    with pytest.raises(TreefuseError, match="finite number"):
+        Gates(40.0, bad)
+
+
+def test_every_precision_has_default_gates_and_an_unknown_one_gets_the_loosest():
+    from treefuse.gates import DEFAULT_GATES, gates_for
+
+    assert gates_for("int8+bf16") == DEFAULT_GATES["int8"]
+    assert gates_for("fp32").min_output_psnr_db > gates_for("fp16").min_output_psnr_db > gates_for("int8").min_output_psnr_db
+    assert gates_for("mystery").max_task_drop_db == DEFAULT_GATES["int8"].max_task_drop_db

@@ -92,7 +92,7 @@ def test_report_from_bench_and_parity_results(tmp_path, artifacts):
     (tmp_path / "p.json").write_text(json.dumps(parity))
     assert main(["report", str(tmp_path / "b.json"), str(tmp_path / "p.json"), "--out", str(tmp_path / "r")]) == 0
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "| onnx int8 | torch fp32 | 35.00 / 38.00 | — | — | 5.00 | FAILED |" in md
+    assert "| onnx int8 | torch fp32 | 35.00 / 38.00 | — | — | 5.00 | FAILED (thresholds not recorded) |" in md
 
 
 def test_real_sweep_to_report_to_verify_chain(tmp_path, weights_path, onnx_path, capsys):

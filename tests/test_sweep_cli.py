@@ -26,7 +26,8 @@ def test_sweep_measures_every_backend_at_every_size(sweep_json, weights_path):
         assert cell["memory"]["peak_rss_mib"] > 10
     torch_facts, onnx_facts = result["backends"]
     from treefuse.files import sha256_file
-    assert torch_facts["sha256"] == sha256_file(weights_path) == onnx_facts["source_sha256"]
+    assert torch_facts["sha256"] == sha256_file(weights_path) == onnx_facts["artifact"]["source_sha256"]
+    assert torch_facts["artifact"]["config"] == onnx_facts["artifact"]["config"] is not None
     assert result["device"]["cpu"]["logical_cores"] >= 1
 
 

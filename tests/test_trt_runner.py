@@ -51,7 +51,7 @@ def test_runs_inside_profile(engine_path):
         np.testing.assert_allclose(runner.infer(batch), batch * 0.5)
         assert runner.input_constraints() == {"min_hw": (16, 16), "max_hw": (64, 64)}
         facts = runner.describe()
-    assert facts["kind"] == "trt" and facts["precision"] == "int8" and facts["calib_sha256"] == "ef" * 32
+    assert facts["kind"] == "trt" and facts["precision"] == "int8" and facts["artifact"]["calibration_sha256"] == "ef" * 32
 
 
 @pytest.mark.parametrize("shape, message", [((1, 3, 8, 32), "outside the artifact's range"),

@@ -4,12 +4,10 @@ from __future__ import annotations
 import argparse
 import importlib
 
-# format -> (module with add_arguments/run, one-line help)
-FORMATS: dict[str, tuple[str, str]] = {
-    "onnx": ("treefuse.cli.export_onnx", "ONNX (fp32, fp16 or int8 QDQ), folded, simplified, checked"),
-    "trt": ("treefuse.cli.export_trt", "TensorRT engine (fp16 or int8) from an ONNX model; needs a GPU"),
-    "coreml": ("treefuse.cli.export_coreml", "Core ML ML program (fp32, fp16, w8, w8a8)"),
-}
+from treefuse.formats import exportable_formats
+
+# format -> (module with add_arguments/run, one-line help), from the one format table.
+FORMATS: dict[str, tuple[str, str]] = {fmt.kind: (fmt.export_cli, fmt.export_help) for fmt in exportable_formats()}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

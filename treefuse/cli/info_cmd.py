@@ -2,18 +2,11 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
-
-
-# backend kind -> (python module it needs, pip extra that installs it)
-BACKEND_REQUIREMENTS = {"torch": ("torch", "(core)"), "onnx": ("onnxruntime", "(core)"),
-                        "coreml": ("coremltools", "treefuse[coreml]"), "trt": ("tensorrt", "treefuse[tensorrt]"),
-                        "openvino": ("openvino", "openvino")}
 
 
 def gather_info() -> dict:
@@ -27,13 +20,13 @@ def gather_info() -> dict:
         loaded = load_weights(DEFAULT_WEIGHTS)
         info.update(params=count_parameters(loaded.model), config=loaded.config.to_dict(),
                     default_weights_sha256=loaded.sha256, default_weights_provenance=loaded.provenance)
-    backends, missing = {}, {}
-    for kind, (module, extra) in BACKEND_REQUIREMENTS.items():
-        if importlib.util.find_spec(module) is not None:
-            backends[kind] = module
-        else:
-            missing[kind] = f"pip install {extra}" if extra != "(core)" else "reinstall treefuse"
-    info.update(backends=backends, missing_backends=missing)
+    from treefuse.formats import FORMATS
+    from treefuse.gates import DEFAULT_GATES
+
+    formats = [fmt.to_json() for fmt in FORMATS]
+    info.update(formats=formats, gates={name: gates.to_json() for name, gates in DEFAULT_GATES.items()},
+                backends={f["kind"]: f["description"] for f in formats if f["available"]},
+                missing_backends={f["kind"]: f["why_unavailable"] for f in formats if not f["available"]})
     import torch
     info["cuda_available"] = torch.cuda.is_available()
     return info
@@ -48,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"default weights: {info['default_weights']}")
     if "params" in info:
         print(f"parameters:      {info['params']:,}  config: {json.dumps(info['config'])}")
-    print(f"backends:        {', '.join(info['backends'])}")
-    for kind, fix in info["missing_backends"].items():
-        print(f"missing:         {kind} ({fix})")
+    print("formats:")
+    for fmt in info["formats"]:
+        state = "available" if fmt["available"] else f"unavailable: {fmt['why_unavailable']}"
+        print(f"  {fmt['kind']:<9} {fmt['suffix']:<13} {','.join(fmt['precisions']):<18} {state}")
     print(f"CUDA:            {'available' if info['cuda_available'] else 'not available'}")
     return 0

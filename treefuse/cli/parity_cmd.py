@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from treefuse.cli.args import add_backend_option, add_json_option
+from treefuse.cli.args import add_backend_option, add_json_option, positive_int
 
 EXAMPLES = """\
 examples:
@@ -12,23 +12,25 @@ examples:
 
 --images is a folder of images, or a paired folder (rain/ and clean/ with the same names);
 on a paired folder the task PSNR of both backends against ground truth is gated too.
-exit 0: passed, 1: a gate failed, 2: bad input
+A candidate whose output holds NaN or Inf fails (exit 1); the JSON names the images.
+Without --min-psnr/--max-task-drop the gates are the defaults of the candidate's precision
+(from its own metadata); the JSON records the gates used beside the verdict.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from treefuse.runtimes.parity import DEFAULT_MAX_TASK_DROP_DB, DEFAULT_MIN_PSNR_DB
+    from treefuse.gates import gates_table
 
-    parser.epilog = EXAMPLES
+    parser.epilog = EXAMPLES + "\n" + gates_table()
     add_backend_option(parser, "--ref", required=True)
     add_backend_option(parser, "--cand", required=True)
     parser.add_argument("--images", required=True, metavar="DIR", help="image folder or paired folder")
-    parser.add_argument("--min-psnr", type=float, default=DEFAULT_MIN_PSNR_DB, metavar="DB",
-                        help=f"minimum candidate-vs-reference output PSNR (default {DEFAULT_MIN_PSNR_DB})")
-    parser.add_argument("--max-task-drop", type=float, default=DEFAULT_MAX_TASK_DROP_DB, metavar="DB",
-                        help=f"largest allowed drop of task PSNR vs ground truth (default {DEFAULT_MAX_TASK_DROP_DB})")
+    parser.add_argument("--min-psnr", type=float, default=None, metavar="DB",
+                        help="minimum candidate-vs-reference output PSNR (default: by the candidate's precision)")
+    parser.add_argument("--max-task-drop", type=float, default=None, metavar="DB",
+                        help="largest allowed drop of task PSNR vs ground truth (default: by the candidate's precision)")
     parser.add_argument("--y-channel", action="store_true", help="score on BT.601 luma instead of RGB")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads per backend")
+    parser.add_argument("--threads", type=positive_int("--threads"), default=None, help="CPU threads per backend")
     add_json_option(parser)
 
 
@@ -37,13 +39,14 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.files import write_json_atomic
     from treefuse.provenance import provenance
     from treefuse.runtimes.device import device_fingerprint
+    from treefuse.gates import gates_for
     from treefuse.runtimes.parity import ParityGates, image_set, run_parity
     from treefuse.runtimes.registry import make_runner
 
     images = image_set(args.images)
-    gates = ParityGates(args.min_psnr, args.max_task_drop, args.y_channel)
     with make_runner(args.ref, threads=args.threads) as reference, make_runner(args.cand, threads=args.threads) as candidate:
-        result = run_parity(reference, candidate, images, gates, progress=True)
+        gates = gates_for(candidate.compute_precision()).with_overrides(args.min_psnr, args.max_task_drop)
+        result = run_parity(reference, candidate, images, ParityGates(gates, args.y_channel), progress=True)
         result.update(reference=reference.describe(), candidate=candidate.describe())
     result.update(kind="treefuse-parity", images_dir=str(args.images), device=device_fingerprint(args.threads),
                   provenance=provenance())
@@ -56,11 +59,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_summary(result: dict) -> None:
-    out = result["output_psnr_db"]
-    line = f"output PSNR vs reference: min {out['min']:.2f} dB, mean {out['mean']:.2f} dB"
+    out, gates = result["output_psnr_db"], result["gates"]
+    line = (f"output PSNR vs reference: min {out['min']:.2f} dB, mean {out['mean']:.2f} dB" if out
+            else "output PSNR vs reference: none (no finite output)")
     if "task" in result:
         task = result["task"]
         line += (f" | task PSNR ref {task['ref_psnr_db']:.2f} dB, cand {task['cand_psnr_db']:.2f} dB, "
                  f"delta {task['delta_db']:+.3f} dB")
     print(line)
-    print("PASSED" if result["passed"] else "FAILED")
+    print(f"gates ({gates['precision']}): output PSNR >= {gates['min_output_psnr_db']:g} dB, "
+          f"task drop <= {gates['max_task_drop_db']:g} dB, finite outputs")
+    print("PASSED" if result["passed"] else "FAILED: " + "; ".join(result["failures"]))

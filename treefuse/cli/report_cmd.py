@@ -12,7 +12,9 @@ examples:
 Takes any number of sweep, bench and parity result files (any devices). --verify re-hashes
 every result and artifact named and checks each exported artifact's source weights are named
 too; run it from the folder the results were made in (the repository root for reports/).
-exit 0: all present and unchanged, 1: something is missing or changed, 2: bad input
+Two files giving the same cell (device, backend, size) are refused, naming both, unless
+--prefer newest|first says which wins. Verdicts are printed with the thresholds they used.
+--verify: exit 1 when something is missing or changed.
 """
 
 
@@ -20,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="result .json files (or reports with --verify)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="folder for report.md and report.html")
+    parser.add_argument("--prefer", choices=("newest", "first"), default=None,
+                        help="which file wins when two give the same cell (default: refuse, naming both)")
     parser.add_argument("--verify", action="store_true", help="re-hash everything the given reports/results name")
     parser.add_argument("--note", action="append", default=[], metavar="TEXT",
                         help="a sentence about the runs to print at the top (repeatable), e.g. that the CPU was shared")
@@ -43,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
         raise TreefuseError("pass --out DIR for the report (or --verify to check one)")
     from treefuse.report.build import write_report
 
-    md_path, html_path = write_report(args.files, args.out, tuple(args.note))
+    md_path, html_path = write_report(args.files, args.out, tuple(args.note), args.prefer)
     print(f"wrote {md_path} and {html_path}")
     return 0

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from treefuse.cli.args import add_backend_option, add_json_option
+from treefuse.cli.args import add_backend_option, add_json_option, positive_int
 
 EXAMPLES = """\
 examples:
@@ -23,9 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="256x256,512x512", metavar="HxW,...",
                         help="comma-separated resolutions (default 256x256,512x512)")
     parser.add_argument("--images", metavar="DIR", help="image folder or paired folder for parity and task PSNR")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed calls per backend and size (default 1)")
-    parser.add_argument("--iters", type=int, default=5, help="timed calls per backend and size (default 5)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: library's)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per backend and size (default 2)")
+    parser.add_argument("--iters", type=int, default=10, help="timed calls per backend and size (default 10)")
+    parser.add_argument("--threads", type=positive_int("--threads"), default=None, help="CPU threads per backend (default: library's)")
     add_json_option(parser, required=True)
 
 
@@ -63,6 +63,10 @@ def _print_summary(result: dict) -> None:
     for cell in result["cells"]:
         height, width = cell["size"]
         print(f"{cell['backend']:<48} {height}x{width:<6} p50 {cell['latency_ms']['p50']:9.2f} ms  "
-              f"x{cell['ratio_to_first_p50']:.3f}  peak RSS {cell['memory']['peak_rss_mib']:.0f} MiB")
+              f"x{cell['ratio_to_first_p50']:.3f}  peak RSS {cell['memory']['peak_rss_mib']:.0f} MiB"
+              + ("  unstable (p90/p50 > 1.5)" if cell.get("unstable") else ""))
     for row in result.get("parity", []):
-        print(f"{row['backend']:<48} output PSNR vs first: min {row['output_psnr_db']['min']:.2f} dB")
+        gates, psnr = row["gates"], row["output_psnr_db"]
+        print(f"{row['backend']:<48} output PSNR vs first: min {psnr['min'] if psnr else float('nan'):.2f} dB  "
+              f"{'passed' if row['passed'] else 'FAILED'} (>= {gates['min_output_psnr_db']:g} dB, "
+              f"drop <= {gates['max_task_drop_db']:g} dB, {gates['precision']} gates)")

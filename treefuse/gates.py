@@ -1,0 +1,72 @@
+"""The one definition of the quality gates, per precision.
+
+Export's budget search, parity, sweep and report all judge with these, and every result
+writes the gates it used beside its verdict, so whatever export approves, parity with the
+defaults passes. The output-PSNR floor catches a broken artifact (a negated kernel scores
+10-20 dB); the task-PSNR drop judges what the camera sees.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from treefuse.errors import TreefuseError
+
+MAX_PSNR_DB = 200.0  # float32 round-off between two exact exports scores ~150 dB
+MAX_TASK_DROP_DB = 50.0
+
+
+def check_threshold(name: str, value: float, low: float, high: float) -> None:
+    """Refuse a non-finite or out-of-range threshold (a NaN would make every comparison pass)."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not low <= value <= high:
+        raise TreefuseError(f"{name} threshold {value!r} must be a finite number in [{low:g}, {high:g}] dB")
+
+
+@dataclass(frozen=True)
+class Gates:
+    """What a candidate must achieve against its reference to pass."""
+
+    min_output_psnr_db: float
+    max_task_drop_db: float
+    require_finite: bool = True  # a NaN or Inf anywhere in the output fails, never "bad input"
+    precision: str = "fp32"
+
+    def __post_init__(self) -> None:
+        check_threshold("min output PSNR", self.min_output_psnr_db, 0.0, MAX_PSNR_DB)
+        check_threshold("max task drop", self.max_task_drop_db, 0.0, MAX_TASK_DROP_DB)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_overrides(self, min_output_psnr_db: float | None = None,
+                       max_task_drop_db: float | None = None) -> "Gates":
+        """These gates with the thresholds a user gave on the command line."""
+        changes = {k: v for k, v in (("min_output_psnr_db", min_output_psnr_db),
+                                     ("max_task_drop_db", max_task_drop_db)) if v is not None}
+        return replace(self, **changes)
+
+
+# precision -> default gates. Measured on the shipped weights (docs/quantization.md,
+# docs/coreml.md): fp32 exports score > 80 dB, fp16 ~70-80 dB, int8 and w8a8 ~38-48 dB.
+DEFAULT_GATES: dict[str, Gates] = {
+    "fp32": Gates(60.0, 0.01, precision="fp32"),
+    "fp16": Gates(45.0, 0.05, precision="fp16"),
+    "bf16": Gates(35.0, 0.1, precision="bf16"),
+    "w8": Gates(40.0, 0.1, precision="w8"),
+    "int8": Gates(35.0, 0.1, precision="int8"),
+    "w8a8": Gates(35.0, 0.1, precision="w8a8"),
+}
+
+
+def gates_for(precision: str | None) -> Gates:
+    """Default gates of a precision; an unknown one gets the loosest (int8) gates, named as such."""
+    base = (precision or "fp32").split("+")[0].lower()  # 'int8+bf16' (OpenVINO) is judged as int8
+    return DEFAULT_GATES.get(base, replace(DEFAULT_GATES["int8"], precision=base))
+
+
+def gates_table() -> str:
+    """The default gates as text for --help."""
+    rows = [f"  {name:<5} output PSNR >= {g.min_output_psnr_db:g} dB, task drop <= {g.max_task_drop_db:g} dB, "
+            "finite outputs" for name, g in DEFAULT_GATES.items()]
+    return "default gates by the candidate's precision:\n" + "\n".join(rows)
