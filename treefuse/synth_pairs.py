@@ -14,7 +14,7 @@ import numpy as np
 
 from treefuse.errors import TreefuseError
 from treefuse.files import atomic_path, sha256_file
-from treefuse.images import list_images, read_image, write_image
+from treefuse.images import check_image, list_images, read_image, write_image
 from treefuse.street_rain import RainPreset, StreetRainParams, load_preset, preset_path, render_street_rain
 
 RECORD_NAME = "synth.json"
@@ -64,14 +64,15 @@ def synth_folder(images: str | Path, out: str | Path, preset: str = "street", se
     if crop < 0 or 0 < crop < 16:
         raise TreefuseError(f"--crop must be 0 (whole frames) or at least 16 pixels, got {crop}")
     rain_preset = load_preset(preset)
-    decoded = [read_image(p) for p in sources]  # every frame decodes before anything is written
+    for source in sources:
+        check_image(source)  # a broken frame is refused before any rendering starts
     pairs = []
     with atomic_path(out, directory=True, same_kind=is_synth_folder) as staged:
         (staged / "rain").mkdir()
         (staged / "clean").mkdir()
         for index in range(count):
             source = sources[index % len(sources)]
-            rainy, clean, params = render_one(decoded[index % len(sources)], rain_preset, seed, index, crop)
+            rainy, clean, params = render_one(read_image(source), rain_preset, seed, index, crop)
             name = f"{index:04d}_{source.stem}.png"
             write_image(staged / "rain" / name, rainy)
             write_image(staged / "clean" / name, clean)

@@ -17,6 +17,7 @@ from treefuse.errors import GateFailed, TreefuseError, one_line
 
 # name -> (module, one-line help). The order is the pipeline's order.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("treefuse.cli.synth_cmd", "render synthetic street rain onto clean frames: rain/ + clean/ training pairs"),
     "train": ("treefuse.cli.train_cmd", "train the model on paired or synthetic-rain data (resumable)"),
     "evaluate": ("treefuse.cli.evaluate_cmd", "PSNR/SSIM of a backend against ground truth on a paired folder"),
     "export": ("treefuse.cli.export_cmd", "convert weights to ONNX (fp32/fp16/int8), TensorRT or Core ML"),
