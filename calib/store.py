@@ -22,6 +22,8 @@ MANIFEST = "manifest.json"
 TENSOR_FILE = "images.npy"
 # Manifest keys that describe the run rather than the data: left out of the set's hash.
 UNHASHED_KEYS = ("sha256", "provenance")
+# What every manifest holds (and `calib info` prints), with the JSON type it must have.
+REQUIRED_KEYS = {"tensor": dict, "sha256": str, "sources": list, "seed": int}
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,29 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise TreefuseError(f"{manifest_path} is not valid JSON: not a calibration set; rebuild it") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise TreefuseError(f"{path} is not a calibration set ({MANIFEST} lacks format {FORMAT!r})")
+    missing = [key for key, kind in REQUIRED_KEYS.items() if not isinstance(manifest.get(key), kind)]
+    if missing or not all(key in manifest["tensor"] for key in ("file", "sha256", "shape")):
+        raise TreefuseError(f"{manifest_path} lacks {', '.join(missing) or 'tensor file/sha256/shape'}: "
+                            "not a whole calibration set; rebuild it with `treefuse calib build`")
+    tensor_file(path, manifest)
     return manifest
+
+
+def tensor_file(path: Path, manifest: dict[str, Any]) -> Path:
+    """The set's tensor file; a name leaving the set's folder (../, absolute, a symlink out) is refused."""
+    name = manifest["tensor"]["file"]
+    inside = isinstance(name, str) and name and not Path(name).is_absolute()
+    if not inside or not (path / name).resolve().is_relative_to(path.resolve()):
+        raise TreefuseError(f"{path / MANIFEST} names the tensor file {name!r}, outside the set's folder; "
+                            "a calibration set reads only its own files: rebuild it with `treefuse calib build`")
+    return path / name
 
 
 def _load_checked(path: Path) -> tuple[dict[str, Any], np.ndarray | None, list[str]]:
     """Manifest, images (None if unreadable) and every way the set differs from its manifest."""
     manifest = read_manifest(path)
-    tensor = manifest.get("tensor", {})
-    tensor_path = path / tensor.get("file", TENSOR_FILE)
+    tensor = manifest["tensor"]
+    tensor_path = tensor_file(path, manifest)
     if not tensor_path.is_file():
         return manifest, None, [f"tensor file {tensor_path.name} is missing"]
     problems = []

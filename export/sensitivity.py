@@ -15,6 +15,7 @@ import numpy as np
 from treefuse.errors import TreefuseError
 from treefuse.images import paired_images, read_image, to_batch
 from treefuse.metrics import calculate_psnr
+from treefuse.progress import progress_bar
 
 Evaluate = Callable[[Sequence[str]], float]  # float layers -> mean task PSNR (dB) of that INT8 model
 
@@ -62,9 +63,7 @@ def task_psnr(model_path: str | Path, paired: PairedSet) -> float:
 def layer_sensitivity(layers: Sequence[str], evaluate: Evaluate, all_int8_psnr: float,
                       progress: bool = False) -> list[dict[str, Any]]:
     """Task PSNR with only each layer in float, and what that recovers over the all-INT8 model."""
-    if progress:
-        from tqdm import tqdm
-        layers = tqdm(layers, desc="sensitivity", unit="layer")
+    layers = progress_bar(layers, progress, desc="sensitivity", unit="layer")
     table = []
     for layer in layers:
         psnr = evaluate([layer])

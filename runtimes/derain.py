@@ -14,8 +14,9 @@ import numpy as np
 from treefuse.config import ModelConfig
 from treefuse.errors import TreefuseError
 from treefuse.images import check_image, from_batch, is_image_path, list_images, read_picture, to_batch, write_picture
+from treefuse.progress import progress_bar
 from treefuse.runtimes.base import Runner
-from treefuse.runtimes.tiling import DEFAULT_OVERLAP, RECEPTIVE_RADIUS, check_tiling, derain_tiled, receptive_radius
+from treefuse.runtimes.tiling import check_tiling, derain_tiled, exact_overlap, receptive_radius
 from treefuse.runtimes.video import check_video, derain_video, is_video_path
 
 
@@ -47,23 +48,38 @@ def collect_inputs(inputs: list[str | Path]) -> list[Path]:
 
 
 def model_radius(runner: Runner) -> int:
-    """The receptive radius of the runner's model when it records its config, else the shipped model's."""
-    config = runner.describe().get("config")
-    return receptive_radius(ModelConfig.from_dict(config)) if isinstance(config, dict) else RECEPTIVE_RADIUS
+    """The receptive radius of the model, from the artifact's own config (every format records it)."""
+    config = runner.artifact().config
+    if not isinstance(config, dict):
+        raise TreefuseError(f"{runner.path} records no model config, so tiles cannot be made exact; "
+                            "re-export it with this treefuse, or derain without --tile")
+    return receptive_radius(ModelConfig.from_dict(config))
 
 
 def frame_deraining(runner: Runner, tile: int | None = None,
-                    overlap: int = DEFAULT_OVERLAP) -> Callable[[np.ndarray], np.ndarray]:
-    """HxWx3 -> HxWx3 through the runner, whole or tiled."""
+                    overlap: int | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    """HxWx3 -> HxWx3 through the runner, whole or tiled (overlap by default exact for the artifact's model)."""
     if tile is not None:
-        check_tiling(tile, overlap)
         margin = model_radius(runner)
-        return lambda rgb: derain_tiled(runner.infer, rgb, tile, overlap, margin)
-    return lambda rgb: from_batch(runner.infer(to_batch(rgb)))
+        overlap = exact_overlap(margin) if overlap is None else overlap
+        check_tiling(tile, overlap)
+        return lambda rgb: checked_output(runner, rgb, derain_tiled(runner.infer, rgb, tile, overlap, margin))
+    return lambda rgb: checked_output(runner, rgb, from_batch(runner.infer(to_batch(rgb))))
+
+
+def checked_output(runner: Runner, rgb: np.ndarray, derained: np.ndarray) -> np.ndarray:
+    """`derained`, once it is known to be an image of the input's shape with finite values: never write garbage."""
+    if derained.shape != rgb.shape:
+        raise TreefuseError(f"{runner.spec} turned a {rgb.shape[0]}x{rgb.shape[1]} image into shape {derained.shape}; "
+                            "nothing was written: is it a treefuse model?")
+    if not np.isfinite(derained).all():
+        raise TreefuseError(f"{runner.spec} gave NaN or Inf pixels; nothing was written: check the model with "
+                            "`treefuse parity --ref torch:W --cand ...`")
+    return derained
 
 
 def derain_files(runner: Runner, files: list[Path], out_dir: str | Path, progress: bool = False,
-                 tile: int | None = None, overlap: int = DEFAULT_OVERLAP) -> list[Path]:
+                 tile: int | None = None, overlap: int | None = None) -> list[Path]:
     """Write each derained image or video to out_dir under its own name; returns the written paths."""
     out_dir = Path(out_dir)
     targets = [out_dir / f.name for f in files]
@@ -73,16 +89,18 @@ def derain_files(runner: Runner, files: list[Path], out_dir: str | Path, progres
     derain = frame_deraining(runner, tile, overlap)
     for source in files:  # refuse a corrupt input before anything is written
         check_video(source) if is_video_path(source) else check_image(source)
-    pairs = zip(files, targets)
-    if progress:
-        from tqdm import tqdm
-        pairs = tqdm(list(pairs), desc="derain", unit="file")
-    written = []
-    for source, target in pairs:
-        if is_video_path(source):
-            derain_video(derain, source, target, progress=progress)
-        else:
-            picture = read_picture(source)
-            write_picture(target, np.clip(derain(picture.rgb), 0, 1), like=picture)
-        written.append(target)
+    made_out_dir = not out_dir.exists()
+    written: list[Path] = []
+    try:
+        for source, target in progress_bar(list(zip(files, targets)), progress and len(files) > 1, desc="derain",
+                                           unit="file"):
+            if is_video_path(source):
+                derain_video(derain, source, target, progress=progress)
+            else:
+                picture = read_picture(source)
+                write_picture(target, np.clip(derain(picture.rgb), 0, 1), like=picture)
+            written.append(target)
+    finally:
+        if made_out_dir and not written and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # a failed first file leaves no empty output folder behind
     return written

@@ -6,21 +6,25 @@ from typing import Any
 
 import numpy as np
 
+from treefuse.errors import TreefuseError
 from treefuse.images import from_batch, paired_images, read_image, to_batch
 from treefuse.metrics import METRIC_CONVENTION, image_quality
+from treefuse.progress import progress_bar
 from treefuse.runtimes.base import Runner
 
 
 def evaluate(runner: Runner, paired_dir: str | Path, progress: bool = False) -> dict[str, Any]:
     """PSNR/SSIM (RGB and Y) per image and their means, plus the rainy input's own scores."""
     pairs = paired_images(paired_dir)
-    if progress:
-        from tqdm import tqdm
-        pairs = tqdm(pairs, desc="evaluate", unit="img")
+    pairs = progress_bar(pairs, progress, desc="evaluate", unit="img")
     rows = []
     for rainy_path, clean_path in pairs:
         rainy, clean = read_image(rainy_path), read_image(clean_path)
-        derained = np.clip(from_batch(runner.infer(to_batch(rainy))), 0, 1)
+        derained = from_batch(runner.infer(to_batch(rainy)))
+        if not np.isfinite(derained).all():  # a score of a NaN image would be a number that means nothing
+            raise TreefuseError(f"{runner.spec} gave NaN or Inf pixels on {rainy_path}; the model is broken: "
+                                "check it with `treefuse parity`")
+        derained = np.clip(derained, 0, 1)
         rows.append({"image": rainy_path.name, **image_quality(derained, clean),
                      "input_psnr_y_db": image_quality(rainy, clean)["psnr_y_db"]})
     keys = [k for k in rows[0] if k != "image"]

@@ -71,11 +71,9 @@ def _transcode(av: Any, reader: Any, writer: Any, derain_frame: Callable[[np.nda
         for frame in packet.decode():
             writer.mux(video_out.encode(_derained_frame(av, frame, derain_frame)))
             frames += 1
-            if bar is not None:
-                bar.update(1)
+            bar.update(1)
     writer.mux(video_out.encode(None))
-    if bar is not None:
-        bar.close()
+    bar.close()
     return frames
 
 
@@ -88,8 +86,6 @@ def _derained_frame(av: Any, frame: Any, derain_frame: Callable[[np.ndarray], np
 
 
 def _progress_bar(stream: Any, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
+    from treefuse.progress import progress_bar
 
-    return tqdm(total=stream.frames or None, desc="derain video", unit="frame")
+    return progress_bar(None, enabled, total=stream.frames or None, desc="derain video", unit="frame")

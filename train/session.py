@@ -4,7 +4,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,16 +174,17 @@ def write_weights(session: Session, path: Path, elapsed_s: float, kind: str) -> 
 def train(session: Session, stop_after: int | None = None, progress: bool = True,
           on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run from the trainer's step to the end (or `stop_after` more steps); returns a summary."""
-    from tqdm import tqdm
+    from treefuse.progress import progress_bar
 
     config, trainer, run = session.config, session.trainer, session.run
     main = trainer.world.is_main
     total = config.optim.steps
     last = total if stop_after is None else min(total, trainer.step + stop_after)
     elapsed = session.train_seconds
-    bar = tqdm(total=total, initial=trainer.step, disable=not (progress and main), unit="it", dynamic_ncols=True,
-               mininterval=0.5 if sys.stderr.isatty() else 30.0)
-    window_seconds, window_steps, loss = 0.0, 0, float("nan")
+    bar = progress_bar(None, progress and main, total=total, initial=trainer.step, unit="it", dynamic_ncols=True,
+                       mininterval=0.5)
+    # None, not NaN, when no step runs (a finished run resumed): the summary is strict JSON.
+    window_seconds, window_steps, loss = 0.0, 0, None
     while trainer.step < last:
         step_start = time.perf_counter()
         trainer.feed_data(trainer.step)

@@ -21,11 +21,10 @@ def render_pool(photos: list[np.ndarray], count: int, crop_size: int, heavy_frac
                 progress: bool = True, street_fraction: float = 0.0,
                 street_preset: RainPreset | None = None) -> tuple[ImagePair, ...]:
     """`count` crops of up to crop_size x crop_size from `photos` with synthetic rain, as uint8 pairs."""
-    from tqdm import tqdm
+    from treefuse.progress import progress_bar
 
     pool = []
-    for index in tqdm(range(count), desc="rendering synthetic rain pool", unit="img", disable=not progress,
-                      leave=False):
+    for index in progress_bar(range(count), progress, desc="rendering synthetic rain pool", unit="img", leave=False):
         rng = np.random.default_rng([seed, POOL_STREAM, index])
         photo = photos[int(rng.integers(len(photos)))]
         size = min(crop_size, *photo.shape[:2])

@@ -27,6 +27,8 @@ def read_image(path: str | Path) -> np.ndarray:
         with Image.open(path) as image:
             image = ImageOps.exif_transpose(image)
             image.load()
+    except Image.DecompressionBombError:
+        raise TreefuseError(_bomb_message(path)) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise TreefuseError(f"{path} is not a readable image ({one_line(exc)})") from None
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -47,8 +49,33 @@ def check_image(path: str | Path) -> None:
     try:
         with Image.open(path) as image:
             image.verify()
+    except Image.DecompressionBombError:
+        raise TreefuseError(_bomb_message(path)) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise TreefuseError(f"{path} is not a readable image ({one_line(exc)})") from None
+
+
+def _bomb_message(path: Path) -> str:
+    from PIL import Image
+
+    return (f"{path} declares more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels (a decompression-bomb guard); "
+            "if the image is genuine, split or downscale it first")
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) as read_image will return it (EXIF orientation applied), from the header only."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            turned = image.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except Image.DecompressionBombError:
+        raise TreefuseError(_bomb_message(path)) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise TreefuseError(f"{path} is not a readable image ({one_line(exc)})") from None
+    return (width, height) if turned else (height, width)
 
 
 def write_image(path: str | Path, image: np.ndarray) -> None:
@@ -95,6 +122,10 @@ def paired_images(folder: str | Path) -> list[tuple[Path, Path]]:
         partner = clean / rainy.name
         if not partner.is_file():
             raise TreefuseError(f"{rainy} has no clean partner (expected {partner})")
+        rain_hw, clean_hw = image_size(rainy), image_size(partner)
+        if rain_hw != clean_hw:
+            raise TreefuseError(f"{rainy} is {rain_hw[0]}x{rain_hw[1]} but its clean partner {partner} is "
+                                f"{clean_hw[0]}x{clean_hw[1]}; a pair must have one size")
         pairs.append((rainy, partner))
     return pairs
 
@@ -134,6 +165,7 @@ def read_picture(path: str | Path) -> Picture:
     path = Path(path)
     header = png_header(path) if path.is_file() else None
     if header and header[0] == 16:
+        check_image(path)  # pypng has no decompression-bomb guard: Pillow's header check first
         return _read_png16(path, header[1])
     from PIL import Image
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import Callable
 
 from treefuse.errors import TreefuseError
 
@@ -17,6 +18,19 @@ def parse_size(text: str) -> tuple[int, int]:
     if height < 1 or width < 1:
         raise TreefuseError(f"size {text!r}: height and width must be positive")
     return height, width
+
+
+def positive_int(option: str) -> Callable[[str], int]:
+    """An argparse type for `option`: a whole number of at least 1, refused in one line otherwise."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise TreefuseError(f"{option} {text!r} must be a whole number, e.g. {option} 2") from None
+        if value < 1:
+            raise TreefuseError(f"{option} must be at least 1, got {value}")
+        return value
+    return parse
 
 
 def add_backend_option(parser: argparse.ArgumentParser, name: str = "--backend", **kwargs) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from treefuse.cli.args import add_backend_option, add_json_option
+from treefuse.cli.args import add_backend_option, add_json_option, positive_int
 
 EXAMPLES = """\
 example:
@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per backend first (default 2)")
     parser.add_argument("--iters", type=int, default=10, help="timed calls per backend (default 10)")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: library's)")
+    parser.add_argument("--threads", type=positive_int("--threads"), default=None,
+                        help="CPU threads per backend (default: library's)")
     add_json_option(parser)
 
 

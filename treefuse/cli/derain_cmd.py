@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from treefuse.cli.args import add_backend_option
+from treefuse.cli.args import add_backend_option, positive_int
 
 EXAMPLES = """\
 examples:
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tile", type=int, default=None, metavar="N", help="derain in N x N tiles (default: whole)")
     parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, metavar="PX",
                         help=f"pixels adjacent tiles share (default {DEFAULT_OVERLAP})")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument("--threads", type=positive_int("--threads"), default=None, help="CPU threads")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
     files = collect_inputs(args.inputs)
     spec = args.backend or f"torch:{default_weights()}"
     with make_runner(spec, threads=args.threads) as runner:
-        written = derain_files(runner, files, args.out, progress=len(files) > 1, tile=args.tile, overlap=args.overlap)
+        written = derain_files(runner, files, args.out, progress=True, tile=args.tile, overlap=args.overlap)
     print(f"wrote {len(written)} file(s) to {args.out}")
     return 0

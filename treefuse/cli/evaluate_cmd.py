@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from treefuse.cli.args import add_backend_option, add_json_option
+from treefuse.cli.args import add_backend_option, add_json_option, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -11,7 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "--json eval.json\n\n--data is a paired folder: rain/ and clean/ with the same file names.")
     add_backend_option(parser, required=True)
     parser.add_argument("--data", required=True, metavar="PAIRED_DIR", help="folder with rain/ and clean/")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads")
+    parser.add_argument("--threads", type=positive_int("--threads"), default=None, help="CPU threads")
     add_json_option(parser)
 
 

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "until the task-PSNR drop vs fp32 is within --max-task-drop.")
     parser.add_argument("--weights", type=Path, default=None, help="treefuse weights (default: the shipped ones)")
     parser.add_argument("--out", type=Path, required=True, help="ONNX file to write")
-    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    parser.add_argument("--opset", type=opset_number, default=17,
+                        help=f"ONNX opset, {MIN_OPSET} to {max_opset()} (default 17)")
     parser.add_argument("--no-fold", action="store_true", help="export the network as trained, without the fold")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32", help="default fp32")
     parser.add_argument("--calib", type=Path, help="calibration set folder (required for int8)")
@@ -31,6 +32,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
                         help="int8: the runtime the QDQ layout is for (default onnxruntime); tensorrt gives signed "
                              "symmetric QDQ that TensorRT's parser accepts (docs/tensorrt.md)")
+
+
+# ONNX Runtime guarantees opset 7 and up; torch's exporter writes up to its own maximum.
+MIN_OPSET = 7
+
+
+def max_opset() -> int:
+    from torch.onnx._constants import ONNX_MAX_OPSET
+
+    return ONNX_MAX_OPSET
+
+
+def opset_number(text: str) -> int:
+    """An argparse type: an opset the exporter can write and ONNX Runtime can run."""
+    from treefuse.errors import TreefuseError
+
+    if not text.strip().isdigit() or not MIN_OPSET <= int(text) <= max_opset():
+        raise TreefuseError(f"--opset {text!r} must be a whole number from {MIN_OPSET} to {max_opset()}; "
+                            "17 suits ONNX Runtime and TensorRT")
+    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:
