@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("treefuse.cli.synth_cmd", "render synthetic street rain onto clean frames: rain/ + clean/ training pairs"),
     "train": ("treefuse.cli.train_cmd", "train the model on paired or synthetic-rain data (resumable)"),
     "evaluate": ("treefuse.cli.evaluate_cmd", "PSNR/SSIM of a backend against ground truth on a paired folder"),
+    "qat": ("treefuse.cli.qat_cmd", "quantization-aware fine-tuning when post-training INT8 misses its gate (resumable)"),
     "export": ("treefuse.cli.export_cmd", "convert weights to ONNX (fp32/fp16/int8), TensorRT or Core ML"),
     "calib": ("treefuse.cli.calib_cmd", "build, verify and inspect INT8 calibration sets"),
     "check": ("treefuse.cli.check_cmd", "check an ONNX model against a runtime's rules before building (tensorrt)"),

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="int8: largest task-PSNR drop vs fp32 in dB on --paired-images (default 0.1)")
     parser.add_argument("--paired-images", type=Path,
                         help="paired folder (rain/ + clean/) judging int8 on the task; writes OUT's .sensitivity.json")
+    parser.add_argument("--qat", type=Path, metavar="RUN_DIR",
+                        help="int8: write the QDQ model a `treefuse qat` run learned (no calibration; see docs/quantization.md)")
     parser.add_argument("--target", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
                         help="int8: the runtime the QDQ layout is for (default onnxruntime); tensorrt gives signed "
                              "symmetric QDQ that TensorRT's parser accepts (docs/tensorrt.md)")
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.errors import TreefuseError
     from treefuse.export.onnx_export import export_onnx
 
+    if args.qat is not None:
+        return _from_qat(args)
     if args.precision == "int8" and args.calib is None:
         raise TreefuseError("int8 needs a calibration set: pass --calib CALIB_DIR (build one with `treefuse calib build`)")
     if args.precision != "int8" and (args.calib or args.paired_images or args.target != "onnxruntime"):
@@ -87,4 +91,15 @@ def _reduced(args: argparse.Namespace, fp32: Path) -> int:
     kept = f"{len(result.float_layers)} conv layer(s) kept in float" if result.float_layers else "all conv layers int8"
     print(f"wrote {args.out} (int8 QDQ for {args.target}, {kept})" + (f"; sensitivity table {result.sensitivity_path}"
                                                      if result.sensitivity_path else ""))
+    return 0
+
+
+def _from_qat(args: argparse.Namespace) -> int:
+    from treefuse.errors import TreefuseError
+    from treefuse.export.onnx_qat_export import export_qat_int8
+
+    if args.precision != "int8" or args.calib or args.paired_images or args.weights or args.target != "onnxruntime":
+        raise TreefuseError("--qat RUN_DIR goes with --precision int8 only: the run holds its weights and scales")
+    export_qat_int8(args.qat, args.out)
+    print(f"wrote {args.out} (int8 QDQ with the scales and weights learned in {args.qat})")
     return 0
