@@ -56,6 +56,7 @@ def _images(root: Path, rng: np.random.Generator) -> None:
                            ("textpng_dir", bad / "text.png")):
         (root / folder).mkdir()
         shutil.copy(source, root / folder / source.name)
+    Image.fromarray(rng.random((24, 32), dtype=np.float32), mode="F").save(bad / "float.tif")
     (root / "mixed_modes").mkdir()
     shutil.copy(ok / "gray.png", root / "mixed_modes")
     shutil.copy(ok / "rgba.png", root / "mixed_modes")
@@ -122,6 +123,29 @@ def _models(root: Path, weights: Path, onnx_path: Path) -> None:
     _onnx_model(onnx_dir / "nan.onnx", 3, "nan")
     _onnx_model(onnx_dir / "shape.onnx", 3, "pool")
     (onnx_dir / "garbage.onnx").write_bytes(np.random.default_rng(2).bytes(2048))
+    _external_data_escape(onnx_dir / "escape", root / "x_secret.bin")
+    nan_state = {name: torch.full_like(tensor, float("nan")) for name, tensor in state.items()}
+    save_file(nan_state, str(root / "weights" / "nan.safetensors"),
+              metadata={"format": FORMAT, "config": ModelConfig().to_json(), "provenance": "{}"})
+    # A header that claims 2**62 bytes of JSON: a reader that trusts it would allocate exabytes.
+    (root / "weights" / "lying_header.safetensors").write_bytes(struct.pack("<Q", 1 << 62) + b"{}")
+
+
+def _external_data_escape(folder: Path, secret: Path) -> None:
+    """An ONNX model whose weight is 'external data' in a file outside its folder (../x_secret.bin)."""
+    from onnx import TensorProto, helper
+
+    folder.mkdir()
+    secret.write_bytes(np.ones(3, np.float32).tobytes())
+    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1, 3, 1, 1], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", f"../../{secret.name}"), ("offset", "0"), ("length", "12")):
+        weight.external_data.add(key=key, value=value)
+    graph = helper.make_graph([helper.make_node("Mul", ["input", "w"], ["output"])], "escape",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (folder / "model.onnx").write_bytes(model.SerializeToString())
 
 
 def _calibration_sets(root: Path) -> None:

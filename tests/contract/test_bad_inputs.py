@@ -59,10 +59,18 @@ def _folder_with_a_file(name: str) -> Callable[[Path, Path], None]:
     return prepare
 
 
+def _broken_link(name: str) -> Callable[[Path, Path], None]:
+    def prepare(out: Path, world: Path) -> None:
+        (out / name).symlink_to(out / "nowhere" / name)
+    return prepare
+
+
 def _copy_of_the_run(out: Path, world: Path) -> None:
     shutil.copytree(world / "run", out / "run")  # resuming may add to the run folder: never the shared one
 
 
+UNNAMED_WRITE = ("lead: a write failing for lack of space is one line, but does not name the file "
+                 "(OSError from write() has no filename: atomic_path could add its target)")
 PARITY_PROGRESS = "lead: runtimes/parity.py draws its progress bar off a terminal (use treefuse.progress.progress_bar)"
 INF_PSNR = "lead: a bit-exact candidate has output PSNR inf, which strict JSON refuses (exit 3); the JSON path is checked only after the run"
 
@@ -74,6 +82,7 @@ CASES = [
     Case("derain-truncated-png", DERAIN + " {C}/bad/truncated.png --out {O}/d", 2),
     Case("derain-text-named-png", DERAIN + " {C}/bad/text.png --out {O}/d", 2),
     Case("derain-empty-png", DERAIN + " {C}/bad/empty.png --out {O}/d", 2),
+    Case("derain-float-tiff", DERAIN + " {C}/bad/float.tif --out {O}/d", 2),
     Case("derain-bomb-after-good", DERAIN + " {C}/img/good.png {C}/bad/bomb.png --out {O}/d", 2),
     Case("derain-16bit-png", DERAIN + " {C}/ok/png16.png --out {O}/d", 0, writes="d/png16.png"),
     Case("derain-grayscale", DERAIN + " {C}/ok/gray.png --out {O}/d", 0, writes="d/gray.png"),
@@ -89,6 +98,8 @@ CASES = [
     Case("derain-onnx-outputs-nan", "derain --backend onnx:{C}/onnx/nan.onnx {C}/img/good.png --out {O}/d", 2),
     Case("derain-onnx-output-shape", "derain --backend onnx:{C}/onnx/shape.onnx {C}/img/good.png --out {O}/d", 2),
     Case("derain-onnx-one-channel", "derain --backend onnx:{C}/onnx/one_channel.onnx {C}/img/good.png --out {O}/d", 2),
+    Case("derain-onnx-external-data-escapes",
+         "derain --backend onnx:{C}/onnx/escape/model.onnx {C}/img/good.png --out {O}/d", 2),
     Case("derain-onnx-garbage", "derain --backend onnx:{C}/onnx/garbage.onnx {C}/img/good.png --out {O}/d", 2),
     Case("derain-onnx-nan-tiled",
          "derain --backend onnx:{C}/onnx/nan.onnx {C}/img/good.png --tile 16 --overlap 4 --out {O}/d", 2),
@@ -114,9 +125,13 @@ CASES = [
     Case("derain-torch-wrong-shapes", TORCH.replace("{name}", "wrong_shapes.safetensors"), 2),
     Case("derain-torch-other-architecture", TORCH.replace("{name}", "other_arch.safetensors"), 2),
     Case("derain-torch-bad-config", TORCH.replace("{name}", "bad_config.safetensors"), 2),
+    Case("derain-torch-nan-weights", TORCH.replace("{name}", "nan.safetensors"), 2),
+    Case("derain-torch-lying-header", TORCH.replace("{name}", "lying_header.safetensors"), 2),
     Case("derain-read-only-out", DERAIN + " {C}/img/good.png --out {O}/ro/d", 2, fault="read_only"),
     Case("derain-disk-full", DERAIN + " {C}/img/good.png --out {O}/d", 2, fault="disk_full",
          stderr_has="free space"),
+    Case("derain-disk-full-names-the-file", DERAIN + " {C}/img/good.png --out {O}/d", 2, fault="disk_full",
+         stderr_has="good.png", lead=UNNAMED_WRITE),
     # -- calib -----------------------------------------------------------------------------------------------------
     Case("calib-build-bomb-png", "calib build --images {C}/bomb_dir --count 1 --size 8x8 --out {O}/c", 2),
     Case("calib-build-truncated-png", "calib build --images {C}/truncated_dir --count 1 --size 8x8 --out {O}/c", 2),
@@ -125,6 +140,7 @@ CASES = [
          writes="c/manifest.json"),
     Case("calib-build-empty-folder", "calib build --images {C}/empty --count 1 --size 8x8 --out {O}/c", 2),
     Case("calib-build-missing-folder", "calib build --images {C}/nope --count 1 --size 8x8 --out {O}/c", 2),
+    Case("calib-build-seed-negative", "calib build --images {C}/img --count 1 --size 8x8 --seed -1 --out {O}/c", 2),
     Case("calib-build-count-zero", "calib build --images {C}/img --count 0 --size 8x8 --out {O}/c", 2),
     Case("calib-build-count-too-many", "calib build --images {C}/img --count 5 --size 8x8 --out {O}/c", 2),
     Case("calib-build-size-zero", "calib build --images {C}/img --count 1 --size 0x0 --out {O}/c", 2),
@@ -211,6 +227,9 @@ CASES = [
     Case("bench-threads-negative", BENCH + " --threads -1", 2),
     Case("bench-threads-text", BENCH + " --threads abc", 2),
     Case("bench-one-channel-model", "bench --backend onnx:{C}/onnx/one_channel.onnx --size 16x16 --iters 1", 2),
+    Case("bench-json-broken-symlink", BENCH + " --json {O}/b.json", 2, prepare=_broken_link("b.json")),
+    Case("bench-disk-full-names-the-file", BENCH + " --json {O}/b.json", 2, fault="disk_full", stderr_has="b.json",
+         lead=UNNAMED_WRITE),
     Case("bench-json-is-a-folder", BENCH + " --json {O}/b.json", 2, prepare=_folder_with_a_file("b.json")),
     Case("bench-disk-full", BENCH + " --json {O}/b.json", 2, fault="disk_full",
          stderr_has="free space"),
@@ -246,6 +265,8 @@ CASES = [
     Case("train-resume-not-a-run", "train --resume {C}/not_a_run", 2),
     Case("train-resume-missing", "train --resume {C}/nope", 2),
     Case("train-resume-changed-config", "train --resume {C}/run --set optim.steps=3", 2),
+    Case("train-steps-negative", "train --config {C}/tiny.yaml --set optim.steps=-1 --out {O}/run", 2),
+    Case("train-set-without-value", "train --config {C}/tiny.yaml --set optim.steps --out {O}/run", 2),
     Case("train-chunk-zero", "train --resume {C}/run --chunk 0", 2),
     Case("train-nothing-to-do", "train", 2),
     Case("train-resume-finished-run", "train --resume {O}/run --no-progress", 0, prepare=_copy_of_the_run),
@@ -271,7 +292,10 @@ def tree_digest(root: Path) -> dict[str, str]:
     digest = {}
     for path in sorted(root.rglob("*")):
         relative = str(path.relative_to(root))
-        digest[relative] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+        if path.is_symlink():
+            digest[relative] = f"link to {os.readlink(path)}"
+        else:
+            digest[relative] = "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
     return digest
 
 

@@ -20,15 +20,15 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def positive_int(option: str) -> Callable[[str], int]:
-    """An argparse type for `option`: a whole number of at least 1, refused in one line otherwise."""
+def positive_int(option: str, minimum: int = 1) -> Callable[[str], int]:
+    """An argparse type for `option`: a whole number of at least `minimum`, refused in one line otherwise."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise TreefuseError(f"{option} {text!r} must be a whole number, e.g. {option} 2") from None
-        if value < 1:
-            raise TreefuseError(f"{option} must be at least 1, got {value}")
+        if value < minimum:
+            raise TreefuseError(f"{option} must be at least {minimum}, got {value}")
         return value
     return parse
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from treefuse.cli.args import parse_size
+from treefuse.cli.args import parse_size, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     build.add_argument("--images", required=True, help="folder of images (a paired folder uses its rain/ half)")
     build.add_argument("--count", type=int, default=32, help="number of crops, one per image (default 32)")
     build.add_argument("--size", default="256x256", help="crop size HxW (default 256x256)")
-    build.add_argument("--seed", type=int, default=0, help="seed for image choice, crops and rain (default 0)")
+    build.add_argument("--seed", type=positive_int("--seed", minimum=0), default=0, help="seed for image choice, crops and rain (default 0)")
     build.add_argument("--synthetic-rain", action="store_true", help="add synthetic rain to each (clean) crop")
     build.add_argument("--out", required=True, help="calibration set folder to write")
     verify = actions.add_parser("verify", help="exit 0 intact, 1 changed, 2 not a calibration set")
