@@ -162,6 +162,20 @@ def trtexec_command(plan: EnginePlan) -> str:
     return shlex.join(args)
 
 
+def trtexec_strongly_typed(plan: EnginePlan) -> str | None:
+    """For an explicit (QDQ) INT8 model: the strongly typed trtexec line NVIDIA recommends from TensorRT 10.12 on.
+
+    Strong typing takes precision from the model alone, so no --fp16/--int8 (TensorRT 11 removes them);
+    the float layers then run in FP32, since this model's float parts are FP32.
+    """
+    if plan.int8_source != "qdq":
+        return None
+    args = ["trtexec", f"--onnx={plan.onnx_path}", f"--saveEngine={plan.out_path}", "--stronglyTyped"]
+    args += [f"--{flag}Shapes={INPUT_NAME}:{format_shape(shape)}"
+             for flag, shape in (("min", plan.profile.min), ("opt", plan.profile.opt), ("max", plan.profile.max))]
+    return shlex.join(args)
+
+
 def make_config(backend: SimpleNamespace, plan: EnginePlan) -> Any:
     """Polygraphy's CreateConfig for the plan: precisions, profile, calibrator, timing cache."""
     pg = backend.pg
@@ -222,6 +236,7 @@ def sidecar(plan: EnginePlan, backend: SimpleNamespace, command: str, engine_sha
         "profile": {INPUT_NAME: plan.profile.to_dict()},
         "tensorrt_version": getattr(backend.trt, "__version__", "unknown"), "gpu": gpu_name(),
         "trtexec": command,
+        "trtexec_strongly_typed": trtexec_strongly_typed(plan),
         "tensorrt_check": plan.tensorrt_check,
         "fp16_ranges": plan.fp16_ranges or "not measured: pass --check-fp16 CALIB_DIR to `treefuse export trt`",
         "source_sha256": plan.onnx_metadata.get("source_sha256"),

@@ -121,3 +121,7 @@ def test_check_records_into_the_sidecar(tmp_path):
     record = json.loads((tmp_path / "m.engine.json").read_text())
     assert record["tensorrt_check"]["ok"] and record["tensorrt_check"]["qdq_nodes"] == 3
     assert "not measured" in record["fp16_ranges"]
+    trtexec = record["trtexec"].split()
+    assert "--int8" in trtexec and "--fp16" in trtexec  # TensorRT 10, weakly typed: Q/DQ needs the INT8 flag
+    strong = record["trtexec_strongly_typed"].split()
+    assert "--stronglyTyped" in strong and "--int8" not in strong and "--fp16" not in strong
