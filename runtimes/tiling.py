@@ -26,6 +26,11 @@ RECEPTIVE_RADIUS = receptive_radius(ModelConfig())  # 33 px for the shipped mode
 DEFAULT_OVERLAP = 96  # >= 2 * 33 + 1 for exact seams, plus a 30 px blend ramp
 
 
+def exact_overlap(radius: int) -> int:
+    """The default overlap for a model that sees `radius` px: exact seams plus a 30 px blend ramp."""
+    return max(DEFAULT_OVERLAP, 2 * radius + 31)
+
+
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     """Start offsets along one axis: stride tile - overlap, the last tile flush with the end."""
     if length <= tile:

@@ -14,8 +14,9 @@ examples:
 Outputs keep their input names; an input is never overwritten. 16-bit PNGs stay 16-bit, alpha
 is kept, grayscale stays grayscale, EXIF orientation is applied. Videos (.mp4 .mov .mkv .avi
 .webm, needs the video extra) keep their frame rate, timestamps and audio.
---tile N runs N x N tiles that overlap by --overlap pixels (default {overlap}); this model sees
-{radius} px around each pixel, so an overlap of at least {exact} makes tiles match the whole-image output.
+--tile N runs N x N tiles that overlap by --overlap pixels. By default the overlap is exact for
+the artifact's own model (read from its metadata): the shipped model sees {radius} px around each
+pixel, so it gets {overlap} px (>= {exact}) and tiles match the whole-image output.
 """
 
 
@@ -27,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image or video files, or folders of them")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the derained files")
     parser.add_argument("--tile", type=int, default=None, metavar="N", help="derain in N x N tiles (default: whole)")
-    parser.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, metavar="PX",
-                        help=f"pixels adjacent tiles share (default {DEFAULT_OVERLAP})")
+    parser.add_argument("--overlap", type=int, default=None, metavar="PX",
+                        help="pixels adjacent tiles share (default: exact for the artifact's model)")
     parser.add_argument("--threads", type=positive_int("--threads"), default=None, help="CPU threads")
 
 
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.runtimes.registry import make_runner
     from treefuse.runtimes.tiling import check_tiling
 
-    if args.tile is not None:
+    if args.tile is not None and args.overlap is not None:
         check_tiling(args.tile, args.overlap)
     files = collect_inputs(args.inputs)
     spec = args.backend or f"torch:{default_weights()}"
