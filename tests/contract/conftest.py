@@ -173,6 +173,12 @@ def _calibration_sets(root: Path) -> None:
     variant("escape", escape("../../x.npy"))
     variant("absolute", escape("{root}/x.npy"))
 
+    def symlink_out(folder: Path, manifest: dict) -> None:
+        (folder / TENSOR_FILE).unlink()
+        (folder / TENSOR_FILE).symlink_to(root / "x.npy")  # the manifest's name is fine; the file is elsewhere
+
+    variant("symlink", symlink_out)
+
     def tamper(folder: Path, manifest: dict) -> None:
         images = np.load(folder / TENSOR_FILE)
         images[0, 0, 0, 0] = 1.0 - images[0, 0, 0, 0]
