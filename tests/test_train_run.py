@@ -143,13 +143,15 @@ def test_cuda_graph_step_trains_like_the_eager_step_and_resumes(tmp_path, data):
         assert torch.allclose(eager[name], captured[name], atol=1e-5), name
 
 
-def test_runs_from_before_synthetic_pool_existed_still_resume(data):
+def test_runs_from_before_synthetic_pool_and_street_rain_existed_still_resume(data):
     config = tiny_config(data)
     learned = {k: v for k, v in config.to_dict().items() if k not in ("speed", "run")}
-    del learned["data"]["synthetic_pool"]
+    for key in ("synthetic_pool", "synthetic_exclude", "street_fraction", "rain_preset"):
+        del learned["data"][key]
     before = hashlib.sha256(json.dumps(learned, sort_keys=True).encode()).hexdigest()
     assert learning_sections_sha256(config) == before
-    assert learning_sections_sha256(tiny_config(data, data={"synthetic_pool": 2})) != before
+    for changed in ({"synthetic_pool": 2}, {"street_fraction": 0.5}, {"synthetic_exclude": ["p.png"]}):
+        assert learning_sections_sha256(tiny_config(data, data=changed)) != before, changed
 
 
 def test_run_folder_contents_and_provenance(tmp_path, data):
