@@ -13,6 +13,8 @@ import resource
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 _STATUS, _CLEAR_REFS = Path("/proc/self/status"), Path("/proc/self/clear_refs")
 
 
@@ -65,3 +67,24 @@ def measure_peak_memory(call: Callable[[], Any]) -> dict[str, Any]:
         torch.cuda.synchronize()
         result["cuda_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
     return result
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the kernel says a new allocation can use now (MemAvailable), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_input_fits(shape: tuple[int, ...], option: str) -> None:
+    """Refuse a float32 input whose input and output tensors alone exceed free memory (a typo like 51200 for 5120)."""
+    from treefuse.errors import TreefuseError
+
+    needed, free = 2 * 4 * int(np.prod(shape, dtype=np.int64)), available_memory_bytes()
+    if free is not None and needed > free:
+        raise TreefuseError(f"{option}: a {'x'.join(map(str, shape))} float32 input and its output need "
+                            f"{needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free; use a smaller size")

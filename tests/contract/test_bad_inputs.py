@@ -223,6 +223,7 @@ CASES = [
     Case("bench-size-negative", BENCH + " --size=-5x5", 2),
     Case("bench-size-negative-spaced", BENCH + " --size -5x5", 2),
     Case("bench-size-text", BENCH + " --size abc", 2),
+    Case("bench-size-far-beyond-memory", BENCH + " --size 100000x100000", 2),
     Case("bench-iters-zero", BENCH + " --iters 0", 2),
     Case("bench-batch-zero", BENCH + " --batch 0", 2),
     Case("bench-warmup-negative", BENCH + " --warmup -1", 2),
@@ -239,6 +240,7 @@ CASES = [
     # -- sweep -----------------------------------------------------------------------------------------------------
     Case("sweep-sizes-empty", SWEEP + " --sizes ,", 2),
     Case("sweep-sizes-text", SWEEP + " --sizes 16x16,big", 2),
+    Case("sweep-size-far-beyond-memory", SWEEP + " --sizes 16x16,100000x100000", 2),
     Case("sweep-iters-zero", SWEEP + " --iters 0", 2),
     Case("sweep-threads-zero", SWEEP + " --threads 0", 2),
     Case("sweep-images-empty", SWEEP + " --images {C}/empty", 2),

@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.provenance import provenance
     from treefuse.runtimes.bench import format_table, measure_interleaved
     from treefuse.runtimes.device import device_fingerprint
+    from treefuse.runtimes.memory import check_input_fits
     from treefuse.runtimes.registry import make_runner
 
     height, width = parse_size(args.size)
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             raise TreefuseError(f"--{name} must be at least 1")
     if args.warmup < 0:
         raise TreefuseError("--warmup must be 0 or more")
+    check_input_fits((args.batch, 3, height, width), "--size")
     runners = [make_runner(spec, threads=args.threads) for spec in args.backend]
     try:
         for runner in runners:

@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.files import write_json_atomic
     from treefuse.provenance import provenance
     from treefuse.runtimes.device import device_fingerprint
+    from treefuse.runtimes.memory import check_input_fits
     from treefuse.runtimes.parity import image_set
     from treefuse.runtimes.registry import make_runner
     from treefuse.runtimes.sweep import run_sweep
@@ -45,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
     if args.iters < 1 or args.warmup < 0:
         raise TreefuseError("--iters must be at least 1 and --warmup 0 or more")
     images = image_set(args.images) if args.images else None
+    for height, width in sizes:
+        check_input_fits((1, 3, height, width), "--sizes")
     runners = [make_runner(spec, threads=args.threads) for spec in args.backend]
     try:
         for runner in runners:
