@@ -263,14 +263,16 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
         search, report = (None, None) if paired is None else _budget_search(
             fp32_path, conv_layers(source), make, paired, max_task_drop_db, log, progress)
         float_layers = search.float_layers if search else []
-        model = onnx.load(str(make(float_layers, "final.onnx")))
+        final_path = make(float_layers, "final.onnx")
+        verification = _verify(fp32_path, final_path, calibration, paired, max_task_drop_db)
+        model = onnx.load(str(final_path))
     task = None if search is None else {"fp32_psnr_db": search.fp32_psnr, "int8_psnr_db": search.fp32_psnr - search.drop_db,
                                         "drop_db": search.drop_db, "max_task_drop_db": max_task_drop_db,
                                         "paired_set": paired.source}
     stamp(model, fp32_path, "int8", {"calib_sha256": calibration.sha256, "calibration_set": str(calib_dir),
                                      "calibration_method": method, "target": target,
                                      "int8_settings": TENSORRT_INT8_SETTINGS if target == "tensorrt" else INT8_SETTINGS,
-                                     "float_layers": float_layers, "task": task,
+                                     "float_layers": float_layers, "task": task, "verification": verification,
                                      "rewrites": {"concat_1x1_conv_split": split_count,
                                                   "input_channel_pad": padded_count,
                                                   "output_channel_pad": widened_count}})
@@ -281,6 +283,19 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
         if report_path is not None:
             stack.enter_context(atomic_path(report_path)).write_text(json.dumps(report, indent=2) + "\n")
     return Int8Result(out_path, float_layers, task, report_path)
+
+
+def _verify(fp32_path: Path, final_path: Path, calibration: Any, paired: Any, max_task_drop_db: float) -> dict[str, Any]:
+    """The INT8 gates of the one gate table, checked on the paired set (or the calibration images)."""
+    from treefuse.export.verify import samples_from_batches, verify_onnx_export
+    from treefuse.gates import gates_for
+
+    gates = gates_for("int8").with_overrides(max_task_drop_db=max_task_drop_db)
+    if paired is not None:
+        samples, what = samples_from_batches(paired.rainy, paired.clean, "pair"), paired.source
+    else:
+        samples, what = samples_from_batches(calibration.batches(8)), "the calibration set (inputs only: no task PSNR)"
+    return verify_onnx_export(fp32_path, final_path, samples, gates, what)
 
 
 def _budget_search(fp32_path: Path, layers: list[str], make: Callable[[Sequence[str], str], Path], paired: Any,

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import GateFailed
 from treefuse.images import paired_images, read_image, to_batch
 from treefuse.metrics import calculate_psnr
 from treefuse.progress import progress_bar
@@ -97,7 +97,7 @@ def keep_until_within_budget(fp32_psnr: float, all_int8_psnr: float, table: list
                              "added": row["layer"], "recovered_alone_db": row["recovered_db"]})
     if search.drop_db > max_drop_db:
         best = min(step["drop_db"] for step in search.steps)
-        raise TreefuseError(
+        raise GateFailed(
             f"INT8 cannot meet --max-task-drop {max_drop_db} dB: the best found was {best:.3f} dB with "
             f"{len(search.float_layers)} of {len(table)} layers in float; raise the budget, try another "
             "--calib-method or a calibration set closer to the camera's images, or use fp16")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from treefuse.errors import TreefuseError
 from treefuse.gates import DEFAULT_GATES, Gates, gates_for
 from treefuse.images import from_batch, is_paired_folder, list_images, paired_images, read_image, to_batch
 from treefuse.metrics import METRIC_CONVENTION, calculate_psnr
+from treefuse.progress import progress_bar
 from treefuse.runtimes.base import Runner
 
 
@@ -50,34 +51,43 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"min": float(np.min(values)), "mean": float(np.mean(values))}
 
 
+Sample = tuple[str, np.ndarray, "np.ndarray | None"]  # name, rainy HxWx3 in [0, 1], clean HxWx3 or None
+
+
+def folder_samples(images: list[tuple[Path, Path | None]]) -> Iterator[Sample]:
+    """Samples read lazily from (input, ground truth or None) paths."""
+    for rainy_path, clean_path in images:
+        yield str(rainy_path), read_image(rainy_path), None if clean_path is None else read_image(clean_path)
+
+
 def run_parity(reference: Runner, candidate: Runner, images: list[tuple[Path, Path | None]],
                gates: ParityGates | None = None, progress: bool = False) -> dict[str, Any]:
     """Run both backends on every image and return the parity result (with `passed`).
 
     Without `gates`, the candidate is judged by the default gates of its own precision.
     """
+    return parity_over(reference, candidate, folder_samples(images), gates, progress, total=len(images))
+
+
+def parity_over(reference: Runner, candidate: Runner, samples: Iterable[Sample], gates: ParityGates | None = None,
+                progress: bool = False, total: int | None = None) -> dict[str, Any]:
+    """Parity over in-memory samples: what `parity`, `sweep` and export's own verification share."""
     gates = gates or ParityGates(gates_for(candidate.compute_precision()))
     y = gates.test_y_channel
     per_image = []
-    iterator = images
-    if progress:
-        from tqdm import tqdm
-        iterator = tqdm(images, desc="parity", unit="img")
-    for rainy_path, clean_path in iterator:
-        rainy = read_image(rainy_path)
+    for name, rainy, clean in progress_bar(samples, progress, desc="parity", unit="img", total=total):
         reference_raw = from_batch(reference.infer(to_batch(rainy)))
         if not np.isfinite(reference_raw).all():
-            raise TreefuseError(f"the reference {reference.spec} produced NaN or Inf on {rainy_path}; "
+            raise TreefuseError(f"the reference {reference.spec} produced NaN or Inf on {name}; "
                                 "a reference must be trustworthy: use the FP32 weights")
         candidate_raw = from_batch(candidate.infer(to_batch(rainy)))
         if not np.isfinite(candidate_raw).all():  # the candidate failed the finite-output gate on this image
-            per_image.append({"image": str(rainy_path), "finite": False, "output_psnr_db": None})
+            per_image.append({"image": name, "finite": False, "output_psnr_db": None})
             continue
         reference_out, candidate_out = np.clip(reference_raw, 0, 1), np.clip(candidate_raw, 0, 1)
-        row: dict[str, Any] = {"image": str(rainy_path), "finite": True,
+        row: dict[str, Any] = {"image": name, "finite": True,
                                "output_psnr_db": calculate_psnr(candidate_out, reference_out, test_y_channel=y)}
-        if clean_path is not None:
-            clean = read_image(clean_path)
+        if clean is not None:
             row["ref_psnr_db"] = calculate_psnr(reference_out, clean, test_y_channel=y)
             row["cand_psnr_db"] = calculate_psnr(candidate_out, clean, test_y_channel=y)
         per_image.append(row)

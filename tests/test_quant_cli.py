@@ -63,9 +63,24 @@ def test_int8_with_budget(tiny_weights, calib_dir, paired_dir, tmp_path, capsys)
     assert json.loads((tmp_path / "m8.sensitivity.json").read_text())["max_task_drop_db"] == 3.0
 
 
-def test_unmeetable_budget_exit_2_nothing_written(tiny_weights, calib_dir, paired_dir, tmp_path, capsys):
+@pytest.mark.parametrize("budget", ["-50", "nan", "inf"])
+def test_a_nonsense_budget_is_bad_input_nothing_written(tiny_weights, calib_dir, paired_dir, tmp_path, capsys, budget):
     out = tmp_path / "m8.onnx"
     assert main(["export", "onnx", "--weights", str(tiny_weights), "--precision", "int8", "--calib", str(calib_dir),
-                 "--paired-images", str(paired_dir), "--max-task-drop", "-50", "--out", str(out)]) == 2
-    assert "cannot meet" in capsys.readouterr().err
+                 "--paired-images", str(paired_dir), "--max-task-drop", budget, "--out", str(out)]) == 2
+    assert "finite number" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_export_that_misses_the_int8_gate_fails_exit_1_nothing_written(tiny_weights, calib_dir, tmp_path, capsys,
+                                                                         monkeypatch):
+    from treefuse import gates
+
+    # A floor no INT8 model reaches: export's own check must trip, with parity's code and gate table.
+    monkeypatch.setitem(gates.DEFAULT_GATES, "int8", gates.Gates(199.0, 0.1, precision="int8"))
+    out = tmp_path / "m8.onnx"
+    assert main(["export", "onnx", "--weights", str(tiny_weights), "--precision", "int8", "--calib", str(calib_dir),
+                 "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "misses its gates" in err and "199" in err and "treefuse qat" in err
     assert list(tmp_path.iterdir()) == []

@@ -107,8 +107,10 @@ def test_budget_search_writes_sensitivity_table(tiny_onnx, calib_dir, paired_dir
     assert json.loads(metadata(result.path)["treefuse_provenance"])["task"]["max_task_drop_db"] == 5.0
 
 
-def test_unmeetable_budget_writes_nothing(tiny_onnx, calib_dir, paired_dir, tmp_path):
-    with pytest.raises(TreefuseError, match="cannot meet --max-task-drop"):
+def test_unmeetable_budget_fails_the_gate_and_writes_nothing(tiny_onnx, calib_dir, paired_dir, tmp_path):
+    from treefuse.errors import GateFailed
+
+    with pytest.raises(GateFailed, match="cannot meet --max-task-drop"):
         quantize_int8(tiny_onnx, tmp_path / "m8.onnx", calib_dir, paired_dir=paired_dir, max_task_drop_db=-100.0,
                       log=lambda _: None)
     assert list(tmp_path.iterdir()) == []

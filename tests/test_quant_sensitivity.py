@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import GateFailed
 from treefuse.export.sensitivity import keep_until_within_budget, layer_sensitivity
 
 # Each layer costs this much task PSNR when quantized; float layers cost nothing.
@@ -37,9 +37,9 @@ def test_already_within_budget_keeps_nothing():
 
 def test_unmeetable_budget_raises_with_best_found():
     table = layer_sensitivity(list(COST), evaluate, evaluate([]))
-    with pytest.raises(TreefuseError, match="best found was 0.000 dB"):
+    with pytest.raises(GateFailed, match="best found was 0.000 dB"):
         keep_until_within_budget(FP32, evaluate([]), table, evaluate, max_drop_db=-0.5)
-    with pytest.raises(TreefuseError, match="with 1 of 4 layers"):
+    with pytest.raises(GateFailed, match="with 1 of 4 layers"):
         keep_until_within_budget(FP32, evaluate([]), table, evaluate, max_drop_db=0.0, max_float_layers=1)
 
 

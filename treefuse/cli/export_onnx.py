@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calib", type=Path, help="calibration set folder (required for int8)")
     parser.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
                         help="how activation ranges are taken from the calibration set (default minmax)")
-    parser.add_argument("--max-task-drop", type=float, default=0.1,
-                        help="int8: largest task-PSNR drop vs fp32 in dB on --paired-images (default 0.1)")
+    parser.add_argument("--max-task-drop", type=float, default=None, metavar="DB",
+                        help="int8: largest task-PSNR drop vs fp32 in dB on --paired-images (default: the int8 gate's)")
     parser.add_argument("--paired-images", type=Path,
                         help="paired folder (rain/ + clean/) judging int8 on the task; writes OUT's .sensitivity.json")
     parser.add_argument("--qat", type=Path, metavar="RUN_DIR",
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _reduced(args: argparse.Namespace, fp32: Path) -> int:
     from treefuse.export.onnx_quantize import convert_fp16, quantize_int8
+    from treefuse.gates import gates_for
 
     if args.precision == "fp16":
         convert_fp16(fp32, args.out)
@@ -86,12 +87,26 @@ def _reduced(args: argparse.Namespace, fp32: Path) -> int:
         return 0
     if args.paired_images is None:
         print("note: task drop not measured (no --paired-images): every conv layer is int8")
+    gates = gates_for("int8").with_overrides(max_task_drop_db=args.max_task_drop)  # refuses NaN and nonsense
     result = quantize_int8(fp32, args.out, args.calib, method=args.calib_method, paired_dir=args.paired_images,
-                           max_task_drop_db=args.max_task_drop, progress=True, target=args.target)
+                           max_task_drop_db=gates.max_task_drop_db, progress=True, target=args.target)
     kept = f"{len(result.float_layers)} conv layer(s) kept in float" if result.float_layers else "all conv layers int8"
     print(f"wrote {args.out} (int8 QDQ for {args.target}, {kept})" + (f"; sensitivity table {result.sensitivity_path}"
                                                      if result.sensitivity_path else ""))
+    if args.paired_images is not None and args.target == "onnxruntime":
+        _name_qat_when_gate_missed(args, fp32)
     return 0
+
+
+def _name_qat_when_gate_missed(args: argparse.Namespace, fp32: Path) -> None:
+    from treefuse.errors import GateFailed
+    from treefuse.export.onnx_qat_export import int8_gate_miss
+
+    miss = int8_gate_miss(fp32, args.out, args.paired_images)
+    if miss:
+        weights = f"--weights {args.weights} " if args.weights else ""
+        raise GateFailed(f"{miss}; {args.out} was written; fine-tune for INT8: treefuse qat {weights}--data PAIRED_DIR "
+                         f"--out RUN, then treefuse export onnx --precision int8 --qat RUN --out {args.out}")
 
 
 def _from_qat(args: argparse.Namespace) -> int:
