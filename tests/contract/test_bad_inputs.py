@@ -127,6 +127,10 @@ CASES = [
     Case("derain-torch-bad-config", TORCH.replace("{name}", "bad_config.safetensors"), 2),
     Case("derain-torch-nan-weights", TORCH.replace("{name}", "nan.safetensors"), 2),
     Case("derain-torch-lying-header", TORCH.replace("{name}", "lying_header.safetensors"), 2),
+    Case("derain-whole-image-beyond-memory", DERAIN + " {C}/img/good.png --out {O}/d", 2, fault="little_memory",
+         stderr_has="--tile"),
+    Case("derain-tiles-fit-in-little-memory", DERAIN + " {C}/img/good.png --tile 16 --overlap 4 --out {O}/d", 0,
+         fault="little_memory", writes="d/good.png"),
     Case("derain-read-only-out", DERAIN + " {C}/img/good.png --out {O}/ro/d", 2, fault="read_only"),
     Case("derain-disk-full", DERAIN + " {C}/img/good.png --out {O}/d", 2, fault="disk_full",
          stderr_has="free space"),
@@ -339,7 +343,14 @@ def _read_only(monkeypatch, out: Path) -> None:
     monkeypatch.setattr(Path, "mkdir", mkdir)
 
 
-FAULTS = {"disk_full": _disk_full, "read_only": _read_only}
+def _little_memory(monkeypatch, out: Path) -> None:
+    """A machine with 64 KiB free: a whole 24x32 image does not fit, 16x16 tiles do."""
+    from treefuse.runtimes import derain
+
+    monkeypatch.setattr(derain, "available_memory_bytes", lambda: 2**16)
+
+
+FAULTS = {"disk_full": _disk_full, "read_only": _read_only, "little_memory": _little_memory}
 
 
 def run_main(argv: list[str]) -> int:
