@@ -139,3 +139,16 @@ def test_cli_check_exit_codes(exports, capsys):
     assert main(["check", "--target", "tensorrt", str(exports["onnxruntime"])]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "re-export with" in err
+
+
+def test_budget_search_works_for_the_tensorrt_target(exports, paired_dir, tmp_path):
+    calib = build_calibration_set(write_images(tmp_path / "images", 4), tmp_path / "calib", 4, (32, 48), seed=0)
+    result = quantize_int8(exports["fp32"], tmp_path / "m.onnx", calib, target="tensorrt", paired_dir=paired_dir,
+                           max_task_drop_db=0.0, log=lambda _: None)
+    assert result.task is not None and result.task["drop_db"] <= 0.0 and result.sensitivity_path.is_file()
+    graph = onnx.load(str(result.path)).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    for conv in (n for n in graph.node if n.op_type == "Conv"):
+        quantized = producers.get(conv.input[0]) is not None and producers[conv.input[0]].op_type == "DequantizeLinear"
+        assert quantized == (conv.name not in result.float_layers), conv.name
+    assert check_tensorrt_onnx(result.path).ok
