@@ -120,3 +120,27 @@ def export_qat_int8(run_dir: str | Path, out_path: str | Path) -> Path:
         onnx.checker.check_model(model)
         onnx.save(model, str(staged))
     return out_path
+
+
+def int8_gate_miss(fp32_path: str | Path, int8_path: str | Path, paired_dir: str | Path) -> str | None:
+    """Why a post-training INT8 model misses the int8 gates on a paired set (output PSNR vs FP32, task drop), or None."""
+    import numpy as np
+
+    from treefuse.export.sensitivity import load_paired_set
+    from treefuse.gates import gates_for
+    from treefuse.metrics import calculate_psnr
+    from treefuse.runtimes.onnx_runner import OnnxRuntimeRunner
+
+    gates, paired = gates_for("int8"), load_paired_set(paired_dir)
+    outputs = {}
+    for name, path in (("fp32", fp32_path), ("int8", int8_path)):
+        with OnnxRuntimeRunner(path) as runner:
+            outputs[name] = [np.clip(runner.infer(rainy)[0].transpose(1, 2, 0), 0, 1) for rainy in paired.rainy]
+    output_psnr = min(calculate_psnr(a, b) for a, b in zip(outputs["int8"], outputs["fp32"]))
+    task = {name: float(np.mean([calculate_psnr(out, clean[0].transpose(1, 2, 0))
+                                 for out, clean in zip(images, paired.clean)])) for name, images in outputs.items()}
+    drop = task["fp32"] - task["int8"]
+    if output_psnr >= gates.min_output_psnr_db and drop <= gates.max_task_drop_db:
+        return None
+    return (f"post-training INT8 misses the int8 gate on {paired_dir} (output PSNR min {output_psnr:.2f} dB vs FP32, "
+            f"gate {gates.min_output_psnr_db:g}; task drop {drop:.3f} dB, gate {gates.max_task_drop_db:g})")

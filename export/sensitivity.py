@@ -100,5 +100,6 @@ def keep_until_within_budget(fp32_psnr: float, all_int8_psnr: float, table: list
         raise GateFailed(
             f"INT8 cannot meet --max-task-drop {max_drop_db} dB: the best found was {best:.3f} dB with "
             f"{len(search.float_layers)} of {len(table)} layers in float; raise the budget, try another "
-            "--calib-method or a calibration set closer to the camera's images, or use fp16")
+            "--calib-method or a calibration set closer to the camera's images, fine-tune for INT8 with "
+            "`treefuse qat --data PAIRED_DIR --out RUN` and export with --qat RUN, or use fp16")
     return search

@@ -1,0 +1,93 @@
+"""`treefuse qat` and `treefuse export onnx --precision int8 --qat` end to end on a tiny network and tiny pairs."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from treefuse.cli import main
+
+from test_calib_build import write_images
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    import torch
+
+    from treefuse.checkpoint import save_weights
+    from treefuse.config import ModelConfig
+    from treefuse.model import TreeFusionNet
+
+    torch.manual_seed(1)
+    model = TreeFusionNet(ModelConfig(channels=4, blocks=2, dilation_factor=2))
+    return save_weights(model, tmp_path_factory.mktemp("w") / "tiny.safetensors", note="tiny test weights")
+
+
+@pytest.fixture(scope="module")
+def calib_dir(tmp_path_factory):
+    from treefuse.calib.build import build_calibration_set
+
+    root = tmp_path_factory.mktemp("calib")
+    return build_calibration_set(write_images(root / "images", 3), root / "set", 3, (32, 32), seed=0)
+
+
+def qat_args(weights, pairs, calib, out, steps="3"):
+    return ["qat", "--weights", str(weights), "--data", str(pairs), "--calib", str(calib), "--steps", steps,
+            "--patch", "16", "--batch", "1", "--synthetic-fraction", "0", "--checkpoint-every", "2", "--out", str(out)]
+
+
+def test_qat_runs_resumes_and_exports(tiny_weights, paired_dir, calib_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*qat_args(tiny_weights, paired_dir, calib_dir, run), "--chunk", "2"]) == 0
+    assert json.loads((run / "qat.json").read_text())["weight_bits"] == 7
+    assert main(["qat", "--resume", str(run)]) == 0
+    assert "treefuse export onnx --precision int8 --qat" in capsys.readouterr().out
+    out = tmp_path / "m.int8.onnx"
+    assert main(["export", "onnx", "--precision", "int8", "--qat", str(run), "--out", str(out)]) == 0
+    provenance = json.loads({p.key: p.value for p in onnx.load(str(out)).metadata_props}["treefuse_provenance"])
+    assert provenance["qat"]["step"] == 3 and provenance["qat"]["run"] == str(run)
+    batch = np.random.default_rng(0).random((1, 3, 24, 32), dtype=np.float32)
+    assert np.isfinite(ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"input": batch})[0]).all()
+
+
+def test_qat_refuses_bad_usage_in_one_line(tiny_weights, paired_dir, calib_dir, tmp_path, capsys):
+    assert main(["qat", "--steps", "3", "--out", str(tmp_path / "r")]) == 2  # no --data
+    assert main(["qat", "--resume", str(tmp_path)]) == 2  # not a run
+    assert main(["export", "onnx", "--precision", "int8", "--qat", str(tmp_path / "none"), "--calib", str(calib_dir),
+                 "--out", str(tmp_path / "m.onnx")]) == 2  # --qat with --calib
+    assert main(["export", "onnx", "--precision", "int8", "--qat", str(tmp_path), "--out", str(tmp_path / "m.onnx")]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("treefuse:")]
+    assert len(errors) == 4 and all("Traceback" not in e for e in errors)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_int8_gate_miss_can_fail_and_pass(tiny_weights, paired_dir, tmp_path):
+    from onnx import numpy_helper
+
+    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.onnx_qat_export import int8_gate_miss
+
+    fp32 = export_onnx(tiny_weights, tmp_path / "fp32.onnx")
+    assert int8_gate_miss(fp32, fp32, paired_dir) is None
+    broken = onnx.load(str(fp32))
+    for init in broken.graph.initializer:
+        if "tail" in init.name:
+            init.CopyFrom(numpy_helper.from_array(-2 * numpy_helper.to_array(init), init.name))
+    onnx.save(broken, str(tmp_path / "broken.onnx"))
+    assert "misses the int8 gate" in int8_gate_miss(fp32, tmp_path / "broken.onnx", paired_dir)
+
+
+def test_export_names_the_qat_command_when_ptq_misses_its_gate(tiny_weights, paired_dir, calib_dir, tmp_path,
+                                                              capsys, monkeypatch):
+    from treefuse.export import onnx_qat_export
+
+    monkeypatch.setattr(onnx_qat_export, "int8_gate_miss", lambda *a: "post-training INT8 misses the int8 gate")
+    out = tmp_path / "m.int8.onnx"
+    code = main(["export", "onnx", "--weights", str(tiny_weights), "--precision", "int8", "--calib", str(calib_dir),
+                 "--paired-images", str(paired_dir), "--max-task-drop", "50", "--out", str(out)])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and out.is_file()
+    assert len(error) == 1 and "treefuse qat" in error[0] and "--qat RUN" in error[0]
