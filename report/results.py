@@ -1,6 +1,7 @@
 """Result files (sweep, bench, parity) read, checked and flattened into measurements a report can merge."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -8,6 +9,7 @@ from typing import Any
 
 from treefuse.errors import TreefuseError, one_line
 from treefuse.files import sha256_file
+from treefuse.results import BenchResult, ParityResult, Result, SweepResult, result_from_json
 
 SWEEP_FORMATS = ("treefuse-sweep-v1",)
 UNSTABLE_P90_OVER_P50 = 1.5
@@ -76,14 +78,16 @@ def load_result(path: str | Path) -> ResultFile:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise TreefuseError(f"{path} is not JSON ({one_line(exc)}); pass treefuse sweep/bench/parity results") from None
-    kind = data.get("kind") if isinstance(data, dict) else None
+    record = result_from_json(data, str(path))
+    kind = record.KIND
     if kind not in KINDS:
-        raise TreefuseError(f"{path} is not a treefuse result (kind {kind!r}); expected one of {', '.join(KINDS)}")
-    if kind == "treefuse-sweep" and data.get("format") not in SWEEP_FORMATS:
-        raise TreefuseError(f"{path} is a sweep of format {data.get('format')!r}; this treefuse reads {SWEEP_FORMATS}; "
+        raise TreefuseError(f"{path} is a {kind} result, which a report does not take yet; "
+                            f"pass {', '.join(KINDS)} results")
+    if isinstance(record, SweepResult) and record.format not in SWEEP_FORMATS:
+        raise TreefuseError(f"{path} is a sweep of format {record.format!r}; this treefuse reads {SWEEP_FORMATS}; "
                             "re-run `treefuse sweep` with this version")
     try:
-        return _flatten(path, data, kind)
+        return _flatten(path, record)
     except (KeyError, TypeError, ValueError) as exc:
         raise TreefuseError(f"{path}: malformed {kind} result (missing or bad field {exc}); re-run it with this treefuse") from None
 
@@ -112,26 +116,26 @@ def backend_label(facts: dict[str, Any]) -> str:
     return label
 
 
-def _flatten(path: Path, data: dict[str, Any], kind: str) -> ResultFile:
-    device = device_label(data["device"])
-    created = str((data.get("provenance") or {}).get("created_utc", ""))
-    result = ResultFile(path=path, sha256=sha256_file(path), data=data, device=device)
-    if kind == "treefuse-sweep":
-        labels = _unique_labels(data["backends"])
-        facts_of = {b.get("label", f"{b['kind']}:{b['path']}"): b for b in data["backends"]}
-        result.artifacts = list(data["backends"])
+def _flatten(path: Path, record: Result) -> ResultFile:
+    device = device_label(record.device)
+    created = str((record.provenance or {}).get("created_utc", ""))
+    result = ResultFile(path=path, sha256=sha256_file(path), data=record.to_json(), device=device)
+    if isinstance(record, SweepResult):
+        labels = _unique_labels(record.backends)
+        facts_of = {b.get("label", f"{b['kind']}:{b['path']}"): b for b in record.backends}
+        result.artifacts = list(record.backends)
         result.latencies = [_latency(device, labels[c["backend"]], c, str(path), facts_of[c["backend"]], created)
-                            for c in data["cells"]]
+                            for c in record.cells]
         result.qualities = [_quality(device, labels[r["backend"]], labels[r["reference"]], r, str(path), created)
-                            for r in data.get("parity", [])]
-    elif kind == "treefuse-bench":
-        result.artifacts = list(data["backends"])
-        cells = [{**b, "size": data["size"]} for b in data["backends"]]
+                            for r in record.parity]
+    elif isinstance(record, BenchResult):
+        result.artifacts = list(record.backends)
+        cells = [{**b, "size": record.size} for b in record.backends]
         result.latencies = [_latency(device, backend_label(c), c, str(path), c, created) for c in cells]
-    else:
-        result.artifacts = [data["reference"], data["candidate"]]
-        result.qualities = [_quality(device, backend_label(data["candidate"]), backend_label(data["reference"]),
-                                     data, str(path), created)]
+    elif isinstance(record, ParityResult):
+        result.artifacts = [record.reference, record.candidate]
+        result.qualities = [_quality(device, backend_label(record.candidate), backend_label(record.reference),
+                                     dataclasses.asdict(record), str(path), created)]
     return result
 
 

@@ -7,6 +7,9 @@ from typing import Any
 import numpy as np
 
 from treefuse.progress import progress_bar
+from treefuse.device import device_fingerprint
+from treefuse.provenance import provenance
+from treefuse.results import BenchResult
 from treefuse.runtimes.base import Runner
 
 UNSTABLE_P90_OVER_P50 = 1.5  # above it, a figure says more about the machine's noise than the backend
@@ -42,6 +45,14 @@ def measure_interleaved(runners: list[Runner], shape: tuple[int, int, int, int],
     for result in results:
         result["ratio_to_first_p50"] = result["latency_ms"]["p50"] / first
     return results
+
+
+def bench_result(runners: list[Runner], shape: tuple[int, int, int, int], warmup: int = 2, iters: int = 10,
+                 threads: int | None = None, progress: bool = False) -> BenchResult:
+    """The typed bench record: every runner's facts (artifact included) and latency, the device, provenance."""
+    measured = measure_interleaved(runners, shape, warmup, iters, progress=progress)
+    return BenchResult(device=device_fingerprint(threads), provenance=provenance(), size=list(shape[2:]),
+                       batch=shape[0], warmup=warmup, iters=iters, backends=measured)
 
 
 def format_table(results: list[dict[str, Any]]) -> str:

@@ -7,13 +7,16 @@ from typing import Any
 import numpy as np
 
 from treefuse.errors import TreefuseError
+from treefuse.device import device_fingerprint
 from treefuse.images import from_batch, paired_images, read_image, to_batch
 from treefuse.metrics import METRIC_CONVENTION, image_quality
 from treefuse.progress import progress_bar
+from treefuse.provenance import provenance
+from treefuse.results import EvaluateResult
 from treefuse.runtimes.base import Runner
 
 
-def evaluate(runner: Runner, paired_dir: str | Path, progress: bool = False) -> dict[str, Any]:
+def evaluate(runner: Runner, paired_dir: str | Path, progress: bool = False, threads: int | None = None) -> EvaluateResult:
     """PSNR/SSIM (RGB and Y) per image and their means, plus the rainy input's own scores."""
     pairs = paired_images(paired_dir)
     pairs = progress_bar(pairs, progress, desc="evaluate", unit="img")
@@ -28,6 +31,6 @@ def evaluate(runner: Runner, paired_dir: str | Path, progress: bool = False) -> 
         rows.append({"image": rainy_path.name, **image_quality(derained, clean),
                      "input_psnr_y_db": image_quality(rainy, clean)["psnr_y_db"]})
     keys = [k for k in rows[0] if k != "image"]
-    return {"backend": runner.describe(), "data": str(paired_dir), "count": len(rows),
-            "mean": {k: float(np.mean([r[k] for r in rows])) for k in keys}, "images": rows,
-            "metric": METRIC_CONVENTION}
+    return EvaluateResult(device=device_fingerprint(threads), provenance=provenance(), backend=runner.describe(),
+                          data=str(paired_dir), count=len(rows), images=rows, metric=METRIC_CONVENTION,
+                          mean={k: float(np.mean([r[k] for r in rows])) for k in keys})

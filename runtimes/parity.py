@@ -11,11 +11,14 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from treefuse.device import device_fingerprint
 from treefuse.errors import TreefuseError
 from treefuse.gates import DEFAULT_GATES, Gates, gates_for
 from treefuse.images import from_batch, is_paired_folder, list_images, paired_images, read_image, to_batch
 from treefuse.metrics import METRIC_CONVENTION, calculate_psnr
 from treefuse.progress import progress_bar
+from treefuse.provenance import provenance
+from treefuse.results import ParityResult
 from treefuse.runtimes.base import Runner
 
 
@@ -67,6 +70,14 @@ def run_parity(reference: Runner, candidate: Runner, images: list[tuple[Path, Pa
     Without `gates`, the candidate is judged by the default gates of its own precision.
     """
     return parity_over(reference, candidate, folder_samples(images), gates, progress, total=len(images))
+
+
+def parity_result(reference: Runner, candidate: Runner, images_dir: str | Path, gates: ParityGates | None = None,
+                  threads: int | None = None, progress: bool = False) -> ParityResult:
+    """The typed parity record of a folder: verdict, gates, per-image rows, both artifacts, device, provenance."""
+    judged = run_parity(reference, candidate, image_set(images_dir), gates, progress)
+    return ParityResult(device=device_fingerprint(threads), provenance=provenance(), reference=reference.describe(),
+                        candidate=candidate.describe(), images_dir=str(images_dir), **judged)
 
 
 def parity_over(reference: Runner, candidate: Runner, samples: Iterable[Sample], gates: ParityGates | None = None,

@@ -11,7 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from treefuse.device import device_fingerprint
 from treefuse.errors import TreefuseError
+from treefuse.provenance import provenance
+from treefuse.results import SweepResult
 from treefuse.progress import progress_bar
 from treefuse.runtimes.base import Runner
 from treefuse.runtimes.bench import measure_interleaved
@@ -68,9 +71,9 @@ def sweep_parity(runners: list[Runner], labels: list[str], images: list[tuple[Pa
     return rows
 
 
-def run_sweep(runners: list[Runner], sizes: list[tuple[int, int]], warmup: int = 1, iters: int = 5,
+def run_sweep(runners: list[Runner], sizes: list[tuple[int, int]], warmup: int = 2, iters: int = 10,
               images: list[tuple[Path, Path | None]] | None = None, labels: list[str] | None = None,
-              progress: bool = False) -> dict[str, Any]:
+              progress: bool = False, threads: int | None = None, images_dir: str | None = None) -> SweepResult:
     """Measure all runners at all sizes (and parity when images are given); runners must be active.
 
     `labels` name the backends in the result (default: KIND:PATH); they must be unique.
@@ -80,10 +83,8 @@ def run_sweep(runners: list[Runner], sizes: list[tuple[int, int]], warmup: int =
         raise TreefuseError("the same backend is named twice; give each --backend once (add ?options to vary it)")
     steps = progress_bar(list(sizes), progress, desc="sweep", unit="size")
     cells = [cell for size in steps for cell in sweep_size(runners, labels, size, warmup, iters)]
-    result: dict[str, Any] = {"format": SWEEP_FORMAT, "kind": "treefuse-sweep",
-                              "sizes": [list(s) for s in sizes], "warmup": warmup, "iters": iters,
-                              "backends": [{**runner.describe(), "label": label} for runner, label in zip(runners, labels)],
-                              "cells": cells}
-    if images:
-        result["parity"] = sweep_parity(runners, labels, images)
-    return result
+    return SweepResult(device=device_fingerprint(threads), provenance=provenance(), format=SWEEP_FORMAT,
+                       sizes=[list(s) for s in sizes], warmup=warmup, iters=iters,
+                       backends=[{**runner.describe(), "label": label} for runner, label in zip(runners, labels)],
+                       cells=cells, parity=sweep_parity(runners, labels, images) if images else [],
+                       images_dir=images_dir)

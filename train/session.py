@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,15 +149,9 @@ def describe_device(device: torch.device) -> str:
     """The device in words, for provenance and benchmark tables."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = platform.processor() or "cpu"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {torch.get_num_threads()} threads"
+    from treefuse.device import cpu_facts
+
+    return f"{cpu_facts()['model']}, {torch.get_num_threads()} threads"
 
 
 def write_weights(session: Session, path: Path, elapsed_s: float, kind: str) -> None:

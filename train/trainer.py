@@ -5,7 +5,6 @@ import base64
 import contextlib
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,10 +56,9 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 def cpu_has_bf16() -> bool:
     """Whether this CPU advertises native BF16 (AMX or AVX512-BF16); a bf16 autocast slows others down."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    from treefuse.device import cpu_facts
+
+    flags = set(cpu_facts()["isa_flags"])
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 

@@ -11,12 +11,18 @@ from treefuse.provenance import tool_versions
 _INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni", "fma")
 
 
+def cpu_flags_text() -> str:
+    """The CPU's speed-relevant flags in one line, to print beside every speed figure."""
+    facts = cpu_facts()
+    return f"{facts['model']} ({', '.join(facts['isa_flags']) or 'no AVX2'})"
+
+
 def cpu_facts() -> dict[str, Any]:
     """CPU model and the instruction-set flags that decide which precision is fast."""
     model, flags = platform.processor() or "unknown", set()
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")
             if key.strip() == "model name" and model in ("unknown", platform.machine()):
                 model = value.strip()

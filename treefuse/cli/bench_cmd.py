@@ -29,10 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import parse_size
     from treefuse.errors import TreefuseError
-    from treefuse.files import write_json_atomic
-    from treefuse.provenance import provenance
-    from treefuse.runtimes.bench import format_table, measure_interleaved
-    from treefuse.runtimes.device import device_fingerprint
+    from treefuse.files import check_output_path, write_json_atomic
+    from treefuse.device import cpu_flags_text
+    from treefuse.runtimes.bench import bench_result, format_table
     from treefuse.runtimes.memory import check_input_fits
     from treefuse.runtimes.registry import make_runner
 
@@ -43,17 +42,19 @@ def run(args: argparse.Namespace) -> int:
     if args.warmup < 0:
         raise TreefuseError("--warmup must be 0 or more")
     check_input_fits((args.batch, 3, height, width), "--size")
+    if args.json:
+        check_output_path(args.json)  # refuse a bad output before minutes of work
     runners = [make_runner(spec, threads=args.threads) for spec in args.backend]
     try:
         for runner in runners:
             runner.activate()
-        results = measure_interleaved(runners, (args.batch, 3, height, width), args.warmup, args.iters, progress=True)
+        result = bench_result(runners, (args.batch, 3, height, width), args.warmup, args.iters, args.threads,
+                              progress=True)
     finally:
         for runner in runners:
             runner.deactivate()
-    print(format_table(results))
+    print(format_table(result.backends))
+    print(f"CPU: {cpu_flags_text()}")
     if args.json:
-        write_json_atomic(args.json, {"kind": "treefuse-bench", "size": [height, width], "batch": args.batch,
-                                      "warmup": args.warmup, "iters": args.iters, "backends": results,
-                                      "device": device_fingerprint(args.threads), "provenance": provenance()})
+        write_json_atomic(args.json, result.to_json())
     return 0

@@ -16,16 +16,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from treefuse.files import write_json_atomic
-    from treefuse.provenance import provenance
+    from treefuse.files import check_output_path, write_json_atomic
     from treefuse.runtimes.evaluate import evaluate
     from treefuse.runtimes.registry import make_runner
 
+    if args.json:
+        check_output_path(args.json)  # refuse a bad output before minutes of work
     with make_runner(args.backend, threads=args.threads) as runner:
-        result = evaluate(runner, args.data, progress=True)
-    mean = result["mean"]
-    print(f"{result['count']} images: PSNR RGB {mean['psnr_rgb_db']:.2f} dB, Y {mean['psnr_y_db']:.2f} dB | "
+        result = evaluate(runner, args.data, progress=True, threads=args.threads)
+    mean = result.mean
+    print(f"{result.count} images: PSNR RGB {mean['psnr_rgb_db']:.2f} dB, Y {mean['psnr_y_db']:.2f} dB | "
           f"SSIM RGB {mean['ssim_rgb']:.4f}, Y {mean['ssim_y']:.4f} | rainy input Y {mean['input_psnr_y_db']:.2f} dB")
     if args.json:
-        write_json_atomic(args.json, {"kind": "treefuse-evaluate", **result, "provenance": provenance()})
+        write_json_atomic(args.json, result.to_json())
     return 0

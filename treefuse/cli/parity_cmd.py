@@ -36,37 +36,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from treefuse.errors import GateFailed
-    from treefuse.files import write_json_atomic
-    from treefuse.provenance import provenance
-    from treefuse.runtimes.device import device_fingerprint
+    from treefuse.files import check_output_path, write_json_atomic
     from treefuse.gates import gates_for
-    from treefuse.runtimes.parity import ParityGates, image_set, run_parity
+    from treefuse.runtimes.parity import ParityGates, parity_result
     from treefuse.runtimes.registry import make_runner
 
-    images = image_set(args.images)
+    if args.json:
+        check_output_path(args.json)  # refuse a bad output before minutes of work
     with make_runner(args.ref, threads=args.threads) as reference, make_runner(args.cand, threads=args.threads) as candidate:
         gates = gates_for(candidate.compute_precision()).with_overrides(args.min_psnr, args.max_task_drop)
-        result = run_parity(reference, candidate, images, ParityGates(gates, args.y_channel), progress=True)
-        result.update(reference=reference.describe(), candidate=candidate.describe())
-    result.update(kind="treefuse-parity", images_dir=str(args.images), device=device_fingerprint(args.threads),
-                  provenance=provenance())
+        result = parity_result(reference, candidate, args.images, ParityGates(gates, args.y_channel), args.threads,
+                               progress=True)
     if args.json:
-        write_json_atomic(args.json, result)
+        write_json_atomic(args.json, result.to_json())
     _print_summary(result)
-    if not result["passed"]:
-        raise GateFailed("; ".join(result["failures"]))
+    if not result.passed:
+        raise GateFailed("; ".join(result.failures))
     return 0
 
 
-def _print_summary(result: dict) -> None:
-    out, gates = result["output_psnr_db"], result["gates"]
+def _print_summary(result) -> None:
+    out, gates = result.output_psnr_db, result.gates
     line = (f"output PSNR vs reference: min {out['min']:.2f} dB, mean {out['mean']:.2f} dB" if out
             else "output PSNR vs reference: none (no finite output)")
-    if "task" in result:
-        task = result["task"]
+    if result.task:
+        task = result.task
         line += (f" | task PSNR ref {task['ref_psnr_db']:.2f} dB, cand {task['cand_psnr_db']:.2f} dB, "
                  f"delta {task['delta_db']:+.3f} dB")
     print(line)
     print(f"gates ({gates['precision']}): output PSNR >= {gates['min_output_psnr_db']:g} dB, "
           f"task drop <= {gates['max_task_drop_db']:g} dB, finite outputs")
-    print("PASSED" if result["passed"] else "FAILED: " + "; ".join(result["failures"]))
+    print("PASSED" if result.passed else "FAILED: " + "; ".join(result.failures))

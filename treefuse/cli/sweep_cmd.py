@@ -32,9 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import parse_size
     from treefuse.errors import TreefuseError
-    from treefuse.files import write_json_atomic
-    from treefuse.provenance import provenance
-    from treefuse.runtimes.device import device_fingerprint
+    from treefuse.files import check_output_path, write_json_atomic
     from treefuse.runtimes.memory import check_input_fits
     from treefuse.runtimes.parity import image_set
     from treefuse.runtimes.registry import make_runner
@@ -45,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
         raise TreefuseError("--sizes names no size; give e.g. 256x256,512x512")
     if args.iters < 1 or args.warmup < 0:
         raise TreefuseError("--iters must be at least 1 and --warmup 0 or more")
+    check_output_path(args.json)  # refuse a bad output before minutes of work
     images = image_set(args.images) if args.images else None
     for height, width in sizes:
         check_input_fits((1, 3, height, width), "--sizes")
@@ -52,23 +51,26 @@ def run(args: argparse.Namespace) -> int:
     try:
         for runner in runners:
             runner.activate()
-        result = run_sweep(runners, sizes, args.warmup, args.iters, images, labels=args.backend, progress=True)
+        result = run_sweep(runners, sizes, args.warmup, args.iters, images, labels=args.backend, progress=True,
+                           threads=args.threads, images_dir=args.images)
     finally:
         for runner in runners:
             runner.deactivate()
-    result.update(device=device_fingerprint(args.threads), images_dir=args.images, provenance=provenance())
-    write_json_atomic(args.json, result)
+    write_json_atomic(args.json, result.to_json())
     _print_summary(result)
     return 0
 
 
-def _print_summary(result: dict) -> None:
-    for cell in result["cells"]:
+def _print_summary(result) -> None:
+    from treefuse.device import cpu_flags_text
+
+    print(f"CPU: {cpu_flags_text()}")
+    for cell in result.cells:
         height, width = cell["size"]
         print(f"{cell['backend']:<48} {height}x{width:<6} p50 {cell['latency_ms']['p50']:9.2f} ms  "
               f"x{cell['ratio_to_first_p50']:.3f}  peak RSS {cell['memory']['peak_rss_mib']:.0f} MiB"
               + ("  unstable (p90/p50 > 1.5)" if cell.get("unstable") else ""))
-    for row in result.get("parity", []):
+    for row in result.parity:
         gates, psnr = row["gates"], row["output_psnr_db"]
         print(f"{row['backend']:<48} output PSNR vs first: min {psnr['min'] if psnr else float('nan'):.2f} dB  "
               f"{'passed' if row['passed'] else 'FAILED'} (>= {gates['min_output_psnr_db']:g} dB, "
