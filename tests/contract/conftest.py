@@ -40,6 +40,7 @@ def _images(root: Path, rng: np.random.Generator) -> None:
     (bad / "truncated.png").write_bytes(good[: len(good) // 2])
     (bad / "text.png").write_text("this is not a picture\n")
     (bad / "empty.png").write_bytes(b"")
+    (bad / "two\nlines.png").write_text("a name that would split an error message in two\n")
     (bad / "notvideo.mp4").write_text("not a video either\n")
     ok = root / "ok"
     ok.mkdir()
@@ -196,6 +197,7 @@ def _calibration_sets(root: Path) -> None:
 def _results(root: Path) -> None:
     results = root / "results"
     results.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[2] / "reports" / "cpu-xeon-amx.json", results / "sweep.json")
     (results / "not_result.json").write_text(json.dumps({"hello": "world"}))
     (results / "list.json").write_text("[1, 2, 3]\n")
     (results / "invalid.json").write_text("{ not json")

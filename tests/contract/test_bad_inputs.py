@@ -71,7 +71,6 @@ def _copy_of_the_run(out: Path, world: Path) -> None:
 
 UNNAMED_WRITE = ("lead: a write failing for lack of space is one line, but does not name the file "
                  "(OSError from write() has no filename: atomic_path could add its target)")
-PARITY_PROGRESS = "lead: runtimes/parity.py draws its progress bar off a terminal (use treefuse.progress.progress_bar)"
 INF_PSNR = "lead: a bit-exact candidate has output PSNR inf, which strict JSON refuses (exit 3); the JSON path is checked only after the run"
 
 
@@ -82,6 +81,7 @@ CASES = [
     Case("derain-truncated-png", DERAIN + " {C}/bad/truncated.png --out {O}/d", 2),
     Case("derain-text-named-png", DERAIN + " {C}/bad/text.png --out {O}/d", 2),
     Case("derain-empty-png", DERAIN + " {C}/bad/empty.png --out {O}/d", 2),
+    Case("derain-newline-in-name", DERAIN + " '{C}/bad/two\nlines.png' --out {O}/d", 2),
     Case("derain-float-tiff", DERAIN + " {C}/bad/float.tif --out {O}/d", 2),
     Case("derain-bomb-after-good", DERAIN + " {C}/img/good.png {C}/bad/bomb.png --out {O}/d", 2),
     Case("derain-16bit-png", DERAIN + " {C}/ok/png16.png --out {O}/d", 0, writes="d/png16.png"),
@@ -120,6 +120,11 @@ CASES = [
          "derain --backend onnx:{C}/onnx/model.onnx?providers=NopeProvider {C}/img/good.png --out {O}/d", 2),
     Case("derain-torch-bad-dtype",
          "derain --backend torch:{C}/weights/w.safetensors?dtype=int3 {C}/img/good.png --out {O}/d", 2),
+    Case("derain-torch-weights-are-a-folder", "derain --backend torch:{C}/weights {C}/img/good.png --out {O}/d", 2),
+    Case("derain-onnx-is-a-folder", "derain --backend onnx:{C}/onnx {C}/img/good.png --out {O}/d", 2),
+    Case("derain-coreml-not-a-package", "derain --backend coreml:{C}/onnx/model.onnx {C}/img/good.png --out {O}/d", 2),
+    Case("derain-trt-without-tensorrt", "derain --backend trt:{C}/onnx/model.onnx {C}/img/good.png --out {O}/d", 2),
+    Case("derain-openvino-garbage", "derain --backend openvino:{C}/onnx/garbage.onnx {C}/img/good.png --out {O}/d", 2),
     Case("derain-torch-pickle", TORCH.replace("{name}", "pickle.safetensors"), 2),
     Case("derain-torch-garbage", TORCH.replace("{name}", "garbage.safetensors"), 2),
     Case("derain-torch-wrong-shapes", TORCH.replace("{name}", "wrong_shapes.safetensors"), 2),
@@ -181,10 +186,11 @@ CASES = [
     Case("export-onnx-int8-calib-symlink-out", INT8.replace("{set}", "symlink"), 2),
     Case("export-onnx-int8-calib-tampered", INT8.replace("{set}", "tampered"), 2),
     Case("export-onnx-int8-calib-not-a-set", INT8.replace("{set}", "not_a_set"), 2),
-    Case("export-onnx-int8-max-drop-nan", INT8.replace("{set}", "good") + " --max-task-drop nan", 2,
-         lead="lead: export onnx --max-task-drop nan is accepted (the gate table should refuse non-finite thresholds)"),
+    Case("export-onnx-int8-max-drop-nan", INT8.replace("{set}", "good") + " --max-task-drop nan", 2),
     Case("export-onnx-int8-paired-sizes-differ",
          INT8.replace("{set}", "good") + " --paired-images {C}/paired_sizes", 2),
+    Case("export-onnx-out-parent-is-a-file",
+         "export onnx --weights {C}/weights/w.safetensors --out {C}/text.txt/m.onnx", 2),
     Case("export-onnx-out-is-a-folder", "export onnx --weights {C}/weights/w.safetensors --out {O}/m.onnx", 2,
          prepare=_folder_with_a_file("m.onnx")),
     # -- export coreml / trt ----------------------------------------------------------------------------------------
@@ -205,22 +211,22 @@ CASES = [
     # -- parity ----------------------------------------------------------------------------------------------------
     Case("parity-min-psnr-nan", PARITY_REF + " --min-psnr nan", 2),
     Case("parity-max-task-drop-inf", PARITY_REF + " --max-task-drop inf", 2),
+    Case("parity-images-is-a-file",
+         "parity --ref onnx:{C}/onnx/model.onnx --cand onnx:{C}/onnx/model.onnx --images {C}/img/good.png", 2),
     Case("parity-empty-folder",
          "parity --ref onnx:{C}/onnx/model.onnx --cand onnx:{C}/onnx/model.onnx --images {C}/empty", 2),
     Case("parity-bomb-png",
-         "parity --ref onnx:{C}/onnx/model.onnx --cand onnx:{C}/onnx/model.onnx --images {C}/bomb_dir", 2,
-         lead=PARITY_PROGRESS),
+         "parity --ref onnx:{C}/onnx/model.onnx --cand onnx:{C}/onnx/model.onnx --images {C}/bomb_dir", 2),
     Case("parity-paired-names-differ",
          "parity --ref onnx:{C}/onnx/model.onnx --cand onnx:{C}/onnx/model.onnx --images {C}/paired_names", 2),
     Case("parity-paired-sizes-differ",
          "parity --ref onnx:{C}/onnx/model.onnx --cand onnx:{C}/onnx/model.onnx --images {C}/paired_sizes", 2),
     Case("parity-cand-one-channel", PARITY + " --cand onnx:{C}/onnx/one_channel.onnx", 2),
     Case("parity-cand-garbage", PARITY + " --cand onnx:{C}/onnx/garbage.onnx", 2),
-    Case("parity-cand-output-shape", PARITY + " --cand onnx:{C}/onnx/shape.onnx", 2, lead=PARITY_PROGRESS),
+    Case("parity-cand-output-shape", PARITY + " --cand onnx:{C}/onnx/shape.onnx", 2),
     Case("parity-cand-outputs-nan-fails-gate", PARITY + " --cand onnx:{C}/onnx/nan.onnx", 1),
     Case("parity-threads-negative", PARITY_REF + " --threads -1", 2),
-    Case("parity-json-is-a-folder", PARITY_REF + " --json {O}/p.json", 2, prepare=_folder_with_a_file("p.json"),
-         lead=INF_PSNR),
+    Case("parity-json-is-a-folder", PARITY_REF + " --json {O}/p.json", 2, prepare=_folder_with_a_file("p.json")),
     Case("parity-bit-exact-candidate-json", PARITY_REF + " --json {O}/p.json", 0, writes="p.json", lead=INF_PSNR),
     # -- bench -----------------------------------------------------------------------------------------------------
     Case("bench-size-zero", BENCH + " --size 0x0", 2),
@@ -261,6 +267,8 @@ CASES = [
     Case("report-json-list", "report {C}/results/list.json --out {O}/r", 2),
     Case("report-invalid-json", "report {C}/results/invalid.json --out {O}/r", 2),
     Case("report-json-with-nan", "report {C}/results/nan.json --out {O}/r", 2),
+    Case("report-out-is-a-file", "report {C}/results/sweep.json --out {C}/text.txt", 2),
+    Case("report-md-is-a-folder", "report {C}/results/sweep.json --out {O}/r", 2, prepare=_folder_with_a_file("r/report.md")),
     Case("report-missing-file", "report {C}/results/nope.json --out {O}/r", 2),
     Case("report-without-out", "report {C}/results/not_result.json", 2),
     Case("report-verify-invalid-json", "report --verify {C}/results/invalid.json", 2),
