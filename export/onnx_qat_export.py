@@ -11,7 +11,6 @@ ones: the graph, its node names and its fast-kernel layout stay those of the PTQ
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import tempfile
 from pathlib import Path
@@ -51,7 +50,7 @@ def make_qat_base(weights_path: str | Path, calib_dir: str | Path, run_dir: str 
             ranges = calibrate(staged / REWRITTEN_NAME, calibration, "minmax", cache)
             quantize_int8_model(staged / REWRITTEN_NAME, staged / PTQ_NAME, cache, "minmax",
                                 concat_overrides(rewritten, ranges), reduce_range=weight_bits == 7)
-    return {"calib_sha256": calibration.sha256, "calibration_set": str(calib_dir), "calibration_method": "minmax",
+    return {"calib_sha256": calibration.sha256, "calibration_set": str(Path(calib_dir).resolve()), "calibration_method": "minmax",
             "weight_bits": weight_bits, "ptq_sha256": sha256_file(base / PTQ_NAME),
             "fp32_onnx_sha256": sha256_file(base / FP32_NAME)}
 
@@ -95,8 +94,11 @@ def load_learned(module: FakeQuantQdq, run_dir: str | Path) -> dict[str, str]:
     return metadata
 
 
-def export_qat_int8(run_dir: str | Path, out_path: str | Path) -> Path:
-    """Write the QDQ INT8 ONNX model of a QAT run: the PTQ graph with the learned values, provenance inside."""
+def export_qat_int8(run_dir: str | Path, out_path: str | Path, paired_dir: str | Path | None = None) -> Path:
+    """Write the QDQ INT8 ONNX model of a QAT run: the PTQ graph with the learned values, provenance inside.
+
+    Like every INT8 export it checks itself against FP32 with the int8 gates (on `paired_dir`, else on the
+    run's calibration images) and writes nothing when it misses them (GateFailed)."""
     import onnx
 
     from treefuse.export.onnx_quantize import INT8_SETTINGS, stamp
@@ -115,32 +117,24 @@ def export_qat_int8(run_dir: str | Path, out_path: str | Path) -> Path:
         "qat": {"run": str(run_dir), "step": int(learned.get("step", 0)), "steps": int(learned.get("steps", 0)),
                 "learned_sha256": sha256_file(run_dir / LEARNED_NAME), "ptq_sha256": settings["ptq_sha256"],
                 "weights_sha256": settings.get("weights_sha256"), "distill": settings.get("distill")}})
-    with contextlib.ExitStack() as stack:
-        staged = stack.enter_context(atomic_path(out_path))
+    with atomic_path(out_path) as staged:
         onnx.checker.check_model(model)
         onnx.save(model, str(staged))
+        _verify(run_dir / BASE_DIR / FP32_NAME, staged, settings, paired_dir)
     return out_path
 
 
-def int8_gate_miss(fp32_path: str | Path, int8_path: str | Path, paired_dir: str | Path) -> str | None:
-    """Why a post-training INT8 model misses the int8 gates on a paired set (output PSNR vs FP32, task drop), or None."""
-    import numpy as np
-
+def _verify(fp32_path: Path, candidate: Path, settings: dict[str, Any], paired_dir: str | Path | None) -> None:
+    from treefuse.calib.store import load_calibration_set
     from treefuse.export.sensitivity import load_paired_set
+    from treefuse.export.verify import samples_from_batches, verify_onnx_export
     from treefuse.gates import gates_for
-    from treefuse.metrics import calculate_psnr
-    from treefuse.runtimes.onnx_runner import OnnxRuntimeRunner
 
-    gates, paired = gates_for("int8"), load_paired_set(paired_dir)
-    outputs = {}
-    for name, path in (("fp32", fp32_path), ("int8", int8_path)):
-        with OnnxRuntimeRunner(path) as runner:
-            outputs[name] = [np.clip(runner.infer(rainy)[0].transpose(1, 2, 0), 0, 1) for rainy in paired.rainy]
-    output_psnr = min(calculate_psnr(a, b) for a, b in zip(outputs["int8"], outputs["fp32"]))
-    task = {name: float(np.mean([calculate_psnr(out, clean[0].transpose(1, 2, 0))
-                                 for out, clean in zip(images, paired.clean)])) for name, images in outputs.items()}
-    drop = task["fp32"] - task["int8"]
-    if output_psnr >= gates.min_output_psnr_db and drop <= gates.max_task_drop_db:
-        return None
-    return (f"post-training INT8 misses the int8 gate on {paired_dir} (output PSNR min {output_psnr:.2f} dB vs FP32, "
-            f"gate {gates.min_output_psnr_db:g}; task drop {drop:.3f} dB, gate {gates.max_task_drop_db:g})")
+    if paired_dir is not None:
+        paired = load_paired_set(paired_dir)
+        samples, what = samples_from_batches(paired.rainy, paired.clean, "pair"), paired.source
+    else:
+        calibration = load_calibration_set(settings["calibration_set"])
+        samples, what = samples_from_batches(calibration.batches(8)), "the calibration set (inputs only: no task PSNR)"
+    verify_onnx_export(fp32_path, candidate, samples, gates_for("int8"), what)
+

@@ -198,3 +198,18 @@ def test_module_refuses_graphs_it_cannot_mirror(qat_run):
     tampered.graph.node[-1].op_type = "Mul"
     with pytest.raises(TreefuseError, match="cannot mirror"):
         FakeQuantQdq(tampered, onnx.load(str(qat_run / "base" / "rewritten.onnx")))
+
+
+def test_a_learned_model_that_misses_the_int8_gate_is_not_written(qat_run, tmp_path):
+    from safetensors.torch import save_file
+
+    from treefuse.errors import GateFailed
+
+    module, _ = load_qat_module(qat_run)
+    with torch.no_grad():
+        for tensor in module.weight_parameters():
+            tensor.mul_(-3.0)
+    save_file(dict(module.state_dict()), str(qat_run / qat.LEARNED_NAME), metadata={"step": "1", "steps": "4"})
+    with pytest.raises(GateFailed, match="misses its gates"):
+        export_qat_int8(qat_run, tmp_path / "m.int8.onnx")
+    assert list(tmp_path.iterdir()) == []

@@ -93,28 +93,15 @@ def _reduced(args: argparse.Namespace, fp32: Path) -> int:
     kept = f"{len(result.float_layers)} conv layer(s) kept in float" if result.float_layers else "all conv layers int8"
     print(f"wrote {args.out} (int8 QDQ for {args.target}, {kept})" + (f"; sensitivity table {result.sensitivity_path}"
                                                      if result.sensitivity_path else ""))
-    if args.paired_images is not None and args.target == "onnxruntime":
-        _name_qat_when_gate_missed(args, fp32)
     return 0
-
-
-def _name_qat_when_gate_missed(args: argparse.Namespace, fp32: Path) -> None:
-    from treefuse.errors import GateFailed
-    from treefuse.export.onnx_qat_export import int8_gate_miss
-
-    miss = int8_gate_miss(fp32, args.out, args.paired_images)
-    if miss:
-        weights = f"--weights {args.weights} " if args.weights else ""
-        raise GateFailed(f"{miss}; {args.out} was written; fine-tune for INT8: treefuse qat {weights}--data PAIRED_DIR "
-                         f"--out RUN, then treefuse export onnx --precision int8 --qat RUN --out {args.out}")
 
 
 def _from_qat(args: argparse.Namespace) -> int:
     from treefuse.errors import TreefuseError
     from treefuse.export.onnx_qat_export import export_qat_int8
 
-    if args.precision != "int8" or args.calib or args.paired_images or args.weights or args.target != "onnxruntime":
+    if args.precision != "int8" or args.calib or args.weights or args.target != "onnxruntime":
         raise TreefuseError("--qat RUN_DIR goes with --precision int8 only: the run holds its weights and scales")
-    export_qat_int8(args.qat, args.out)
+    export_qat_int8(args.qat, args.out, args.paired_images)
     print(f"wrote {args.out} (int8 QDQ with the scales and weights learned in {args.qat})")
     return 0
