@@ -65,8 +65,8 @@ def export_coreml(weights_path: str | Path, out_path: str | Path, precision: str
 
     out_path = Path(out_path)
     recipe = _check_request(out_path, precision, min_hw, max_hw, calibration)
+    loaded = load_weights(weights_path)  # bad weights are refused before coremltools' slow import
     ct = import_coremltools()
-    loaded = load_weights(weights_path)
     example = torch.rand(1, loaded.config.in_channels, *_default_hw(min_hw, max_hw),
                          generator=torch.Generator().manual_seed(0))
     model, calibration_sha256 = _model_to_trace(loaded.model, recipe, calibration, example)
@@ -103,6 +103,10 @@ def _check_request(out_path: Path, precision: str, min_hw: tuple[int, int], max_
         raise TreefuseError("w8a8 needs a calibration set: pass --calib DIR (build one with `treefuse calib build`)")
     if not recipe.int8_activations and calibration is not None:
         raise TreefuseError(f"--calib is only used by w8a8, not by {precision}; drop it or choose w8a8")
+    if isinstance(calibration, (str, Path)):
+        from treefuse.calib.store import load_calibration_set
+
+        load_calibration_set(calibration)  # a bad set is refused before coremltools loads and converts
     return recipe
 
 

@@ -67,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
         raise TreefuseError("int8 needs a calibration set: pass --calib CALIB_DIR (build one with `treefuse calib build`)")
     if args.precision != "int8" and (args.calib or args.paired_images or args.target != "onnxruntime"):
         raise TreefuseError("--calib, --paired-images and --target apply to --precision int8 only")
+    if args.precision == "int8":
+        _check_int8_inputs(args)
     weights = args.weights or default_weights()
     if args.precision == "fp32":
         export_onnx(weights, args.out, opset=args.opset, folded=not args.no_fold)
@@ -75,6 +77,18 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="treefuse-onnx-") as tmp:
         fp32 = export_onnx(weights, Path(tmp) / "fp32.onnx", opset=args.opset, folded=not args.no_fold)
         return _reduced(args, fp32)
+
+
+def _check_int8_inputs(args: argparse.Namespace) -> None:
+    """Refuse a bad calibration set, paired folder or budget before minutes of export and calibration."""
+    from treefuse.calib.store import load_calibration_set
+    from treefuse.gates import gates_for
+    from treefuse.images import paired_images
+
+    gates_for("int8").with_overrides(max_task_drop_db=args.max_task_drop)
+    load_calibration_set(args.calib)
+    if args.paired_images is not None:
+        paired_images(args.paired_images)
 
 
 def _reduced(args: argparse.Namespace, fp32: Path) -> int:
