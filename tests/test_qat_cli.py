@@ -63,3 +63,15 @@ def test_qat_refuses_bad_usage_in_one_line(tiny_weights, paired_dir, calib_dir, 
     assert len(errors) == 4 and all("Traceback" not in e for e in errors)
     assert not (tmp_path / "m.onnx").exists()
 
+
+
+def test_a_start_that_fails_midway_leaves_no_run_folder(tiny_weights, paired_dir, calib_dir, tmp_path, monkeypatch):
+    from treefuse.errors import TreefuseError
+    from treefuse.export import onnx_qat_export
+
+    def fail(*args):
+        raise TreefuseError("calibration failed")
+
+    monkeypatch.setattr(onnx_qat_export, "make_qat_base", fail)
+    assert main(qat_args(tiny_weights, paired_dir, calib_dir, tmp_path / "run")) == 2
+    assert list(tmp_path.iterdir()) == []

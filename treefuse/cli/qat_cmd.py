@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace):
+    from treefuse.calib.store import load_calibration_set
+    from treefuse.checkpoint import load_weights
     from treefuse.cli.args import default_weights
     from treefuse.export.onnx_qat_export import SETTINGS_NAME, make_qat_base
     from treefuse.files import sha256_file, write_json_atomic
@@ -91,20 +93,39 @@ def _start(args: argparse.Namespace):
                         threads=args.threads, synthetic_dir=args.synthetic_dir,
                         synthetic_fraction=args.synthetic_fraction, checkpoint_every=args.checkpoint_every,
                         init_weights=str(weights))
-    data, record = load_training_data(config)  # bad data fails before the folder is made
+    load_weights(weights)  # bad weights, data or calibration fail before the folder is made
+    if args.calib:
+        load_calibration_set(args.calib)
+    data, record = load_training_data(config)
+    existed = args.out.exists()
     run_dir = RunDir.create(args.out, config)
-    run_dir.write_manifest(record, data.manifest_sha256)
-    calib = args.calib or _default_calibration(args.data, run_dir.path / "calib")
-    facts = make_qat_base(weights, calib, run_dir.path, args.weight_bits)
-    settings = {"target": args.target, "weights": str(weights), "weights_sha256": sha256_file(weights),
-                "distill": args.distill, "scale_lr_factor": args.scale_lr_factor, **facts}
-    write_json_atomic(run_dir.path / SETTINGS_NAME, settings)
+    try:
+        run_dir.write_manifest(record, data.manifest_sha256)
+        calib = args.calib or _default_calibration(args.data, run_dir.path / "calib")
+        facts = make_qat_base(weights, calib, run_dir.path, args.weight_bits)
+        settings = {"target": args.target, "weights": str(weights), "weights_sha256": sha256_file(weights),
+                    "distill": args.distill, "scale_lr_factor": args.scale_lr_factor, **facts}
+        write_json_atomic(run_dir.path / SETTINGS_NAME, settings)
+    except BaseException:
+        _remove_new_run(run_dir.path, existed)  # it held nothing before (RunDir.create refuses otherwise)
+        raise
     print(f"QAT run {run_dir.path}: {TARGETS[args.target]}, {args.weight_bits}-bit weights, "
           f"starting from PTQ on {calib} (sha256 {facts['calib_sha256'][:12]})")
     return run_dir, config, data, settings
 
 
 def _default_calibration(data_dir: Path, out: Path) -> Path:
-    from treefuse.calib.build import build_calibration_set
+    from treefuse.calib.build import build_calibration_set, source_images
 
-    return build_calibration_set(data_dir / "rain", out, count=16, size_hw=(256, 256), seed=0)
+    count = min(16, len(source_images(data_dir / "rain")))
+    return build_calibration_set(data_dir / "rain", out, count=count, size_hw=(256, 256), seed=0)
+
+
+def _remove_new_run(path: Path, existed: bool) -> None:
+    import shutil
+
+    if existed:
+        for child in path.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    else:
+        shutil.rmtree(path, ignore_errors=True)
