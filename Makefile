@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= outputs/demo
 
-.PHONY: install demo test test-fast bench browser clean
+.PHONY: install install-litert demo test test-fast bench browser clean
 
 install: $(STAMP)
 
@@ -14,8 +14,12 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,coreml,report,video,openvino]'
+	$(BIN)/pip install -q -e '.[test,coreml,report,video,openvino,executorch,litert]'
 	touch $(STAMP)
+
+# LiteRT's converter (litert-torch) downgrades typing-extensions and pulls jax: its own venv, called as a subprocess.
+install-litert: install
+	$(PYTHON) -m venv .venv-litert && .venv-litert/bin/pip install -q torch==2.13.0 && .venv-litert/bin/pip install -q -e '.[litert-convert]'
 
 demo: install
 	$(BIN)/python -m treefuse.demo --out $(DEMO)

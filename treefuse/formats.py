@@ -59,6 +59,12 @@ FORMATS: tuple[Format, ...] = (
            is_folder=True),
     Format("openvino", ".onnx", ("fp32", "bf16", "int8"), "ONNX model on OpenVINO (x86 camera boxes)",
            "treefuse.runtimes.openvino_runner:OpenVINORunner", requires=("openvino",), extra="openvino"),
+    Format("executorch", ".pte", ("fp32", "int8"), "ExecuTorch program on XNNPACK (Android, embedded Linux)",
+           "treefuse.runtimes.executorch_runner:ExecuTorchRunner", requires=("executorch",), extra="executorch",
+           export_cli="treefuse.cli.export_executorch", export_help="ExecuTorch program (.pte, XNNPACK), fp32 or int8"),
+    Format("litert", ".tflite", ("fp32", "fp16", "int8"), "LiteRT model on XNNPACK (Android, embedded Linux)",
+           "treefuse.runtimes.litert_runner:LiteRTRunner", requires=("ai_edge_litert",), extra="litert",
+           export_cli="treefuse.cli.export_litert", export_help="LiteRT model (.tflite, XNNPACK), fp32, fp16 or int8"),
 )
 
 FORMATS_BY_KIND: dict[str, Format] = {fmt.kind: fmt for fmt in FORMATS}

@@ -1,0 +1,106 @@
+"""The LiteRT conversion itself, run as `python -m treefuse.export.litert_convert` inside .venv-litert.
+
+litert-torch pins typing-extensions < 4.13 and pulls jax, so it lives in its own environment
+(`make install-litert`) and export/litert_export.py calls this module there as a subprocess.
+Nothing crosses the process boundary but paths and a JSON facts file: the weights and the
+calibration set are read here with treefuse's own loaders (safetensors, .npy without pickle).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+TOOLS = ("treefuse", "torch", "litert-torch", "litert-converter", "ai-edge-quantizer", "ai-edge-litert", "torchao")
+
+
+def convert(weights: Path, out: Path, precision: str, calib: Path | None, size: tuple[int, int]) -> dict[str, Any]:
+    """Write the .tflite for `weights` at `out`; returns facts for the sidecar."""
+    import litert_torch
+
+    from treefuse.checkpoint import load_weights
+    from treefuse.folding import fold
+    from treefuse.provenance import tool_versions
+
+    loaded = load_weights(weights)
+    network = fold(loaded.model)
+    example = torch.rand(1, loaded.config.in_channels, *size, generator=torch.Generator().manual_seed(0))
+    calibration_sha256 = None
+    if precision == "int8":
+        from treefuse.export.coreml_w8a8 import calibration_from
+
+        images = calibration_from(calib)
+        edge_model = _convert_int8(litert_torch, network, example, images.images)
+        calibration_sha256 = images.sha256
+    else:
+        edge_model = litert_torch.convert(network, (example,))
+    edge_model.export(str(out))
+    if precision == "fp16":
+        _weights_to_fp16(out)
+    return {"config": loaded.config.to_dict(), "source_sha256": loaded.sha256, "calibration_sha256": calibration_sha256,
+            "tool_versions": tool_versions(TOOLS)}
+
+
+def _convert_int8(litert_torch: Any, network: torch.nn.Module, example: torch.Tensor, images: np.ndarray) -> Any:
+    """Full-integer convs through PT2E with litert-torch's quantizer, ranges observed on the calibration images."""
+    from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from treefuse.export.coreml_w8a8 import FLOAT_MODULES
+
+    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    # The across-block fuse tree loses its small ranges in 8 bits (coreml_w8a8.py): it stays FP32. The quantizer
+    # skips a module named with config None, but its set_module_name refuses None, so the entry is set directly.
+    for name in FLOAT_MODULES:
+        quantizer.module_name_config[name] = None
+    dynamic = {"x": {2: torch.export.Dim("height", min=8, max=4096), 3: torch.export.Dim("width", min=8, max=4096)}}
+    prepared = prepare_pt2e(torch.export.export(network, (example,), dynamic_shapes=dynamic).module(), quantizer)
+    with torch.no_grad():
+        for image in images:
+            prepared(torch.from_numpy(np.ascontiguousarray(image[None])))
+    converted = convert_pt2e(prepared, fold_quantize=False)
+    return litert_torch.convert(converted, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
+
+
+def _weights_to_fp16(path: Path) -> None:
+    """FP16 weights (dequantized to FP32 at load), LiteRT's float16 post-training recipe."""
+    from ai_edge_quantizer import quantizer as aeq
+    from ai_edge_quantizer import qtyping
+    from ai_edge_quantizer.algorithm_manager import AlgorithmName
+
+    model = aeq.Quantizer(str(path))
+    model.add_weight_only_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                                 granularity=qtyping.QuantGranularity.TENSORWISE,
+                                 algorithm_key=AlgorithmName.FLOAT_CASTING)
+    model.quantize().export_model(str(path), overwrite=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), required=True)
+    parser.add_argument("--calib", type=Path, default=None)
+    parser.add_argument("--size", required=True, help="HxW the model is converted at")
+    parser.add_argument("--facts", type=Path, required=True, help="JSON file the facts are written to")
+    args = parser.parse_args(argv)
+    height, width = (int(v) for v in args.size.lower().split("x"))
+    from treefuse.errors import TreefuseError
+
+    try:
+        facts = convert(args.weights, args.out, args.precision, args.calib, (height, width))
+    except TreefuseError as exc:  # the parent shows the last stderr line: keep it the message
+        print(f"treefuse: error: {exc}", file=sys.stderr)
+        return 2
+    args.facts.write_text(json.dumps(facts, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""ExecuTorch runner: a .pte program on ExecuTorch's own runtime (XNNPACK delegate) on this CPU."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from treefuse.errors import TreefuseError, one_line
+from treefuse.runtimes.base import Runner
+from treefuse.sidecar import read_sidecar
+
+
+def _import_runtime() -> Any:
+    try:
+        from executorch import runtime
+    except ImportError:
+        raise TreefuseError("executorch: ExecuTorch is not installed; pip install 'treefuse[executorch]'") from None
+    return runtime
+
+
+class ExecuTorchRunner(Runner):
+    """Runs the `forward` method of a .pte; a batch runs image by image (the program's batch is 1)."""
+
+    kind = "executorch"
+
+    def __init__(self, path, threads: int | None = None) -> None:
+        super().__init__(path)
+        self.threads = threads
+        self.method: Any = None
+        self.sidecar: dict[str, Any] = {}
+        self.max_hw: tuple[int, int] | None = None
+
+    def activate_impl(self) -> None:
+        runtime = _import_runtime()
+        self.sidecar = read_sidecar(self.path) or {}
+        if self.threads:
+            from executorch.extension.pybindings import portable_lib
+
+            portable_lib._unsafe_reset_threadpool(self.threads)  # the runtime's one shared pool
+        try:
+            self.method = runtime.Runtime.get().load_program(str(self.path)).load_method("forward")
+        except Exception as exc:  # the runtime raises untyped errors for malformed programs
+            raise TreefuseError(f"executorch: cannot load {self.path} ({one_line(exc)[:200]}); "
+                                "is it a .pte from `treefuse export executorch`?") from None
+        if self.method is None:
+            raise TreefuseError(f"executorch: {self.path} has no 'forward' method; export it with treefuse")
+        self.max_hw = self._max_hw(self.method.metadata)
+
+    def _max_hw(self, meta: Any) -> tuple[int, int]:
+        """The program's largest H x W; refuses anything but one 1x3xHxW float input and output."""
+        sizes = list(meta.input_tensor_meta(0).sizes()) if meta.num_inputs() == 1 else []
+        if meta.num_outputs() != 1 or len(sizes) != 4 or sizes[:2] != [1, 3] \
+                or list(meta.output_tensor_meta(0).sizes()) != sizes:
+            raise TreefuseError(f"executorch: {self.path} is not a treefuse deraining program (needs one 1x3xHxW "
+                                f"input and output, has {meta.num_inputs()} input(s) {sizes}); "
+                                "export one with `treefuse export executorch`")
+        return int(sizes[2]), int(sizes[3])
+
+    def input_constraints(self) -> dict[str, Any]:
+        # The program holds its upper bound (memory is planned for it); the lower bound is in the sidecar.
+        if not self.max_hw:
+            return {}
+        return {"min_hw": tuple(self.sidecar.get("provenance", {}).get("min_hw", (1, 1))), "max_hw": self.max_hw}
+
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        try:
+            outputs = [self.method.execute([torch.from_numpy(np.ascontiguousarray(image[None]))])[0].numpy()
+                       for image in batch]
+        except Exception as exc:  # the runtime's untyped errors: this program cannot run this input
+            raise TreefuseError(f"executorch: {self.path} failed on a {'x'.join(map(str, batch.shape))} input "
+                                f"({one_line(exc)[:200]})") from None
+        return np.concatenate(outputs, axis=0)
+
+    def deactivate_impl(self) -> None:
+        self.method = None
+
+    def read_metadata_impl(self) -> dict[str, str]:
+        return (read_sidecar(self.path) or {}).get("metadata", {})
+
+    def describe_impl(self) -> dict[str, Any]:
+        from importlib.metadata import version
+
+        return {"backend": f"ExecuTorch {version('executorch')} (XNNPACK)", "max_hw": list(self.max_hw or ())}

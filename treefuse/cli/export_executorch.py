@@ -1,0 +1,41 @@
+"""`treefuse export executorch`: weights -> an XNNPACK-lowered ExecuTorch program (.pte), fp32 or int8."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+PRECISION_CHOICES = ("fp32", "int8")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from treefuse.cli.args import parse_size
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = ("examples:\n"
+                     "  treefuse export executorch --out m.pte\n"
+                     "  treefuse export executorch --precision int8 --calib calib/ --max-size 720x1280 --out m.int8.pte\n\n"
+                     "Height and width are dynamic within --min-size .. --max-size (ExecuTorch plans memory for the\n"
+                     "maximum). int8 is PyTorch's PT2E flow with the XNNPACK quantizer, calibrated on CALIB_DIR.\n"
+                     "Provenance goes to OUT.json (a .pte has no metadata field). Check it with:\n"
+                     "  treefuse parity --ref torch:W --cand executorch:m.pte --images DIR")
+    parser.add_argument("--weights", type=Path, default=None, help="treefuse weights (default: the shipped ones)")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help="default fp32")
+    parser.add_argument("--calib", type=Path, default=None, metavar="CALIB_DIR",
+                        help="calibration set folder (`treefuse calib build`); required for int8")
+    parser.add_argument("--min-size", type=parse_size, default=(16, 16), metavar="HxW",
+                        help="smallest input the program accepts (default 16x16)")
+    parser.add_argument("--max-size", type=parse_size, default=(1088, 1920), metavar="HxW",
+                        help="largest input the program accepts (default 1088x1920)")
+    parser.add_argument("--out", type=Path, required=True, help=".pte file to write")
+
+
+def run(args: argparse.Namespace) -> int:
+    from treefuse.cli.args import default_weights
+    from treefuse.export.executorch_export import export_executorch
+
+    weights = args.weights or default_weights()
+    export_executorch(weights, args.out, precision=args.precision, calibration=args.calib, min_hw=args.min_size,
+                      max_hw=args.max_size)
+    print(f"wrote {args.out} and {args.out.name}.json ({args.precision}, XNNPACK, inputs "
+          f"{args.min_size[0]}x{args.min_size[1]} .. {args.max_size[0]}x{args.max_size[1]})")
+    return 0
