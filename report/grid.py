@@ -1,10 +1,11 @@
 """Measurements merged into per-device grids (backend x size); a cell nobody measured stays None."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from treefuse.errors import TreefuseError
-from treefuse.report.results import Latency, Quality, ResultFile
+from treefuse.report.results import Evaluation, Latency, Quality, ResultFile
 
 PREFER = ("newest", "first")  # how `--prefer` settles two files measuring the same cell
 
@@ -20,6 +21,7 @@ class DeviceGrid:
     sizes: list[tuple[int, int]]
     latency: dict[tuple[str, tuple[int, int]], Latency]
     quality: dict[str, Quality]
+    evaluations: dict[tuple[str, str], Evaluation] = field(default_factory=dict)  # (backend, data) -> scores
 
     def cell(self, backend: str, size: tuple[int, int]) -> Latency | None:
         return self.latency.get((backend, size))
@@ -46,6 +48,10 @@ def build_grids(results: list[ResultFile], prefer: str | None = None) -> list[De
     """
     grids: dict[str, DeviceGrid] = {}
     for result in results:
+        for evaluation in result.evaluations:
+            grid = grids.setdefault(evaluation.device, DeviceGrid(evaluation.device, [], [], {}, {}))
+            key = (evaluation.backend, evaluation.data)
+            grid.evaluations[key] = _settle(grid.evaluations.get(key), evaluation, prefer)
         for item in [*result.latencies, *result.qualities]:
             grid = grids.setdefault(item.device, DeviceGrid(item.device, [], [], {}, {}))
             if item.backend not in grid.backends:
@@ -66,7 +72,7 @@ def build_grids(results: list[ResultFile], prefer: str | None = None) -> list[De
     return list(grids.values())
 
 
-def _settle(held: Latency | Quality | None, new: Latency | Quality, prefer: str | None) -> Latency | Quality:
+def _settle(held: Any, new: Any, prefer: str | None) -> Any:
     """The measurement a cell keeps when a second one arrives (never silently)."""
     if held is None or held.source == new.source:
         return new
@@ -74,7 +80,7 @@ def _settle(held: Latency | Quality | None, new: Latency | Quality, prefer: str 
         return held
     if prefer == "newest":
         return new if new.created_utc >= held.created_utc else held
-    what = "latency" if isinstance(new, Latency) else "parity"
+    what = {Latency: "latency", Quality: "parity", Evaluation: "quality vs ground truth"}[type(new)]
     where = f"{new.backend} at {size_text(new.size)}" if isinstance(new, Latency) else new.backend
     raise TreefuseError(f"{held.source} and {new.source} both give the {what} of {where} on {new.device}; "
                         "drop one file or pass --prefer newest|first")

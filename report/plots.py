@@ -50,7 +50,8 @@ def _latency_plot(ax, grid: DeviceGrid, colors: dict) -> None:
     ax.set_xticks(megapixels, [size_text(s) for s in grid.sizes], rotation=20, fontsize=8)
     ax.minorticks_off()
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # nothing timed on the device itself: no legend to draw
+        ax.legend(fontsize=8)
 
 
 def _speedup_plot(ax, grid: DeviceGrid, colors: dict) -> None:

@@ -9,11 +9,11 @@ from typing import Any
 
 from treefuse.errors import TreefuseError, one_line
 from treefuse.files import sha256_file
-from treefuse.results import BenchResult, ParityResult, Result, SweepResult, result_from_json
+from treefuse.results import BenchResult, EvaluateResult, ParityResult, Result, SweepResult, result_from_json
 
 SWEEP_FORMATS = ("treefuse-sweep-v1",)
 UNSTABLE_P90_OVER_P50 = 1.5
-KINDS = ("treefuse-sweep", "treefuse-bench", "treefuse-parity")
+KINDS = ("treefuse-sweep", "treefuse-bench", "treefuse-parity", "treefuse-evaluate")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,21 @@ class Quality:
     created_utc: str = ""
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One backend's quality against ground truth on a paired folder, on one device."""
+
+    device: str
+    backend: str
+    data: str
+    count: int
+    psnr_y_db: float
+    ssim_y: float
+    input_psnr_y_db: float | None
+    source: str
+    created_utc: str = ""
+
+
 @dataclass
 class ResultFile:
     """A loaded result file: its path, hash, device label and what it measured."""
@@ -67,6 +82,7 @@ class ResultFile:
     artifacts: list[dict[str, Any]] = field(default_factory=list)
     latencies: list[Latency] = field(default_factory=list)
     qualities: list[Quality] = field(default_factory=list)
+    evaluations: list[Evaluation] = field(default_factory=list)
 
 
 def load_result(path: str | Path) -> ResultFile:
@@ -136,6 +152,12 @@ def _flatten(path: Path, record: Result) -> ResultFile:
         result.artifacts = [record.reference, record.candidate]
         result.qualities = [_quality(device, backend_label(record.candidate), backend_label(record.reference),
                                      dataclasses.asdict(record), str(path), created)]
+    elif isinstance(record, EvaluateResult):
+        result.artifacts = [record.backend]
+        mean = record.mean
+        result.evaluations = [Evaluation(device, backend_label(record.backend), record.data, record.count,
+                                         float(mean["psnr_y_db"]), float(mean["ssim_y"]), mean.get("input_psnr_y_db"),
+                                         str(path), created)]
     return result
 
 

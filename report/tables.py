@@ -46,7 +46,17 @@ def device_tables(grid: DeviceGrid) -> list[Table]:
     ]
     if grid.quality:
         tables.append(quality_table(grid))
+    if grid.evaluations:
+        tables.append(evaluation_table(grid))
     return tables
+
+
+def evaluation_table(grid: DeviceGrid) -> Table:
+    """`treefuse evaluate` results: each backend against ground truth (Y channel, BT.601)."""
+    header = ["backend", "paired data", "images", "Y-PSNR, dB", "Y-SSIM", "rainy input Y-PSNR, dB"]
+    rows = [[e.backend, e.data, str(e.count), f"{e.psnr_y_db:.2f}", f"{e.ssim_y:.4f}", fmt(e.input_psnr_y_db, ".2f")]
+            for e in grid.evaluations.values()]
+    return "Quality vs ground truth (treefuse evaluate)", header, rows
 
 
 def quality_table(grid: DeviceGrid) -> Table:

@@ -122,3 +122,57 @@ def test_two_backends_that_read_alike_stay_apart(tmp_path, artifacts):
     assert main(["report", str(tmp_path / "cpu.json"), "--out", str(tmp_path / "r")]) == 0
     md = (tmp_path / "r" / "report.md").read_text()
     assert "| onnx fp32 (m.onnx) | 10.00" in md and "| onnx fp32 (other.onnx) | 20.00" in md
+
+
+def _bench_file(path, onnx, p50, created, evaluator=False):
+    facts = {"kind": "onnx", "path": str(onnx), "sha256": sha256_file(onnx), "precision": "fp32",
+             "latency_ms": {"p50": p50, "p90": p50 * (2 if p50 > 100 else 1.1)}, "throughput_img_per_s": 1000 / p50}
+    if evaluator:
+        facts.update(kind="coreml", evaluator="mil")
+    path.write_text(json.dumps({"kind": "treefuse-bench", "size": [256, 256], "device": device_record(),
+                                "backends": [facts], "provenance": {"created_utc": created}}))
+    return path
+
+
+def test_two_files_giving_one_cell_are_refused_unless_prefer_says_which_wins(tmp_path, artifacts, capsys):
+    _, onnx = artifacts
+    old = _bench_file(tmp_path / "old.json", onnx, 269.0, "2026-11-01T00:00:00+00:00")
+    new = _bench_file(tmp_path / "new.json", onnx, 2001.0, "2026-11-20T00:00:00+00:00")
+    assert main(["report", str(new), str(old), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "old.json" in err and "new.json" in err and "--prefer" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+    assert main(["report", str(new), str(old), "--prefer", "newest", "--out", str(tmp_path / "n")]) == 0
+    assert "2001.00" in (tmp_path / "n" / "report.md").read_text()
+    assert main(["report", str(new), str(old), "--prefer", "first", "--out", str(tmp_path / "f")]) == 0
+    assert "2001.00" in (tmp_path / "f" / "report.md").read_text()
+    assert main(["report", str(old), str(new), "--prefer", "first", "--out", str(tmp_path / "o")]) == 0
+    assert "269.00" in (tmp_path / "o" / "report.md").read_text()
+
+
+def test_unstable_and_evaluator_timings_are_marked_and_kept_out_of_ratios(tmp_path, artifacts):
+    _, onnx = artifacts
+    noisy = _bench_file(tmp_path / "noisy.json", onnx, 300.0, "2026-11-01T00:00:00+00:00")
+    emulated = _bench_file(tmp_path / "emulated.json", onnx, 50.0, "2026-11-01T00:00:00+00:00", evaluator=True)
+    assert main(["report", str(noisy), str(emulated), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "300.00 (p90 600.00) unstable" in md and "evaluator" in md
+
+
+def test_evaluate_results_enter_the_report_and_parity_verdicts_show_their_thresholds(tmp_path, artifacts):
+    from treefuse.gates import gates_for
+    from treefuse.results import EvaluateResult, ParityResult
+
+    weights, onnx = artifacts
+    facts = {"kind": "onnx", "path": str(onnx), "sha256": sha256_file(onnx), "precision": "int8"}
+    ref = {"kind": "torch", "path": str(weights), "sha256": sha256_file(weights), "precision": "fp32"}
+    evaluation = EvaluateResult(device=device_record(), backend=facts, data="pairs/", count=5,
+                                mean={"psnr_y_db": 24.12, "ssim_y": 0.824, "input_psnr_y_db": 13.85})
+    parity = ParityResult(device=device_record(), reference=ref, candidate=facts, passed=True,
+                          gates=gates_for("int8").to_json(), output_psnr_db={"min": 41.0, "mean": 44.0})
+    (tmp_path / "e.json").write_text(json.dumps(evaluation.to_json()))
+    (tmp_path / "p.json").write_text(json.dumps(parity.to_json()))
+    assert main(["report", str(tmp_path / "e.json"), str(tmp_path / "p.json"), "--out", str(tmp_path / "r")]) == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "| onnx int8 | pairs/ | 5 | 24.12 | 0.8240 | 13.85 |" in md
+    assert "passed (>= 35 dB, drop <= 0.1 dB, int8 gates)" in md
