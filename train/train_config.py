@@ -168,6 +168,8 @@ def _validate(config: TrainConfig) -> None:
             raise TreefuseError(f"config: {key} must be between 0 and 1, got {value}")
     if data.synthetic_pool < 0:
         raise TreefuseError(f"config: data.synthetic_pool must be 0 or more, got {data.synthetic_pool}")
+    if speed.threads < 0:
+        raise TreefuseError(f"config: speed.threads must be 0 (torch's default) or more, got {speed.threads}")
     if speed.data_on_device and data.synthetic_fraction > 0.0 and data.synthetic_pool == 0:
         raise TreefuseError("config: speed.data_on_device needs pre-rendered synthetic rain; set data.synthetic_pool "
                             "(for example 2000) or data.synthetic_fraction=0")
