@@ -64,11 +64,9 @@ def artifact_metadata(*, format: str, precision: str, config: dict[str, Any] | N
                       calibration_sha256: str | None = None, target: str | None = None) -> dict[str, str]:
     """The flat `treefuse.*` string entries every exporter embeds (or writes to a sidecar)."""
     entries = {"format": format, "precision": precision, "config": json.dumps(config, sort_keys=True),
-               "source_sha256": source_sha256 or "", "calibration_sha256": calibration_sha256 or "",
-               "tool_versions": json.dumps(tool_versions(), sort_keys=True)}
-    if target:
-        entries["target"] = target
-    return {PREFIX + key: value for key, value in entries.items()}
+               "source_sha256": source_sha256, "calibration_sha256": calibration_sha256,
+               "tool_versions": json.dumps(tool_versions(), sort_keys=True), "target": target}
+    return {PREFIX + key: value for key, value in entries.items() if value}  # absent, not empty, when unknown
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, str]:

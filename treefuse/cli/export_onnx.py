@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
+from typing import Any
 
 PRECISIONS = ("fp32", "fp16", "int8")
 
@@ -59,8 +59,10 @@ def opset_number(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import default_weights
     from treefuse.errors import TreefuseError
-    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.chains import OnnxFromWeights
+    from treefuse.files import check_output_path
 
+    check_output_path(args.out)  # refuse a folder (or a file in a file's place) before minutes of work
     if args.qat is not None:
         return _from_qat(args)
     if args.precision == "int8" and args.calib is None:
@@ -69,14 +71,12 @@ def run(args: argparse.Namespace) -> int:
         raise TreefuseError("--calib, --paired-images and --target apply to --precision int8 only")
     if args.precision == "int8":
         _check_int8_inputs(args)
-    weights = args.weights or default_weights()
+    fp32 = OnnxFromWeights(args.weights or default_weights(), opset=args.opset, folded=not args.no_fold)
     if args.precision == "fp32":
-        export_onnx(weights, args.out, opset=args.opset, folded=not args.no_fold)
+        fp32(args.out)
         print(f"wrote {args.out}")
         return 0
-    with tempfile.TemporaryDirectory(prefix="treefuse-onnx-") as tmp:
-        fp32 = export_onnx(weights, Path(tmp) / "fp32.onnx", opset=args.opset, folded=not args.no_fold)
-        return _reduced(args, fp32)
+    return _reduced(args, fp32)
 
 
 def _check_int8_inputs(args: argparse.Namespace) -> None:
@@ -91,19 +91,19 @@ def _check_int8_inputs(args: argparse.Namespace) -> None:
         paired_images(args.paired_images)
 
 
-def _reduced(args: argparse.Namespace, fp32: Path) -> int:
-    from treefuse.export.onnx_quantize import convert_fp16, quantize_int8
+def _reduced(args: argparse.Namespace, fp32: Any) -> int:
+    from treefuse.export.chains import Fp16OnnxFromOnnx, Int8OnnxFromOnnx
     from treefuse.gates import gates_for
 
     if args.precision == "fp16":
-        convert_fp16(fp32, args.out)
+        Fp16OnnxFromOnnx(fp32)(args.out)
         print(f"wrote {args.out} (fp16 weights and activations; input and output stay float32)")
         return 0
     if args.paired_images is None:
         print("note: task drop not measured (no --paired-images): every conv layer is int8")
     gates = gates_for("int8").with_overrides(max_task_drop_db=args.max_task_drop)  # refuses NaN and nonsense
-    result = quantize_int8(fp32, args.out, args.calib, method=args.calib_method, paired_dir=args.paired_images,
-                           max_task_drop_db=gates.max_task_drop_db, progress=True, target=args.target)
+    result = Int8OnnxFromOnnx(fp32, args.calib, method=args.calib_method, paired_dir=args.paired_images,
+                              max_task_drop_db=gates.max_task_drop_db, progress=True, target=args.target)(args.out)
     kept = f"{len(result.float_layers)} conv layer(s) kept in float" if result.float_layers else "all conv layers int8"
     print(f"wrote {args.out} (int8 QDQ for {args.target}, {kept})" + (f"; sensitivity table {result.sensitivity_path}"
                                                      if result.sensitivity_path else ""))
