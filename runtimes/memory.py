@@ -86,5 +86,5 @@ def check_input_fits(shape: tuple[int, ...], option: str) -> None:
 
     needed, free = 2 * 4 * int(np.prod(shape, dtype=np.int64)), available_memory_bytes()
     if free is not None and needed > free:
-        raise TreefuseError(f"{option}: a {'x'.join(map(str, shape))} float32 input and its output need "
+        raise TreefuseError(f"{option}: {'x'.join(map(str, shape))} float32 images (and as many out) need "
                             f"{needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free; use a smaller size")
