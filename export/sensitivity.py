@@ -14,8 +14,8 @@ import numpy as np
 
 from treefuse.errors import GateFailed
 from treefuse.images import paired_images, read_image, to_batch
-from treefuse.metrics import calculate_psnr
 from treefuse.progress import progress_bar
+from treefuse.scoring import score_pairs
 
 Evaluate = Callable[[Sequence[str]], float]  # float layers -> mean task PSNR (dB) of that INT8 model
 
@@ -52,12 +52,10 @@ def task_psnr(model_path: str | Path, paired: PairedSet) -> float:
     """Mean RGB PSNR (dB) of an ONNX model's derained outputs against the clean targets."""
     from treefuse.runtimes.onnx_runner import OnnxRuntimeRunner
 
-    scores = []
+    pairs = [(str(i), rainy[0].transpose(1, 2, 0), clean[0].transpose(1, 2, 0))
+             for i, (rainy, clean) in enumerate(zip(paired.rainy, paired.clean))]
     with OnnxRuntimeRunner(model_path) as runner:
-        for rainy, clean in zip(paired.rainy, paired.clean):
-            output = np.clip(runner.infer(rainy)[0].transpose(1, 2, 0), 0, 1)
-            scores.append(calculate_psnr(output, clean[0].transpose(1, 2, 0)))
-    return float(np.mean(scores))
+        return score_pairs(runner.infer, pairs, full=False).mean("psnr_rgb_db")
 
 
 def layer_sensitivity(layers: Sequence[str], evaluate: Evaluate, all_int8_psnr: float,

@@ -13,7 +13,7 @@ import torch
 from treefuse.checkpoint import load_weights
 from treefuse.errors import TreefuseError
 from treefuse.folding import fold
-from treefuse.metrics import calculate_psnr, calculate_ssim
+from treefuse.scoring import score_pairs
 from treefuse.model import TreeFusionNet
 from treefuse.train.datasets import ImagePair
 from treefuse.train.ddp import World, wrap
@@ -72,14 +72,13 @@ def learning_rate(config: TrainConfig, step: int) -> float:
 def validate_model(model: TreeFusionNet, pairs: list[ImagePair], device: torch.device) -> dict[str, float]:
     """Mean Y-channel PSNR/SSIM of whole validation images (FP32, folded, outputs clipped)."""
     network = fold(model).to(device).to(memory_format=torch.contiguous_format)
-    psnrs, ssims = [], []
-    for pair in pairs:
-        rainy = torch.from_numpy(pair.rain.astype(np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
-        output = network(rainy).clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
-        clean = pair.clean.astype(np.float32) / 255.0
-        psnrs.append(calculate_psnr(output, clean, test_y_channel=True))
-        ssims.append(calculate_ssim(output, clean, test_y_channel=True))
-    return {"val_psnr_y_db": float(np.mean(psnrs)), "val_ssim_y": float(np.mean(ssims))}
+
+    def infer(batch: np.ndarray) -> np.ndarray:
+        return network(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+
+    scores = score_pairs(infer, ((str(i), pair.rain.astype(np.float32) / 255.0, pair.clean.astype(np.float32) / 255.0)
+                                 for i, pair in enumerate(pairs)))
+    return {"val_psnr_y_db": scores.mean("psnr_y_db"), "val_ssim_y": scores.mean("ssim_y")}
 
 
 class Trainer:

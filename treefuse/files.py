@@ -85,10 +85,7 @@ def atomic_path(target: str | Path, directory: bool = False,
             staged.mkdir()
         yield staged
         check_output_path(target, directory, same_kind)  # it may have changed while we worked
-        if directory and target.is_dir():
-            _swap_folders(staged, target)
-        else:
-            os.replace(staged, target)
+        _move_into_place(staged, target, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -105,6 +102,14 @@ def _make_parents(target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
         raise TreefuseError(f"output {target}: a file stands where its folder should be; choose another path") from None
+
+
+def _move_into_place(staged: Path, target: Path, directory: bool) -> None:
+    """The one instant an output changes: a rename (a file), or an exchange (a folder replacing a folder)."""
+    if directory and target.is_dir():
+        _swap_folders(staged, target)
+    else:
+        os.replace(staged, target)
 
 
 def _swap_folders(staged: Path, target: Path) -> None:
