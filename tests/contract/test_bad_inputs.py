@@ -295,6 +295,15 @@ CASES = [
     Case("train-chunk-zero", "train --resume {C}/run --chunk 0", 2),
     Case("train-nothing-to-do", "train", 2),
     Case("train-resume-finished-run", "train --resume {O}/run --no-progress", 0, prepare=_copy_of_the_run),
+    # -- benchmark ------------------------------------------------------------------------------------------------
+    Case("benchmark-not-paired", "benchmark --images {C}/img --formats onnx --out {O}/b", 2),
+    Case("benchmark-unknown-format", "benchmark --images {C}/paired --formats nope --out {O}/b", 2),
+    Case("benchmark-threads-negative", "benchmark --images {C}/paired --formats onnx --threads -1 --out {O}/b", 2),
+    Case("benchmark-size-zero", "benchmark --images {C}/paired --formats onnx --size 0x0 --out {O}/b", 2),
+    Case("benchmark-paired-sizes-differ", "benchmark --images {C}/paired_sizes --formats onnx --out {O}/b", 2),
+    Case("benchmark-calib-path-escapes",
+         "benchmark --images {C}/paired --formats onnx --calib {C}/sets/escape --out {O}/b", 2,
+         lead="benchmark's author: it makes the --out folder before refusing a bad --calib (check inputs first)"),
     # -- synth, qat, check ----------------------------------------------------------------------------------------------
     Case("synth-empty-folder", "synth --images {C}/empty --out {O}/p", 2),
     Case("synth-bomb-png", "synth --images {C}/bomb_dir --out {O}/p", 2),
