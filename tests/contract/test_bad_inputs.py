@@ -312,6 +312,10 @@ CASES = [
          "--calib {C}/sets/good --out {O}/q", 2),
     Case("qat-calib-path-escapes", "qat --weights {C}/weights/w.safetensors --data {C}/paired "
          "--calib {C}/sets/escape --out {O}/q", 2),
+    Case("qat-threads-negative", "qat --weights {C}/weights/w.safetensors --data {C}/paired --calib {C}/sets/good "
+         "--threads -1 --out {O}/q", 2),
+    Case("qat-steps-zero", "qat --weights {C}/weights/w.safetensors --data {C}/paired --calib {C}/sets/good "
+         "--steps 0 --out {O}/q", 2),
     Case("check-onnx-garbage", "check --target tensorrt {C}/onnx/garbage.onnx", 2),
     Case("check-onnx-missing", "check --target tensorrt {C}/onnx/nope.onnx", 2),
     # -- the command line itself -------------------------------------------------------------------------------------
