@@ -71,7 +71,9 @@ class CoreMLRunner(Runner):
         metadata = package.metadata()
         backend = (f"treefuse MIL evaluator on {platform.system()} (reads the package's program and weight.bin)"
                    if self.evaluator == "mil" else f"Core ML predict ({self.compute_units} compute units)")
+        # Timings through treefuse's evaluator say nothing of Core ML's speed on Apple hardware.
         return {"backend": backend, "evaluator": self.evaluator, "compute_dtype": package.precision(),
+                "timing": "evaluator" if self.evaluator == "mil" else "device",
                 "deployment_target": metadata.get("treefuse.deployment_target")}
 
     def read_metadata_impl(self) -> dict[str, str]:
