@@ -457,3 +457,25 @@ def test_world_holds_what_the_cases_name(world: Path):
         assert (world / name).exists(), name
     assert not (world / "sets" / "escape" / "images.npy").exists()
     os.stat(world / "ok" / "png16.png")
+
+
+# In a real process, libraries also write to file descriptor 2 (ONNX Runtime's C++ log, Python
+# warnings) where capsys cannot see them: a sample of the corpus runs as the shell runs it.
+IN_A_REAL_PROCESS = ["derain-bomb-png", "derain-onnx-outputs-nan", "derain-onnx-one-channel", "parity-cand-garbage",
+                     "calib-verify-path-escapes"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in IN_A_REAL_PROCESS], ids=lambda c: c.id)
+def test_bad_input_in_a_real_process(case: Case, world: Path, tmp_path: Path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = shlex.split(case.argv.format(C=world, O=out))
+    result = subprocess.run([sys.executable, "-m", "treefuse", *argv], capture_output=True, text=True, cwd=tmp_path,
+                            timeout=300)
+    assert result.returncode == case.code, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("treefuse: error: "), result.stderr
+    assert not any(out.iterdir())
