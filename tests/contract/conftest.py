@@ -74,12 +74,13 @@ def _paired(root: Path, rng: np.random.Generator) -> None:
             Image.fromarray(_rgb(rng, *clean_hw)).save(root / name / "clean" / (clean_name or f"{index:03d}.png"))
 
 
-def _onnx_model(path: Path, channels: int, body: str) -> None:
-    """A one-node ONNX model over an N x channels x H x W input: 'nan' (x * NaN), 'pool' (-> Nx3x1x1) or 'identity'."""
+def _onnx_model(path: Path, channels: int, body: str, dtype: int = 1, inputs_count: int = 1) -> None:
+    """A one-node ONNX model over N x channels x H x W input(s): 'nan' (x * NaN), 'pool' (-> Nx3x1x1) or 'identity'."""
     import onnx
     from onnx import TensorProto, helper
 
-    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", channels, "H", "W"])]
+    inputs = [helper.make_tensor_value_info(name, dtype, ["N", channels, "H", "W"])
+              for name in ("input", "second")[:inputs_count]]
     initializers = []
     if body == "nan":
         initializers = [helper.make_tensor("nan", TensorProto.FLOAT, [], [float("nan")])]
@@ -88,7 +89,7 @@ def _onnx_model(path: Path, channels: int, body: str) -> None:
         node = helper.make_node("GlobalAveragePool", ["input"], ["output"])
     else:
         node = helper.make_node("Identity", ["input"], ["output"])
-    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)]
+    outputs = [helper.make_tensor_value_info("output", dtype, None)]
     graph = helper.make_graph([node], "bad", inputs, outputs, initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -123,6 +124,8 @@ def _models(root: Path, weights: Path, onnx_path: Path) -> None:
     _onnx_model(onnx_dir / "one_channel.onnx", 1, "identity")
     _onnx_model(onnx_dir / "nan.onnx", 3, "nan")
     _onnx_model(onnx_dir / "shape.onnx", 3, "pool")
+    _onnx_model(onnx_dir / "int64_input.onnx", 3, "identity", dtype=7)  # TensorProto.INT64
+    _onnx_model(onnx_dir / "two_inputs.onnx", 3, "identity", inputs_count=2)
     (onnx_dir / "garbage.onnx").write_bytes(np.random.default_rng(2).bytes(2048))
     _external_data_escape(onnx_dir / "escape", root / "x_secret.bin")
     nan_state = {name: torch.full_like(tensor, float("nan")) for name, tensor in state.items()}

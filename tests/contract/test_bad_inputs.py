@@ -100,6 +100,8 @@ CASES = [
     Case("derain-onnx-one-channel", "derain --backend onnx:{C}/onnx/one_channel.onnx {C}/img/good.png --out {O}/d", 2),
     Case("derain-onnx-external-data-escapes",
          "derain --backend onnx:{C}/onnx/escape/model.onnx {C}/img/good.png --out {O}/d", 2),
+    Case("derain-onnx-int64-input", "derain --backend onnx:{C}/onnx/int64_input.onnx {C}/img/good.png --out {O}/d", 2),
+    Case("derain-onnx-two-inputs", "derain --backend onnx:{C}/onnx/two_inputs.onnx {C}/img/good.png --out {O}/d", 2),
     Case("derain-onnx-garbage", "derain --backend onnx:{C}/onnx/garbage.onnx {C}/img/good.png --out {O}/d", 2),
     Case("derain-onnx-nan-tiled",
          "derain --backend onnx:{C}/onnx/nan.onnx {C}/img/good.png --tile 16 --overlap 4 --out {O}/d", 2),
