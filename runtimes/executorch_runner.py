@@ -6,16 +6,13 @@ from typing import Any
 import numpy as np
 
 from treefuse.errors import TreefuseError, one_line
+from treefuse.optional import import_optional
 from treefuse.runtimes.base import Runner
 from treefuse.sidecar import read_sidecar
 
 
 def _import_runtime() -> Any:
-    try:
-        from executorch import runtime
-    except ImportError:
-        raise TreefuseError("executorch: ExecuTorch is not installed; pip install 'treefuse[executorch]'") from None
-    return runtime
+    return import_optional("executorch.runtime", "executorch: ExecuTorch", "executorch")
 
 
 class ExecuTorchRunner(Runner):

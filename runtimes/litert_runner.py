@@ -10,17 +10,14 @@ from typing import Any
 import numpy as np
 
 from treefuse.errors import TreefuseError, one_line
+from treefuse.optional import import_optional
 from treefuse.runtimes.base import Runner
 from treefuse.sidecar import read_sidecar
 
 
 def import_interpreter() -> Any:
     """LiteRT's Interpreter class, or one line naming the extra to install."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        raise TreefuseError("litert: LiteRT is not installed; pip install 'treefuse[litert]'") from None
-    return Interpreter
+    return import_optional("ai_edge_litert.interpreter", "litert: LiteRT", "litert").Interpreter
 
 
 class LiteRTRunner(Runner):

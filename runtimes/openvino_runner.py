@@ -7,6 +7,7 @@ import numpy as np
 
 from treefuse.artifact import read_onnx_metadata
 from treefuse.errors import TreefuseError
+from treefuse.optional import import_optional
 from treefuse.runtimes.base import Runner
 
 # What the user asks for -> OpenVINO's inference precision hint for the float parts of the graph.
@@ -15,11 +16,7 @@ PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 
 
 def _import_openvino() -> Any:
-    try:
-        import openvino
-    except ImportError:
-        raise TreefuseError("openvino: OpenVINO is not installed; pip install 'treefuse[openvino]'") from None
-    return openvino
+    return import_optional("openvino", "openvino: OpenVINO", "openvino")
 
 
 class OpenVINORunner(Runner):

@@ -7,6 +7,7 @@ from typing import Any, Callable
 import numpy as np
 
 from treefuse.errors import TreefuseError, one_line
+from treefuse.optional import import_optional
 from treefuse.files import atomic_path
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm")
@@ -18,11 +19,7 @@ def is_video_path(path: Path) -> bool:
 
 
 def _import_av() -> Any:
-    try:
-        import av
-    except ImportError:
-        raise TreefuseError("video needs PyAV; pip install 'treefuse[video]'") from None
-    return av
+    return import_optional("av", "video support (PyAV)", "video")
 
 
 
