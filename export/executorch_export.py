@@ -125,7 +125,7 @@ def _quantize_int8(program: Any, images: np.ndarray, example: torch.Tensor, dyna
     prepared = prepare_pt2e(program.module(), quantizer)
     with torch.no_grad():
         for image in images:  # one at a time: the exported batch size is 1
-            prepared(torch.from_numpy(np.ascontiguousarray(image[None])))
+            prepared(torch.tensor(image[None]))  # a copy: the set is read-only
     converted = convert_pt2e(prepared)
     return torch.export.export(converted, (example,), dynamic_shapes=dynamic)
 

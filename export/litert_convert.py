@@ -63,7 +63,7 @@ def _convert_int8(litert_torch: Any, network: torch.nn.Module, example: torch.Te
     prepared = prepare_pt2e(torch.export.export(network, (example,), dynamic_shapes=dynamic).module(), quantizer)
     with torch.no_grad():
         for image in images:
-            prepared(torch.from_numpy(np.ascontiguousarray(image[None])))
+            prepared(torch.tensor(image[None]))  # a copy: the set is read-only
     converted = convert_pt2e(prepared, fold_quantize=False)
     return litert_torch.convert(converted, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer))
 

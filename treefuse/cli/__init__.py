@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parity": ("treefuse.cli.parity_cmd", "check a candidate backend's output against a reference backend"),
     "bench": ("treefuse.cli.bench_cmd", "measure latency of several backends side by side"),
     "sweep": ("treefuse.cli.sweep_cmd", "latency and parity of backends across resolutions, for a device report"),
+    "benchmark": ("treefuse.cli.benchmark_cmd", "export every format x precision, check parity, time all side by side"),
     "report": ("treefuse.cli.report_cmd", "merge result files into a Markdown and HTML report"),
     "derain": ("treefuse.cli.derain_cmd", "derain image files or folders with any backend"),
     "info": ("treefuse.cli.info_cmd", "version, default weights, model size and installed backends"),

@@ -1,0 +1,106 @@
+"""`treefuse benchmark`: export every format x precision, check parity, time them side by side, one table."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+EXAMPLES = """\
+example:
+  treefuse benchmark --images ../shared/data/heavy-rain-sample5 --calib calib/ --size 512x512 --out outputs/benchmark
+  treefuse benchmark --formats executorch,litert --images PAIRS --calib calib/ --out outputs/mobile
+
+Exports into --out (an artifact already there is reused when its own record names the same
+weights, precision and calibration set), judges each against PyTorch FP32 with the default
+gates of its precision on the paired images (output PSNR vs the reference, task PSNR vs the
+ground truth), then times every artifact and PyTorch interleaved at --size: compare the
+ratios, not absolute times across runs. Writes OUT/benchmark.json, and OUT/bench.json plus
+OUT/parity/*.json that `treefuse report` reads. Formats that cannot run here are listed
+with the reason.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from treefuse.cli.args import add_json_option, parse_size, positive_int
+
+    parser.epilog = EXAMPLES
+    parser.add_argument("--weights", type=Path, default=None, help="treefuse weights (default: the shipped ones)")
+    parser.add_argument("--images", type=Path, required=True, metavar="PAIRED_DIR",
+                        help="paired folder (rain/ + clean/) the weights never trained on")
+    parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW", help="timed size (default 512x512)")
+    parser.add_argument("--formats", default=None, metavar="KIND[,KIND...]",
+                        help="formats to include (default: onnx,openvino,executorch,litert,trt,coreml)")
+    parser.add_argument("--calib", type=Path, default=None, metavar="CALIB_DIR",
+                        help="calibration set for the int8 cells (without it they are listed as not run)")
+    parser.add_argument("--out", type=Path, default=Path("outputs/benchmark"), help="folder for artifacts and results")
+    parser.add_argument("--warmup", type=positive_int("--warmup", 0), default=2, help="untimed calls each (default 2)")
+    parser.add_argument("--iters", type=positive_int("--iters"), default=10, help="timed calls each (default 10)")
+    parser.add_argument("--threads", type=positive_int("--threads"), default=None,
+                        help="CPU threads per backend (default: each library's)")
+    add_json_option(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from treefuse.cli.args import default_weights
+    from treefuse.device import cpu_flags_text
+    from treefuse.errors import TreefuseError
+    from treefuse.export.matrix import DEFAULT_MATRIX, export_matrix
+    from treefuse.files import check_output_path
+    from treefuse.images import is_paired_folder
+    from treefuse.provenance import provenance
+    from treefuse.runtimes.benchmark import format_benchmark_table, run_benchmark
+
+    if not is_paired_folder(args.images):
+        raise TreefuseError(f"{args.images} is not a paired folder (needs rain/ and clean/ with the same file names)")
+    check_output_path(args.out, directory=True)
+    if args.json:
+        check_output_path(args.json)
+    kinds = [k.strip() for k in args.formats.split(",")] if args.formats else None
+    known = {kind for kind, _ in DEFAULT_MATRIX}
+    unknown = sorted(set(kinds or ()) - known)
+    if unknown:
+        raise TreefuseError(f"--formats: unknown format(s) {unknown}; choose from {', '.join(sorted(known))}")
+    matrix = tuple(cell for cell in DEFAULT_MATRIX if kinds is None or cell[0] in kinds)
+    weights = args.weights or default_weights()
+    largest = _largest_image_hw(args.images, args.size)
+    cells = [cell.to_json() for cell in export_matrix(weights, args.out, largest, args.calib, matrix)]
+    result = run_benchmark(f"torch:{weights}", cells, args.images, args.size, args.warmup, args.iters, args.threads,
+                           progress=True)
+    print(format_benchmark_table(result["rows"]))
+    print(f"CPU: {cpu_flags_text()}; {args.size[0]}x{args.size[1]}, {args.iters} interleaved rounds; "
+          f"quality on {args.images}")
+    _write_results(args, result, cells, provenance())
+    failed = [f"{row['format']} {row['precision']}" for row in result["rows"] if row["verdict"].startswith("FAIL")]
+    if failed:
+        from treefuse.errors import GateFailed
+
+        raise GateFailed(f"{', '.join(failed)} missed the default gates of their precision (table above)")
+    return 0
+
+
+def _largest_image_hw(images: Path, size: tuple[int, int]) -> tuple[int, int]:
+    """The largest height and width any artifact must accept: the timed size or a parity image."""
+    from PIL import Image
+
+    from treefuse.images import paired_images
+
+    heights, widths = [size[0]], [size[1]]
+    for rainy, _ in paired_images(images):
+        with Image.open(rainy) as image:
+            widths.append(image.width)
+            heights.append(image.height)
+    return max(heights), max(widths)
+
+
+def _write_results(args: argparse.Namespace, result: dict, cells: list[dict], record: dict) -> None:
+    from treefuse.files import write_json_atomic
+
+    summary = {"kind": "treefuse-benchmark", "size": list(args.size), "images_dir": str(args.images),
+               "calibration": str(args.calib) if args.calib else None, "cells": cells, "rows": result["rows"],
+               "device": result["bench"]["device"], "provenance": record}
+    write_json_atomic(args.out / "benchmark.json", summary)
+    write_json_atomic(args.out / "bench.json", result["bench"])
+    for parity in result["parity"]:
+        candidate = parity["candidate"]
+        write_json_atomic(args.out / "parity" / f"{candidate['kind']}-{candidate['precision']}.json", parity)
+    if args.json:
+        write_json_atomic(args.json, {**summary, "bench": result["bench"], "parity": result["parity"]})
