@@ -114,14 +114,11 @@ def _quantize_int8(program: Any, images: np.ndarray, example: torch.Tensor, dyna
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
                                                                         get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    from torchao.quantization.pt2e.quantizer import get_module_name_filter
 
-    from treefuse.export.coreml_w8a8 import FLOAT_MODULES
+    from treefuse.export.pt2e import outside_modules
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
-    # The across-block fuse tree loses its small ranges in 8 bits (coreml_w8a8.py): it stays FP32.
-    in_float_module = [get_module_name_filter(name) for name in FLOAT_MODULES]
-    quantizer.set_filter_function(lambda node: not any(inside(node) for inside in in_float_module))
+    quantizer.set_filter_function(outside_modules())  # the across-block fuse tree stays FP32
     prepared = prepare_pt2e(program.module(), quantizer)
     with torch.no_grad():
         for image in images:  # one at a time: the exported batch size is 1

@@ -52,13 +52,16 @@ def _convert_int8(litert_torch: Any, network: torch.nn.Module, example: torch.Te
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from treefuse.export.coreml_w8a8 import FLOAT_MODULES
+    from treefuse.export.pt2e import outside_modules
 
-    quantizer = PT2EQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    # The across-block fuse tree loses its small ranges in 8 bits (coreml_w8a8.py): it stays FP32. The quantizer
-    # skips a module named with config None, but its set_module_name refuses None, so the entry is set directly.
-    for name in FLOAT_MODULES:
-        quantizer.module_name_config[name] = None
+    class FloatModulesQuantizer(PT2EQuantizer):
+        """litert-torch's quantizer, annotating only nodes outside the float modules (it has no filter option)."""
+
+        def _annotate_for_static_quantization_config(self, model: Any) -> Any:
+            return self._annotate_all_static_patterns(model, self.global_config, outside_modules())
+
+    quantizer = FloatModulesQuantizer().set_global(
+        get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
     dynamic = {"x": {2: torch.export.Dim("height", min=8, max=4096), 3: torch.export.Dim("width", min=8, max=4096)}}
     prepared = prepare_pt2e(torch.export.export(network, (example,), dynamic_shapes=dynamic).module(), quantizer)
     with torch.no_grad():

@@ -68,6 +68,11 @@ def test_reduced_precisions_are_close_but_not_fp32_exact(precision, tiny_coreml_
     assert gates_for(precision).min_output_psnr_db <= psnr(output, reference) < 140  # fp32 rounding scores ~145 dB
     if precision == "int8":
         assert facts["artifact"]["calibration_sha256"]
+        # The across-block fuse stays float: dequantized into it, quantized out of it, besides input and output.
+        from ai_edge_litert.interpreter import Interpreter
+
+        ops = [op["op_name"] for op in Interpreter(model_path=str(path))._get_ops_details()]
+        assert ops.count("DEQUANTIZE") > 1 and ops.count("QUANTIZE") > 1
 
 
 def test_corrupt_and_foreign_files_are_one_line_errors(tmp_path):
