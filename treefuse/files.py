@@ -13,6 +13,7 @@ import ctypes
 import errno
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -86,15 +87,33 @@ def atomic_path(target: str | Path, directory: bool = False,
         yield staged
         check_output_path(target, directory, same_kind)  # it may have changed while we worked
         _move_into_place(staged, target, directory)
+    except OSError as exc:
+        if exc.filename is None or str(exc.filename).startswith(str(tmp)):  # name the output, not our staging
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:
-    """Write JSON to `path` atomically (sorted keys, indented, no NaN, trailing newline)."""
-    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    """Write JSON to `path` atomically (sorted keys, indented, trailing newline).
+
+    JSON has no infinity: an infinite float (the PSNR of identical images) is written as the
+    string "inf" (float("inf") reads it back); a NaN is a bug and is refused.
+    """
+    text = json.dumps(_infinities_as_text(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_path(path) as staged:
         staged.write_text(text)
+
+
+def _infinities_as_text(value: Any) -> Any:
+    if isinstance(value, float) and math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, dict):
+        return {key: _infinities_as_text(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_infinities_as_text(item) for item in value]
+    return value
 
 
 def _make_parents(target: Path) -> None:

@@ -45,6 +45,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise TreefuseError("pass --out DIR for the report (or --verify to check one)")
+    from treefuse.files import check_output_path
+
+    check_output_path(args.out, directory=True)  # before the work: a file where the report folder goes
+    for name in ("report.md", "report.html"):
+        check_output_path(args.out / name)
     from treefuse.report.build import write_report
 
     md_path, html_path = write_report(args.files, args.out, tuple(args.note), args.prefer)
