@@ -21,6 +21,7 @@ from treefuse.checkpoint import load_weights
 from treefuse.errors import TreefuseError
 from treefuse.files import atomic_path
 from treefuse.folding import fold
+from treefuse.optional import import_optional
 from treefuse.provenance import provenance, tool_versions
 from treefuse.sidecar import write_sidecar
 
@@ -31,13 +32,8 @@ TOOLS = ("treefuse", "torch", "executorch", "torchao", "numpy")
 
 
 def import_executorch() -> Any:
-    """The executorch package, or one line naming the extra to install."""
-    try:
-        import executorch
-        from executorch import exir  # noqa: F401  (the compiler half may be missing in runtime-only installs)
-    except ImportError:
-        raise TreefuseError("executorch: ExecuTorch is not installed; pip install 'treefuse[executorch]'") from None
-    return executorch
+    """ExecuTorch's exporter (exir), or one line naming the extra to install."""
+    return import_optional("executorch.exir", "executorch: ExecuTorch's exporter", "executorch")
 
 
 def check_hw_range(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> None:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import GateFailed, TreefuseError
 
 # (kind, precision) in the order the table shows them.
 DEFAULT_MATRIX: tuple[tuple[str, str], ...] = (
@@ -70,9 +70,10 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
         start = time.perf_counter()
         try:
             EXPORTERS[kind](weights, path, precision, calib, size)
-        except TreefuseError as exc:  # one format failing must not hide the others' figures
-            cells.append(Cell(kind, precision, reason=f"export failed: {exc}"))
-            log(f"{kind} {precision}: export failed ({exc})")
+        except (TreefuseError, GateFailed) as exc:  # one format failing must not hide the others' figures
+            what = "export refused by its own gate" if isinstance(exc, GateFailed) else "export failed"
+            cells.append(Cell(kind, precision, reason=f"{what}: {exc}"))
+            log(f"{kind} {precision}: {what} ({exc})")
             continue
         cells.append(Cell(kind, precision, spec, str(path), export_s=round(time.perf_counter() - start, 1)))
     return cells
@@ -131,18 +132,11 @@ def _is_reusable(spec: str, precision: str, source_sha256: str, calibration_sha2
 
 
 def _onnx(weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int]) -> None:
-    import tempfile
+    from treefuse.export.chains import Int8OnnxFromOnnx, OnnxFromWeights
 
-    from treefuse.export.onnx_export import export_onnx
-
-    if precision == "fp32":
-        export_onnx(weights, path)
-        return
-    from treefuse.export.onnx_quantize import quantize_int8
-
-    with tempfile.TemporaryDirectory(prefix="treefuse-benchmark-") as tmp:
-        fp32 = export_onnx(weights, Path(tmp) / "fp32.onnx")
-        quantize_int8(fp32, path, calib, log=lambda line: None)
+    # The same chain as `treefuse export onnx`: int8 is checked against its gates and refused if it misses them.
+    fp32 = OnnxFromWeights(weights)
+    (fp32 if precision == "fp32" else Int8OnnxFromOnnx(fp32, calib))(path)
 
 
 def _openvino(weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int]) -> None:
