@@ -15,9 +15,9 @@ from pathlib import Path
 from treefuse.checkpoint import DEFAULT_WEIGHTS
 from treefuse.cli.args import parse_size
 from treefuse.export.onnx_export import export_onnx
-from treefuse.runtimes.bench import format_table, measure_interleaved
+from treefuse.runtimes.measurements.bench import format_table, measure_interleaved
 from treefuse.device import device_fingerprint
-from treefuse.runtimes.registry import make_runner
+from treefuse.runtimes.backends.registry import make_runner
 
 
 def main() -> None:

@@ -61,7 +61,7 @@ def export_coreml(weights_path: str | Path, out_path: str | Path, precision: str
                   min_hw: tuple[int, int] = (64, 64), max_hw: tuple[int, int] = (2048, 2048),
                   calibration: Any = None, license_text: str = DEFAULT_LICENSE) -> Path:
     """Export treefuse weights to a Core ML package at `out_path`; returns the path."""
-    from treefuse.runtimes.coreml_mil import import_coremltools, load_program
+    from treefuse.runtimes.backends.coreml_mil import import_coremltools, load_program
 
     out_path = Path(out_path)
     recipe = _check_request(out_path, precision, min_hw, max_hw, calibration)
@@ -89,7 +89,7 @@ def _is_mlpackage(folder: Path) -> bool:
 def _check_request(out_path: Path, precision: str, min_hw: tuple[int, int], max_hw: tuple[int, int],
                    calibration: Any) -> CoreMLPrecision:
     """Refuse a bad request before any work is done; returns the precision's recipe."""
-    from treefuse.runtimes.coreml_mil import MANIFEST
+    from treefuse.runtimes.backends.coreml_mil import MANIFEST
 
     if precision not in PRECISIONS:
         raise TreefuseError(f"unsupported Core ML precision {precision!r}; choose one of {', '.join(PRECISIONS)}")

@@ -50,7 +50,7 @@ def _centre_crop(image: np.ndarray, crop: int | None) -> np.ndarray:
 
 def task_psnr(model_path: str | Path, paired: PairedSet) -> float:
     """Mean RGB PSNR (dB) of an ONNX model's derained outputs against the clean targets."""
-    from treefuse.runtimes.onnx_runner import OnnxRuntimeRunner
+    from treefuse.runtimes.backends.onnx_runner import OnnxRuntimeRunner
 
     pairs = [(str(i), rainy[0].transpose(1, 2, 0), clean[0].transpose(1, 2, 0))
              for i, (rainy, clean) in enumerate(zip(paired.rainy, paired.clean))]

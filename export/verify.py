@@ -9,7 +9,7 @@ import numpy as np
 
 from treefuse.errors import GateFailed
 from treefuse.gates import Gates
-from treefuse.runtimes.parity import ParityGates, Sample, parity_over
+from treefuse.runtimes.measurements.parity import ParityGates, Sample, parity_over
 
 QAT_HINT = "fine-tune for INT8 with `treefuse qat` (quantization-aware) or keep more layers float"
 
@@ -26,7 +26,7 @@ def samples_from_batches(rainy: Iterable[np.ndarray], clean: Iterable[np.ndarray
 def verify_onnx_export(fp32_path: Path, candidate_path: Path, samples: list[Sample], gates: Gates,
                        what: str) -> dict[str, Any]:
     """Parity of `candidate_path` against the FP32 model on `samples`; GateFailed (exit 1) when it misses `gates`."""
-    from treefuse.runtimes.onnx_runner import OnnxRuntimeRunner
+    from treefuse.runtimes.backends.onnx_runner import OnnxRuntimeRunner
 
     with OnnxRuntimeRunner(fp32_path) as reference, OnnxRuntimeRunner(candidate_path) as candidate:
         result = parity_over(reference, candidate, samples, ParityGates(gates))

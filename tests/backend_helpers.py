@@ -1,5 +1,5 @@
 """Helpers shared by the runner tests."""
-from treefuse.runtimes.registry import make_runner
+from treefuse.runtimes.backends.registry import make_runner
 
 
 def run_backend(spec: str, batch):

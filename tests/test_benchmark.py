@@ -11,7 +11,7 @@ from treefuse.config import ModelConfig
 from treefuse.export.onnx_export import export_onnx
 from treefuse.model import TreeFusionNet
 from treefuse.results import BenchResult, ParityResult
-from treefuse.runtimes.benchmark import format_benchmark_table, run_benchmark
+from treefuse.runtimes.measurements.benchmark import format_benchmark_table, run_benchmark
 
 
 def test_cli_runs_onnx_and_lists_what_cannot_run(weights_path, paired_dir, tmp_path, capsys):

@@ -56,8 +56,8 @@ def test_derain_refuses_to_overwrite_input(weights_path, paired_dir):
     from treefuse.errors import TreefuseError
 
     with pytest.raises(TreefuseError) as info:
-        from treefuse.runtimes.derain import derain_files
-        from treefuse.runtimes.registry import make_runner
+        from treefuse.runtimes.applications.derain import derain_files
+        from treefuse.runtimes.backends.registry import make_runner
         with make_runner(f"torch:{weights_path}") as runner:
             derain_files(runner, [paired_dir / "rain" / "000.png"], paired_dir / "rain")
     assert "overwrite" in str(info.value)

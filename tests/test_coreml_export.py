@@ -18,7 +18,7 @@ from treefuse.export import coreml_export  # noqa: E402
 from treefuse.export.coreml_export import export_coreml  # noqa: E402
 from treefuse.files import sha256_file  # noqa: E402
 from treefuse.model import TreeFusionNet  # noqa: E402
-from treefuse.runtimes.coreml_mil import import_coremltools, load_program  # noqa: E402
+from treefuse.runtimes.backends.coreml_mil import import_coremltools, load_program  # noqa: E402
 
 from coreml_fixtures import RANGE  # noqa: E402
 

@@ -20,10 +20,10 @@ from treefuse.folding import fold  # noqa: E402
 from treefuse.images import from_batch  # noqa: E402
 from treefuse.metrics import calculate_psnr  # noqa: E402
 from treefuse.model import TreeFusionNet  # noqa: E402
-from treefuse.runtimes import coreml_mil  # noqa: E402
-from treefuse.runtimes.coreml_mil import WEIGHTS_DIR, load_program  # noqa: E402
-from treefuse.runtimes.coreml_runner import CoreMLRunner  # noqa: E402
-from treefuse.runtimes.torch_runner import TorchRunner  # noqa: E402
+from treefuse.runtimes.backends import coreml_mil  # noqa: E402
+from treefuse.runtimes.backends.coreml_mil import WEIGHTS_DIR, load_program  # noqa: E402
+from treefuse.runtimes.backends.coreml_runner import CoreMLRunner  # noqa: E402
+from treefuse.runtimes.backends.torch_runner import TorchRunner  # noqa: E402
 
 from coreml_fixtures import RANGE  # noqa: E402
 

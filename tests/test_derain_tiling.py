@@ -6,7 +6,7 @@ import torch
 from treefuse.config import ModelConfig
 from treefuse.errors import TreefuseError
 from treefuse.model import TreeFusionNet
-from treefuse.runtimes.tiling import (RECEPTIVE_RADIUS, check_tiling, derain_tiled, edge_weights, receptive_radius,
+from treefuse.runtimes.applications.tiling import (RECEPTIVE_RADIUS, check_tiling, derain_tiled, edge_weights, receptive_radius,
                                       tile_starts)
 
 EXACT_TOLERANCE = 1e-5  # float32 rounding differs between a tile and the whole image; nothing else may
@@ -49,7 +49,7 @@ def test_tiled_equals_untiled_with_a_tiny_model():
 
 @pytest.mark.slow
 def test_tiled_equals_untiled_with_the_shipped_model_at_the_default_overlap(shipped_onnx):
-    from treefuse.runtimes.registry import make_runner
+    from treefuse.runtimes.backends.registry import make_runner
 
     with make_runner(f"onnx:{shipped_onnx}") as runner:  # ONNX Runtime: the same network, 20x faster than eager
         image = _image(112, 176)

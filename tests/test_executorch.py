@@ -15,7 +15,7 @@ from treefuse.errors import TreefuseError  # noqa: E402
 from treefuse.export.executorch_export import export_executorch  # noqa: E402
 from treefuse.images import from_batch  # noqa: E402
 from treefuse.metrics import calculate_psnr  # noqa: E402
-from treefuse.runtimes.registry import make_runner  # noqa: E402
+from treefuse.runtimes.backends.registry import make_runner  # noqa: E402
 from treefuse.sidecar import sidecar_path  # noqa: E402
 
 from backend_helpers import run_backend  # noqa: E402

@@ -26,7 +26,7 @@ WRITERS = {
              "import onnx; onnx.checker.check_model(onnx.load(out))"),
     "coreml": ("from treefuse.export.coreml_export import export_coreml; "
                "export_coreml(weights, out, 'fp16', min_hw=(16, 16), max_hw=(64, 64))",
-               "from treefuse.runtimes.coreml_mil import load_program; load_program(out)"),
+               "from treefuse.runtimes.backends.coreml_mil import load_program; load_program(out)"),
     "calib": ("from treefuse.calib.build import build_calibration_set; "
               "build_calibration_set(images, out, count=2, size_hw=(16, 16), seed=SEED)",
               "from treefuse.calib.store import load_calibration_set; load_calibration_set(out)"),

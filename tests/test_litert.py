@@ -14,7 +14,7 @@ from treefuse.export import litert_export  # noqa: E402
 from treefuse.export.litert_export import export_litert  # noqa: E402
 from treefuse.images import from_batch  # noqa: E402
 from treefuse.metrics import calculate_psnr  # noqa: E402
-from treefuse.runtimes.registry import make_runner  # noqa: E402
+from treefuse.runtimes.backends.registry import make_runner  # noqa: E402
 
 from backend_helpers import run_backend  # noqa: E402
 

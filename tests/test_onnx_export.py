@@ -6,7 +6,7 @@ import torch
 from treefuse.checkpoint import load_weights
 from treefuse.errors import TreefuseError
 from treefuse.export.onnx_export import export_onnx, read_metadata
-from treefuse.runtimes.registry import make_runner
+from treefuse.runtimes.backends.registry import make_runner
 
 
 def test_export_matches_pytorch_at_several_shapes(weights_path, onnx_path):

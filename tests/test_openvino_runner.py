@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from treefuse.errors import TreefuseError
-from treefuse.runtimes.registry import make_runner
+from treefuse.runtimes.backends.registry import make_runner
 
 pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'treefuse[openvino]')")
 

@@ -40,7 +40,7 @@ def test_negated_kernel_fails_the_default_gate(shipped_weights, shipped_onnx, pa
 
 def test_judge_is_rerunnable_on_saved_rows():
     from treefuse.gates import Gates
-    from treefuse.runtimes.parity import ParityGates, judge
+    from treefuse.runtimes.measurements.parity import ParityGates, judge
 
     rows = [{"output_psnr_db": 50.0, "ref_psnr_db": 25.0, "cand_psnr_db": 24.8}]
     assert judge(rows, ParityGates(Gates(40.0, 0.1)))["passed"] is False
@@ -50,7 +50,7 @@ def test_judge_is_rerunnable_on_saved_rows():
 
 def test_a_non_finite_output_fails_the_gate_and_is_named():
     from treefuse.gates import Gates
-    from treefuse.runtimes.parity import ParityGates, judge
+    from treefuse.runtimes.measurements.parity import ParityGates, judge
 
     rows = [{"image": "a.png", "finite": True, "output_psnr_db": 90.0},
             {"image": "b.png", "finite": False, "output_psnr_db": None}]

@@ -13,7 +13,7 @@ import pytest
 
 from treefuse.checkpoint import load_weights
 from treefuse.formats import FORMATS, FORMATS_BY_KIND
-from treefuse.runtimes.registry import make_runner
+from treefuse.runtimes.backends.registry import make_runner
 
 NOT_RUNNABLE_HERE = {"trt": "TensorRT needs an NVIDIA GPU (tested against a stand-in in test_trt_*.py)"}
 

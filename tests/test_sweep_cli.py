@@ -4,7 +4,7 @@ import json
 import pytest
 
 from treefuse.cli import main
-from treefuse.runtimes.memory import measure_peak_memory
+from treefuse.runtimes.measurements.memory import measure_peak_memory
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def test_sweep_bad_arguments_exit_2_and_write_nothing(weights_path, tmp_path, ca
 
 def test_backend_options_in_the_spec_reach_the_runner_and_unknown_ones_are_refused(weights_path):
     from treefuse.errors import TreefuseError
-    from treefuse.runtimes.registry import make_runner
+    from treefuse.runtimes.backends.registry import make_runner
 
     runner = make_runner(f"torch:{weights_path}?device=cpu,threads=1")
     assert runner.threads == 1 and str(runner.device) == "cpu"
@@ -71,7 +71,7 @@ def test_onnx_provider_option_and_a_missing_cuda_provider_is_refused(onnx_path):
     import onnxruntime as ort
 
     from treefuse.errors import TreefuseError
-    from treefuse.runtimes.registry import make_runner
+    from treefuse.runtimes.backends.registry import make_runner
 
     runner = make_runner(f"onnx:{onnx_path}?providers=CPUExecutionProvider")
     assert runner.providers == ["CPUExecutionProvider"]

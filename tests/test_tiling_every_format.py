@@ -11,9 +11,9 @@ import pytest
 from treefuse.checkpoint import save_weights
 from treefuse.config import ModelConfig
 from treefuse.model import TreeFusionNet
-from treefuse.runtimes.derain import frame_deraining, model_radius
-from treefuse.runtimes.registry import make_runner
-from treefuse.runtimes.tiling import RECEPTIVE_RADIUS
+from treefuse.runtimes.applications.derain import frame_deraining, model_radius
+from treefuse.runtimes.backends.registry import make_runner
+from treefuse.runtimes.applications.tiling import RECEPTIVE_RADIUS
 
 WIDE = ModelConfig(channels=4, blocks=9)
 TOLERANCE = {"torch": 1e-5, "onnx": 1e-5, "coreml": 2e-3}  # Core ML fp16 rounds each tile's sums differently

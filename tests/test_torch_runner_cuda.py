@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from treefuse.errors import TreefuseError
-from treefuse.runtimes.registry import make_runner
+from treefuse.runtimes.backends.registry import make_runner
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 

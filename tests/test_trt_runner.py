@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from treefuse.errors import TreefuseError
-from treefuse.runtimes import trt_runner
-from treefuse.runtimes.registry import make_runner
+from treefuse.runtimes.backends import trt_runner
+from treefuse.runtimes.backends.registry import make_runner
 
 
 class FakeEngine:

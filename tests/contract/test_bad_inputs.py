@@ -373,7 +373,7 @@ def _read_only(monkeypatch, out: Path) -> None:
 
 def _little_memory(monkeypatch, out: Path) -> None:
     """A machine with 64 KiB free: a whole 24x32 image does not fit, 16x16 tiles do."""
-    from treefuse.runtimes import derain
+    from treefuse.runtimes.applications import derain
 
     monkeypatch.setattr(derain, "available_memory_bytes", lambda: 2**16)
 

@@ -31,9 +31,9 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.errors import TreefuseError
     from treefuse.files import check_output_path, write_json_atomic
     from treefuse.device import cpu_flags_text
-    from treefuse.runtimes.bench import bench_result, format_table
-    from treefuse.runtimes.memory import check_input_fits
-    from treefuse.runtimes.registry import make_runner
+    from treefuse.runtimes.measurements.bench import bench_result, format_table
+    from treefuse.runtimes.measurements.memory import check_input_fits
+    from treefuse.runtimes.backends.registry import make_runner
 
     height, width = parse_size(args.size)
     for name in ("batch", "iters"):

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.files import check_output_path
     from treefuse.images import is_paired_folder
     from treefuse.provenance import provenance
-    from treefuse.runtimes.benchmark import format_benchmark_table, run_benchmark
+    from treefuse.runtimes.measurements.benchmark import format_benchmark_table, run_benchmark
 
     if not is_paired_folder(args.images):
         raise TreefuseError(f"{args.images} is not a paired folder (needs rain/ and clean/ with the same file names)")

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 def _build(args: argparse.Namespace) -> int:
     from treefuse.calib.build import build_calibration_set
     from treefuse.calib.store import read_manifest
-    from treefuse.runtimes.memory import check_input_fits
+    from treefuse.runtimes.measurements.memory import check_input_fits
 
     check_input_fits((args.count, 3, *parse_size(args.size)), "--count and --size")
     out = build_calibration_set(args.images, args.out, args.count, parse_size(args.size), args.seed,

@@ -21,7 +21,7 @@ pixel, so it gets {overlap} px (>= {exact}) and tiles match the whole-image outp
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from treefuse.runtimes.tiling import DEFAULT_OVERLAP, RECEPTIVE_RADIUS
+    from treefuse.runtimes.applications.tiling import DEFAULT_OVERLAP, RECEPTIVE_RADIUS
 
     parser.epilog = EXAMPLES.format(overlap=DEFAULT_OVERLAP, radius=RECEPTIVE_RADIUS, exact=2 * RECEPTIVE_RADIUS + 1)
     add_backend_option(parser)  # default: the shipped weights on PyTorch
@@ -35,9 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import default_weights
-    from treefuse.runtimes.derain import collect_inputs, derain_files
-    from treefuse.runtimes.registry import make_runner
-    from treefuse.runtimes.tiling import check_tiling
+    from treefuse.runtimes.applications.derain import collect_inputs, derain_files
+    from treefuse.runtimes.backends.registry import make_runner
+    from treefuse.runtimes.applications.tiling import check_tiling
 
     if args.tile is not None and args.overlap is not None:
         check_tiling(args.tile, args.overlap)

@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from treefuse.files import check_output_path, write_json_atomic
-    from treefuse.runtimes.evaluate import evaluate
-    from treefuse.runtimes.registry import make_runner
+    from treefuse.runtimes.measurements.evaluate import evaluate
+    from treefuse.runtimes.backends.registry import make_runner
 
     if args.json:
         check_output_path(args.json)  # refuse a bad output before minutes of work

@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.errors import GateFailed
     from treefuse.files import check_output_path, write_json_atomic
     from treefuse.gates import gates_for
-    from treefuse.runtimes.parity import ParityGates, parity_result
-    from treefuse.runtimes.registry import make_runner
+    from treefuse.runtimes.measurements.parity import ParityGates, parity_result
+    from treefuse.runtimes.backends.registry import make_runner
 
     if args.json:
         check_output_path(args.json)  # refuse a bad output before minutes of work

@@ -33,10 +33,10 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import parse_size
     from treefuse.errors import TreefuseError
     from treefuse.files import check_output_path, write_json_atomic
-    from treefuse.runtimes.memory import check_input_fits
-    from treefuse.runtimes.parity import image_set
-    from treefuse.runtimes.registry import make_runner
-    from treefuse.runtimes.sweep import run_sweep
+    from treefuse.runtimes.measurements.memory import check_input_fits
+    from treefuse.runtimes.measurements.parity import image_set
+    from treefuse.runtimes.backends.registry import make_runner
+    from treefuse.runtimes.measurements.sweep import run_sweep
 
     sizes = [parse_size(text) for text in args.sizes.split(",") if text.strip()]
     if not sizes:

@@ -16,10 +16,10 @@ from treefuse.errors import TreefuseError
 from treefuse.provenance import provenance
 from treefuse.results import SweepResult
 from treefuse.progress import progress_bar
-from treefuse.runtimes.base import Runner
-from treefuse.runtimes.bench import measure_interleaved
-from treefuse.runtimes.memory import measure_peak_memory
-from treefuse.runtimes.parity import ParityGates, run_parity
+from treefuse.runtimes.backends.base import Runner
+from treefuse.runtimes.measurements.bench import measure_interleaved
+from treefuse.runtimes.measurements.memory import measure_peak_memory
+from treefuse.runtimes.measurements.parity import ParityGates, run_parity
 
 SWEEP_FORMAT = "treefuse-sweep-v1"
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from treefuse.artifact import read_onnx_metadata
 from treefuse.errors import TreefuseError, one_line
-from treefuse.runtimes.base import Runner
+from treefuse.runtimes.backends.base import Runner
 
 
 class OnnxRuntimeRunner(Runner):

@@ -10,7 +10,7 @@ from treefuse.progress import progress_bar
 from treefuse.provenance import provenance
 from treefuse.results import EvaluateResult
 from treefuse.scoring import score_pairs
-from treefuse.runtimes.base import Runner
+from treefuse.runtimes.backends.base import Runner
 
 
 def evaluate(runner: Runner, paired_dir: str | Path, progress: bool = False, threads: int | None = None) -> EvaluateResult:

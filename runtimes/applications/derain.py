@@ -2,7 +2,7 @@
 
 Images keep their bit depth (16-bit PNG stays 16-bit), alpha channel (passed through) and
 grayscale-ness (derained as RGB, written back as luma); EXIF orientation is applied on read.
-`tile` bounds memory for any resolution (see runtimes/tiling.py for the seam guarantee).
+`tile` bounds memory for any resolution (see runtimes/applications/tiling.py for the seam guarantee).
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from treefuse.errors import TreefuseError
 from treefuse.images import (check_image, from_batch, image_size, is_image_path, list_images, read_picture, to_batch,
                              write_picture)
 from treefuse.progress import progress_bar
-from treefuse.runtimes.base import Runner
-from treefuse.runtimes.memory import available_memory_bytes
-from treefuse.runtimes.tiling import check_tiling, derain_tiled, exact_overlap, receptive_radius
-from treefuse.runtimes.video import check_video, derain_video, is_video_path
+from treefuse.runtimes.backends.base import Runner
+from treefuse.runtimes.measurements.memory import available_memory_bytes
+from treefuse.runtimes.applications.tiling import check_tiling, derain_tiled, exact_overlap, receptive_radius
+from treefuse.runtimes.applications.video import check_video, derain_video, is_video_path
 
 
 def _is_input(path: Path) -> bool:

@@ -7,7 +7,7 @@ import numpy as np
 
 from treefuse.errors import TreefuseError, one_line
 from treefuse.optional import import_optional
-from treefuse.runtimes.base import Runner
+from treefuse.runtimes.backends.base import Runner
 from treefuse.sidecar import read_sidecar
 
 

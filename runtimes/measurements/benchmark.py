@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from treefuse.files import sha256_file
-from treefuse.runtimes.bench import bench_result
-from treefuse.runtimes.parity import parity_result
-from treefuse.runtimes.registry import make_runner
+from treefuse.runtimes.measurements.bench import bench_result
+from treefuse.runtimes.measurements.parity import parity_result
+from treefuse.runtimes.backends.registry import make_runner
 
 
 def artifact_size_bytes(path: str | Path) -> int:

@@ -10,7 +10,7 @@ import torch
 from treefuse.checkpoint import LoadedWeights, load_weights
 from treefuse.errors import TreefuseError
 from treefuse.folding import fold
-from treefuse.runtimes.base import Runner
+from treefuse.runtimes.backends.base import Runner
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from treefuse.errors import TreefuseError
 from treefuse.formats import FORMATS_BY_KIND
-from treefuse.runtimes.base import Runner
+from treefuse.runtimes.backends.base import Runner
 
 # kind -> (module, class, what the artifact is), read off the one format table.
 BACKENDS: dict[str, tuple[str, str, str]] = {

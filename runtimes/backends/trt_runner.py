@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from treefuse.errors import TreefuseError
-from treefuse.runtimes.base import Runner
+from treefuse.runtimes.backends.base import Runner
 
 INPUT_NAME = "input"
 MISSING_TENSORRT = "trt: TensorRT is not installed (it needs an NVIDIA GPU): pip install 'treefuse[tensorrt]'"

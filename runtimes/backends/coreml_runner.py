@@ -8,8 +8,8 @@ import numpy as np
 import torch
 
 from treefuse.errors import TreefuseError
-from treefuse.runtimes.base import Runner
-from treefuse.runtimes.coreml_mil import PackageProgram, check_supported, evaluate, load_program
+from treefuse.runtimes.backends.base import Runner
+from treefuse.runtimes.backends.coreml_mil import PackageProgram, check_supported, evaluate, load_program
 
 EVALUATORS = ("auto", "coreml", "mil")
 COMPUTE_UNITS = ("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")

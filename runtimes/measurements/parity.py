@@ -19,7 +19,7 @@ from treefuse.metrics import METRIC_CONVENTION, calculate_psnr
 from treefuse.progress import progress_bar
 from treefuse.provenance import provenance
 from treefuse.results import ParityResult
-from treefuse.runtimes.base import Runner
+from treefuse.runtimes.backends.base import Runner
 
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from treefuse.artifact import read_onnx_metadata
 from treefuse.errors import TreefuseError
 from treefuse.optional import import_optional
-from treefuse.runtimes.base import Runner
+from treefuse.runtimes.backends.base import Runner
 
 # What the user asks for -> OpenVINO's inference precision hint for the float parts of the graph.
 # An INT8 QDQ model runs its quantized convolutions in INT8 under either hint.

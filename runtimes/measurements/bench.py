@@ -10,7 +10,7 @@ from treefuse.progress import progress_bar
 from treefuse.device import device_fingerprint
 from treefuse.provenance import provenance
 from treefuse.results import BenchResult
-from treefuse.runtimes.base import Runner
+from treefuse.runtimes.backends.base import Runner
 
 UNSTABLE_P90_OVER_P50 = 1.5  # above it, a figure says more about the machine's noise than the backend
 

@@ -1,0 +1,1 @@
+"""Applications: deraining files, frames and videos, whole or tiled."""

@@ -1,0 +1,1 @@
+"""Measurements: parity, latency (bench, sweep, benchmark), quality (evaluate), memory."""
