@@ -41,7 +41,7 @@ def test_commands_print_no_bar_into_logs(world, capsys):
 
 def test_a_single_video_gets_a_bar_per_frame(world, tmp_path, monkeypatch):
     pytest.importorskip("av", reason="PyAV is not installed (pip install 'treefuse[video]')")
-    from test_derain_video import FRAMES, make_video
+    from media import FRAMES, make_video
 
     source = make_video(tmp_path / "clip.mp4", with_audio=False)
     terminal = Terminal()

@@ -10,7 +10,7 @@ pytest.importorskip("av", reason="PyAV is not installed (pip install 'treefuse[v
 
 @pytest.mark.parametrize("model", ["nan.onnx", "shape.onnx"])
 def test_video_through_a_broken_model_writes_nothing(model, world, tmp_path, capsys):
-    from test_derain_video import make_video
+    from media import make_video
 
     source = make_video(tmp_path / "clip.mp4", with_audio=False)
     before = source.read_bytes()

@@ -17,10 +17,10 @@ from treefuse.export.onnx_quantize import quantize_int8
 from treefuse.export.trt_check import check_tensorrt_onnx, require_tensorrt_onnx
 from treefuse.metrics import calculate_psnr
 
-from test_calib_build import write_images
+from media import write_images
 
 TINY = ModelConfig(channels=4, blocks=2, dilation_factor=2)
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

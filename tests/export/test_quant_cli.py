@@ -8,7 +8,7 @@ import pytest
 
 from treefuse.cli import main
 
-from test_calib_build import write_images
+from media import write_images
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from treefuse.errors import TreefuseError
 from treefuse.train.session import learning_sections_sha256, resume_session, start_session, train
 from treefuse.train.train_config import TrainConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

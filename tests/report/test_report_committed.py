@@ -4,7 +4,7 @@ from pathlib import Path
 
 from treefuse.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_report_verifies(monkeypatch):

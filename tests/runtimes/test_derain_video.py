@@ -1,33 +1,14 @@
 """Video derain: every frame processed, frame rate and audio kept; a corrupt video is one line, exit 2, nothing written."""
-from fractions import Fraction
 
-import numpy as np
 import pytest
 
 from treefuse.cli import main
 
 av = pytest.importorskip("av", reason="PyAV is not installed (pip install 'treefuse[video]')")
 
-FRAMES, RATE = 6, Fraction(12, 1)
+from media import FRAMES, RATE, make_video
 
 
-def make_video(path, with_audio=True):
-    """A 32x48 H.264 clip of FRAMES frames at RATE fps, with a half-second AAC tone."""
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=RATE)
-        video.width, video.height, video.pix_fmt = 48, 32, "yuv420p"
-        audio = container.add_stream("aac", rate=8000) if with_audio else None
-        for index in range(FRAMES):
-            pixels = np.full((32, 48, 3), 40 * index, dtype=np.uint8)
-            container.mux(video.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")))
-        container.mux(video.encode(None))
-        if audio is not None:
-            tone = (0.3 * np.sin(np.arange(4000) / 8000 * 2 * np.pi * 440)).astype(np.float32)[None]
-            frame = av.AudioFrame.from_ndarray(tone, format="flt", layout="mono")
-            frame.sample_rate, frame.pts = 8000, 0
-            for chunk in [audio.encode(frame), audio.encode(None)]:
-                container.mux(chunk)
-    return path
 
 
 def describe(path):

@@ -6,18 +6,15 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("coremltools", reason="coremltools is not installed (pip install 'treefuse[coreml]')")
 
-from treefuse.checkpoint import save_weights  # noqa: E402
 from treefuse.cli import main  # noqa: E402
 from treefuse.config import ModelConfig  # noqa: E402
 from treefuse.errors import TreefuseError  # noqa: E402
 from treefuse.export import coreml_export  # noqa: E402
 from treefuse.export.coreml_export import export_coreml  # noqa: E402
 from treefuse.files import sha256_file  # noqa: E402
-from treefuse.model import TreeFusionNet  # noqa: E402
 from treefuse.runtimes.backends.coreml_mil import import_coremltools, load_program  # noqa: E402
 
 from coreml_fixtures import RANGE  # noqa: E402

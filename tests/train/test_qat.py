@@ -17,7 +17,7 @@ from treefuse.files import write_json_atomic
 from treefuse.train import qat
 from treefuse.train.run_dir import RunDir
 
-from test_calib_build import write_images
+from media import write_images
 
 TINY = ModelConfig(channels=4, blocks=2, dilation_factor=2)
 

@@ -14,14 +14,9 @@ from treefuse.calib.build import build_calibration_set
 from treefuse.calib.store import CalibrationSet, load_calibration_set, verify_calibration_set
 from treefuse.errors import GateFailed, TreefuseError
 
+from media import write_images
 
-def write_images(folder, count, size_hw=(40, 56), seed=0):
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    for i in range(count):
-        pixels = rng.integers(0, 256, size=(*size_hw, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
-    return folder
+
 
 
 @pytest.fixture()

@@ -16,7 +16,7 @@ from treefuse.errors import TreefuseError
 from treefuse.export.onnx_quantize import concat_overrides, conv_layers, convert_fp16, quantize_int8
 from treefuse.metrics import calculate_psnr
 
-from test_calib_build import write_images
+from media import write_images
 
 TINY = ModelConfig(channels=4, blocks=2, dilation_factor=2)
 

@@ -16,7 +16,7 @@ from treefuse.export.tensorrt_build import CalibrationFeed, build_engine, plan_e
 from treefuse.export.trt_profile import ShapeProfile, parse_shape
 from treefuse.files import sha256_file
 
-from test_calib_build import write_images
+from media import write_images
 from trt_fakes import fake_backend, fake_tensorrt_module, tiny_onnx
 
 PROFILE = ShapeProfile((1, 3, 16, 16), (1, 3, 32, 48), (2, 3, 64, 64))

@@ -15,7 +15,7 @@ from treefuse.export.fp16_range import FP16_MAX, check_fp16, fp16_report
 from treefuse.export.tensorrt_build import build_engine, plan_engine
 from treefuse.export.trt_profile import ShapeProfile
 
-from test_calib_build import write_images
+from media import write_images
 from trt_fakes import fake_backend
 
 PROFILE = ShapeProfile((1, 3, 16, 16), (1, 3, 32, 48), (1, 3, 64, 64))

@@ -10,16 +10,14 @@ from PIL import Image
 
 pytest.importorskip("coremltools", reason="coremltools is not installed (pip install 'treefuse[coreml]')")
 
-from treefuse.checkpoint import load_weights, save_weights  # noqa: E402
+from treefuse.checkpoint import load_weights  # noqa: E402
 from treefuse.cli import main  # noqa: E402
-from treefuse.config import ModelConfig  # noqa: E402
 from treefuse.errors import TreefuseError  # noqa: E402
 from treefuse.export.coreml_export import export_coreml  # noqa: E402
 from treefuse.export.coreml_w8a8 import calibration_from, quantize_w8a8  # noqa: E402
 from treefuse.folding import fold  # noqa: E402
 from treefuse.images import from_batch  # noqa: E402
 from treefuse.metrics import calculate_psnr  # noqa: E402
-from treefuse.model import TreeFusionNet  # noqa: E402
 from treefuse.runtimes.backends import coreml_mil  # noqa: E402
 from treefuse.runtimes.backends.coreml_mil import WEIGHTS_DIR, load_program  # noqa: E402
 from treefuse.runtimes.backends.coreml_runner import CoreMLRunner  # noqa: E402

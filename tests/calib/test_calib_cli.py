@@ -9,7 +9,7 @@ import pytest
 
 from treefuse.cli import calib_cmd, main
 
-from test_calib_build import write_images
+from media import write_images
 
 
 def calib_info(argv):
