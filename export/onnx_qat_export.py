@@ -108,23 +108,26 @@ def export_qat_int8(run_dir: str | Path, out_path: str | Path, paired_dir: str |
     module, qdq = load_qat_module(run_dir)
     learned = load_learned(module, run_dir)
     model = write_learned(qdq, module)
+    with tempfile.TemporaryDirectory(prefix="treefuse-qat-") as tmp:  # judged before it is stamped and written
+        onnx.save(model, str(Path(tmp) / "candidate.onnx"))
+        verification = _verify(run_dir / BASE_DIR / FP32_NAME, Path(tmp) / "candidate.onnx", settings, paired_dir)
     int8_settings = {**INT8_SETTINGS, "weights": f"int8 symmetric per-channel, levels {list(module.weight_levels)}",
                      "reduce_range": settings["weight_bits"] == 7}
     stamp(model, run_dir / BASE_DIR / FP32_NAME, "int8", {
         "calib_sha256": settings["calib_sha256"], "calibration_set": settings["calibration_set"],
         "calibration_method": "minmax, then quantization-aware fine-tuning", "int8_settings": int8_settings,
-        "float_layers": [], "target": "onnxruntime",
+        "float_layers": [], "target": "onnxruntime", "verification": verification,
         "qat": {"run": str(run_dir), "step": int(learned.get("step", 0)), "steps": int(learned.get("steps", 0)),
                 "learned_sha256": sha256_file(run_dir / LEARNED_NAME), "ptq_sha256": settings["ptq_sha256"],
                 "weights_sha256": settings.get("weights_sha256"), "distill": settings.get("distill")}})
     with atomic_path(out_path) as staged:
         onnx.checker.check_model(model)
         onnx.save(model, str(staged))
-        _verify(run_dir / BASE_DIR / FP32_NAME, staged, settings, paired_dir)
     return out_path
 
 
-def _verify(fp32_path: Path, candidate: Path, settings: dict[str, Any], paired_dir: str | Path | None) -> None:
+def _verify(fp32_path: Path, candidate: Path, settings: dict[str, Any],
+            paired_dir: str | Path | None) -> dict[str, Any]:
     from treefuse.calib.store import load_calibration_set
     from treefuse.export.sensitivity import load_paired_set
     from treefuse.export.verify import samples_from_batches, verify_onnx_export
@@ -136,5 +139,5 @@ def _verify(fp32_path: Path, candidate: Path, settings: dict[str, Any], paired_d
     else:
         calibration = load_calibration_set(settings["calibration_set"])
         samples, what = samples_from_batches(calibration.batches(8)), "the calibration set (inputs only: no task PSNR)"
-    verify_onnx_export(fp32_path, candidate, samples, gates_for("int8"), what)
+    return verify_onnx_export(fp32_path, candidate, samples, gates_for("int8"), what)
 
