@@ -56,11 +56,12 @@ def test_qat_runs_resumes_and_exports(tiny_weights, paired_dir, calib_dir, tmp_p
 def test_qat_refuses_bad_usage_in_one_line(tiny_weights, paired_dir, calib_dir, tmp_path, capsys):
     assert main(["qat", "--steps", "3", "--out", str(tmp_path / "r")]) == 2  # no --data
     assert main(["qat", "--resume", str(tmp_path)]) == 2  # not a run
+    assert main(["qat", "--resume", str(tmp_path), "--steps", "5"]) == 2  # settings live in the run
     assert main(["export", "onnx", "--precision", "int8", "--qat", str(tmp_path / "none"), "--calib", str(calib_dir),
                  "--out", str(tmp_path / "m.onnx")]) == 2  # --qat with --calib
     assert main(["export", "onnx", "--precision", "int8", "--qat", str(tmp_path), "--out", str(tmp_path / "m.onnx")]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("treefuse:")]
-    assert len(errors) == 4 and all("Traceback" not in e for e in errors)
+    assert len(errors) == 5 and all("Traceback" not in e for e in errors)
     assert not (tmp_path / "m.onnx").exists()
 
 

@@ -20,6 +20,7 @@ against the FP32 network's output (--distill) and the clean image (1 - distill),
 pairs plus synthetic rain. --weight-bits 7 (default) keeps the weights within -64..64, which
 x86 CPUs without VNNI (AVX2 only) compute without int16 saturation; 8 is for VNNI/AMX CPUs.
 """
+DEFAULT_STEPS = 1000
 TARGETS = {"onnx-int8": "ONNX Runtime QDQ INT8 (u8 per-tensor activations, s8 symmetric per-channel weights)"}
 
 
@@ -30,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, help="paired folder (rain/ + clean/) to fine-tune on")
     parser.add_argument("--calib", type=Path, help="calibration set for the starting scales (default: built from "
                         "--data's rain/, 16 crops of 256x256, seed 0, into OUT/calib)")
-    parser.add_argument("--steps", type=int, default=1000, help="total fine-tuning steps (default 1000)")
+    parser.add_argument("--steps", type=int, help=f"total fine-tuning steps (default {DEFAULT_STEPS})")
     parser.add_argument("--out", type=Path, help="new run folder")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--chunk", type=int, metavar="N", help="stop (with a checkpoint) after N more steps")
@@ -57,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk is not None and args.chunk < 1:
         raise TreefuseError(f"--chunk must be at least 1, got {args.chunk}")
     if args.resume:
+        if args.out or args.data or args.calib or args.weights or args.steps:
+            raise TreefuseError("--resume takes only --chunk: the run folder holds its weights, data and settings")
         run_dir, config = RunDir.open(args.resume)
         data, _ = load_training_data(config)
         settings = read_settings(run_dir.path)
@@ -86,6 +89,7 @@ def _start(args: argparse.Namespace):
 
     if not args.out or not args.data:
         raise TreefuseError("a new QAT run needs --data PAIRED_DIR and --out RUN_DIR (or continue one with --resume)")
+    args.steps = DEFAULT_STEPS if args.steps is None else args.steps
     if args.steps < 1 or not 0.0 <= args.distill <= 1.0:
         raise TreefuseError(f"--steps must be at least 1 and --distill between 0 and 1, got {args.steps}, {args.distill}")
     weights = args.weights or default_weights()
