@@ -52,9 +52,10 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     source_sha256 = load_weights(weights).sha256
     calib_sha256 = _calibration_sha256(calib)
-    cells = []
+    cells: list[Cell] = []
+    failed: dict[Path, str] = {}  # OpenVINO runs the ONNX files: one failed export is not tried twice
     for kind, precision in matrix:
-        reason = _unavailable(kind, precision, calib)
+        reason = _unavailable(kind, precision, calib) or failed.get(out_dir / _file_name(kind, precision))
         if reason:
             cells.append(Cell(kind, precision, reason=reason))
             log(f"{kind} {precision}: not run ({reason})")
@@ -72,7 +73,8 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
             EXPORTERS[kind](weights, path, precision, calib, size)
         except (TreefuseError, GateFailed) as exc:  # one format failing must not hide the others' figures
             what = "export refused by its own gate" if isinstance(exc, GateFailed) else "export failed"
-            cells.append(Cell(kind, precision, reason=f"{what}: {exc}"))
+            failed[path] = f"{what}: {exc}"
+            cells.append(Cell(kind, precision, reason=failed[path]))
             log(f"{kind} {precision}: {what} ({exc})")
             continue
         cells.append(Cell(kind, precision, spec, str(path), export_s=round(time.perf_counter() - start, 1)))
@@ -121,7 +123,7 @@ def _file_name(kind: str, precision: str) -> str:
 
 
 def _is_reusable(spec: str, precision: str, source_sha256: str, calibration_sha256: str | None) -> bool:
-    from treefuse.runtimes.registry import make_runner
+    from treefuse.runtimes.backends.registry import make_runner
 
     try:
         record = make_runner(spec).artifact()
