@@ -48,7 +48,7 @@ def converter_python() -> str:
 def export_litert(weights_path: str | Path, out_path: str | Path, precision: str = "fp32", calibration: Any = None,
                   size: tuple[int, int] = DEFAULT_SIZE) -> Path:
     """Export treefuse weights to a .tflite at `out_path` plus its sidecar; returns the path."""
-    from treefuse.runtimes.litert_runner import import_interpreter
+    from treefuse.runtimes.backends.litert_runner import import_interpreter
 
     out_path = Path(out_path)
     _check_request(out_path, precision, calibration, size)
@@ -104,7 +104,7 @@ def _run_converter(command: list[str]) -> None:
 
 def _run_once(path: Path, size: tuple[int, int]) -> None:
     """Load the written model with LiteRT's interpreter and run it at the converted size and a smaller one."""
-    from treefuse.runtimes.litert_runner import LiteRTRunner
+    from treefuse.runtimes.backends.litert_runner import LiteRTRunner
 
     with LiteRTRunner(path) as runner:
         for height, width in (size, (max(8, size[0] // 2), max(8, size[1] // 2 + 1))):
