@@ -110,7 +110,8 @@ def test_cli_refuses_bad_requests_before_exporting(tmp_path, capsys):
 def test_missing_runtime_names_the_extra(tmp_path, monkeypatch):
     path = tmp_path / "m.pte"
     path.write_bytes(b"x")
-    monkeypatch.setitem(__import__("sys").modules, "executorch", None)  # import executorch now raises ImportError
+    for name in ("executorch", "executorch.runtime"):  # importing either now raises ImportError, cached or not
+        monkeypatch.setitem(__import__("sys").modules, name, None)
     with pytest.raises(TreefuseError, match=r"pip install 'treefuse\[executorch\]'"):
         make_runner(f"executorch:{path}").activate()
 
