@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-PRECISION_CHOICES = ("fp32", "int8")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from treefuse.cli.args import parse_size
+    from treefuse.cli.args import add_export_options, parse_size
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = ("examples:\n"
@@ -18,15 +15,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "maximum). int8 is PyTorch's PT2E flow with the XNNPACK quantizer, calibrated on CALIB_DIR.\n"
                      "Provenance goes to OUT.json (a .pte has no metadata field). Check it with:\n"
                      "  treefuse parity --ref torch:W --cand executorch:m.pte --images DIR")
-    parser.add_argument("--weights", type=Path, default=None, help="treefuse weights (default: the shipped ones)")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help="default fp32")
-    parser.add_argument("--calib", type=Path, default=None, metavar="CALIB_DIR",
-                        help="calibration set folder (`treefuse calib build`); required for int8")
+    add_export_options(parser, "executorch", ".pte file to write")
     parser.add_argument("--min-size", type=parse_size, default=(16, 16), metavar="HxW",
                         help="smallest input the program accepts (default 16x16)")
     parser.add_argument("--max-size", type=parse_size, default=(1088, 1920), metavar="HxW",
                         help="largest input the program accepts (default 1088x1920)")
-    parser.add_argument("--out", type=Path, required=True, help=".pte file to write")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-PRECISION_CHOICES = ("fp32", "fp16", "int8")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from treefuse.cli.args import parse_size
+    from treefuse.cli.args import add_export_options, parse_size
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = ("examples:\n"
@@ -19,13 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "converted at --size but runs at any H x W (the runner resizes its input). fp16 stores FP16\n"
                      "weights; int8 quantizes weights and activations (PT2E, calibrated on CALIB_DIR). Provenance goes\n"
                      "to OUT.json. Check it with: treefuse parity --ref torch:W --cand litert:m.tflite --images DIR")
-    parser.add_argument("--weights", type=Path, default=None, help="treefuse weights (default: the shipped ones)")
-    parser.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32", help="default fp32")
-    parser.add_argument("--calib", type=Path, default=None, metavar="CALIB_DIR",
-                        help="calibration set folder (`treefuse calib build`); required for int8")
+    add_export_options(parser, "litert", ".tflite file to write")
     parser.add_argument("--size", type=parse_size, default=(256, 256), metavar="HxW",
                         help="input size the model is converted at (default 256x256; other sizes still run)")
-    parser.add_argument("--out", type=Path, required=True, help=".tflite file to write")
 
 
 def run(args: argparse.Namespace) -> int:
