@@ -200,7 +200,7 @@ def _calibration_sets(root: Path) -> None:
 def _results(root: Path) -> None:
     results = root / "results"
     results.mkdir()
-    shutil.copy(Path(__file__).resolve().parents[2] / "reports" / "cpu-xeon-amx.json", results / "sweep.json")
+    shutil.copy(Path(__file__).resolve().parents[2] / "reports" / "previous" / "cpu-xeon-amx.json", results / "sweep.json")
     (results / "not_result.json").write_text(json.dumps({"hello": "world"}))
     (results / "list.json").write_text("[1, 2, 3]\n")
     (results / "invalid.json").write_text("{ not json")

@@ -14,7 +14,7 @@ NEEDS_CALIBRATION = {"int8", "w8a8"}
 NOT_RUNNABLE_HERE = {"trt": "TensorRT needs an NVIDIA GPU (tested against a stand-in in test_trt_*.py)"}
 SHAPE_OPTIONS = {"coreml": ["--min-size", "16x16", "--max-size", "64x64"],
                  "executorch": ["--min-size", "16x16", "--max-size", "64x64"],
-                 "litert": ["--size", "40x56"]}  # LiteRT models take one size: the paired images'
+                 "litert": ["--size", "40x56"]}  # converted at the paired images' size (it runs at others too)
 SUFFIX = {fmt.kind: fmt.suffix for fmt in FORMATS}
 CASES = [(fmt.kind, precision) for fmt in FORMATS if fmt.export_cli for precision in fmt.precisions]
 

@@ -44,6 +44,6 @@ def run(args: argparse.Namespace) -> int:
     print("formats:")
     for fmt in info["formats"]:
         state = "available" if fmt["available"] else f"unavailable: {fmt['why_unavailable']}"
-        print(f"  {fmt['kind']:<9} {fmt['suffix']:<13} {','.join(fmt['precisions']):<18} {state}")
+        print(f"  {fmt['kind']:<11} {fmt['suffix']:<13} {','.join(fmt['precisions']):<18} {state}")
     print(f"CUDA:            {'available' if info['cuda_available'] else 'not available'}")
     return 0
