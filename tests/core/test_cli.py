@@ -81,3 +81,32 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, weights_path,
     result = run_cli(*make_args(tmp_path, weights_path))
     assert_one_line_error(result)
     assert set(tmp_path.rglob("*")) == before
+
+
+def test_a_bug_is_exit_3_with_the_traceback_never_the_gate_code(monkeypatch, capsys):
+    from treefuse.cli import info_cmd
+
+    def broken(args):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(info_cmd, "run", broken)
+    assert main(["info"]) == 3
+    err = capsys.readouterr().err
+    assert err.splitlines()[0].startswith("treefuse: internal error") and "ZeroDivisionError: a bug" in err
+
+
+@pytest.mark.parametrize("command", sorted(__import__("treefuse.cli", fromlist=["COMMANDS"]).COMMANDS))
+def test_every_help_states_the_exit_code_contract(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        main([command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "1 a quality gate failed, and nothing else" in out and "3 internal error" in out
+
+
+def test_a_usage_error_is_one_line_exit_2(capsys):
+    with pytest.raises(SystemExit) as done:
+        main(["parity", "--no-such-option"])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("treefuse: error:")

@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("treefuse.cli.train_cmd", "train the model on paired or synthetic-rain data (resumable)"),
     "evaluate": ("treefuse.cli.evaluate_cmd", "PSNR/SSIM of a backend against ground truth on a paired folder"),
     "qat": ("treefuse.cli.qat_cmd", "quantization-aware fine-tuning when post-training INT8 misses its gate (resumable)"),
-    "export": ("treefuse.cli.export_cmd", "convert weights to ONNX (fp32/fp16/int8), TensorRT or Core ML"),
+    "export": ("treefuse.cli.export_cmd", "convert weights to ONNX, TensorRT, Core ML, ExecuTorch or LiteRT (the format table)"),
     "calib": ("treefuse.cli.calib_cmd", "build, verify and inspect INT8 calibration sets"),
     "check": ("treefuse.cli.check_cmd", "check an ONNX model against a runtime's rules before building (tensorrt)"),
     "parity": ("treefuse.cli.parity_cmd", "check a candidate backend's output against a reference backend"),
@@ -40,6 +40,8 @@ backends are named KIND:PATH, for example:
   trt:model.engine             TensorRT (needs a GPU and the tensorrt extra)
   coreml:model.mlpackage       Core ML (runs on Linux through treefuse's own evaluator)
   openvino:model.onnx          OpenVINO (x86 camera boxes)
+  executorch:model.pte         ExecuTorch on XNNPACK (Android, embedded Linux)
+  litert:model.tflite          LiteRT on XNNPACK (Android, embedded Linux)
 options follow a '?': 'openvino:m.onnx?precision=bf16', 'torch:w.safetensors?device=cuda,dtype=fp16'
 
 the pipeline, from weights to a verified engine:
@@ -50,13 +52,11 @@ the pipeline, from weights to a verified engine:
   treefuse derain --backend onnx:m.onnx rainy.png clip.mp4 --tile 512 --out derained/
   treefuse sweep --backend torch:W --backend onnx:m.onnx --sizes 256x256,512x512 --json cpu.json
   treefuse report cpu.json gpu.json --out report/ && treefuse report --verify report/report.md
-
-exit codes: 0 ok; 1 a quality gate failed, and nothing else; 2 bad input or usage (one line on
-stderr says what is wrong and how to fix it); 3 internal error (a bug: the traceback follows)
 """
 
-EXIT_CODES = ("exit codes: 0 ok; 1 a quality gate failed, and nothing else; 2 bad input or usage (one line "
-              "on stderr: what and how to fix it); 3 internal error (a bug, traceback shown)")
+EXIT_CODES = ("exit codes: 0 ok; 1 a quality gate failed, and nothing else;\n"
+              "  2 bad input or usage (one line on stderr: what is wrong and how to fix it);\n"
+              "  3 internal error (a bug: the first line says so, the traceback follows)")
 # OS errors a user fixes (permissions, a full disk, a path of the wrong kind): exit 2, not a bug.
 USER_FIXABLE_OS_ERRORS = {
     errno.EACCES: "permission denied: choose a writable path or fix its permissions",
@@ -85,7 +85,7 @@ def _epilog_with_exit_codes(epilog: str | None) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = UsageParser(
         prog="treefuse", description="Deraining network from training to a verified engine on the camera.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_epilog_with_exit_codes(EPILOG), formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=UsageParser)
     for name, (module_name, help_text) in COMMANDS.items():
