@@ -95,7 +95,7 @@ def test_a_bug_is_exit_3_with_the_traceback_never_the_gate_code(monkeypatch, cap
     assert err.splitlines()[0].startswith("treefuse: internal error") and "ZeroDivisionError: a bug" in err
 
 
-@pytest.mark.parametrize("command", sorted(__import__("treefuse.cli", fromlist=["COMMANDS"]).COMMANDS))
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_help_states_the_exit_code_contract(command, capsys):
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])
