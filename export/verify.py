@@ -11,7 +11,8 @@ from treefuse.errors import GateFailed
 from treefuse.gates import Gates
 from treefuse.runtimes.measurements.parity import ParityGates, Sample, parity_over
 
-QAT_HINT = "fine-tune for INT8 with `treefuse qat` (quantization-aware) or keep more layers float"
+QAT_HINT = ("fine-tune for INT8 with `treefuse qat --data PAIRS --out RUN`, then `treefuse export onnx "
+            "--precision int8 --qat RUN` (on CPUs without VNNI its 7-bit weights also avoid ORT's int16 saturation)")
 
 
 def samples_from_batches(rainy: Iterable[np.ndarray], clean: Iterable[np.ndarray | None] | None = None,
