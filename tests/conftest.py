@@ -34,6 +34,16 @@ def weights_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A 4-channel, 2-block, dilation-2 model: INT8 and QAT CLI runs on it take seconds."""
+    import torch
+
+    torch.manual_seed(1)
+    model = TreeFusionNet(ModelConfig(channels=4, blocks=2, dilation_factor=2))
+    return save_weights(model, tmp_path_factory.mktemp("w") / "tiny.safetensors", note="tiny test weights")
+
+
+@pytest.fixture(scope="session")
 def paired_dir(tmp_path_factory) -> Path:
     """A paired folder (rain/ + clean/) of three small self-made images."""
     root = tmp_path_factory.mktemp("pairs")

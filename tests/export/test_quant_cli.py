@@ -12,19 +12,6 @@ from media import write_images
 
 
 @pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    import torch
-
-    from treefuse.checkpoint import save_weights
-    from treefuse.config import ModelConfig
-    from treefuse.model import TreeFusionNet
-
-    torch.manual_seed(1)
-    model = TreeFusionNet(ModelConfig(channels=4, blocks=2, dilation_factor=2))
-    return save_weights(model, tmp_path_factory.mktemp("w") / "tiny.safetensors", note="tiny test weights")
-
-
-@pytest.fixture(scope="module")
 def calib_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("calib")
     images = write_images(root / "images", 3)
