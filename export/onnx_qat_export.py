@@ -39,7 +39,7 @@ def make_qat_base(weights_path: str | Path, calib_dir: str | Path, run_dir: str 
         raise TreefuseError(f"--weight-bits must be one of {sorted(WEIGHT_LEVELS)}, got {weight_bits}")
     calibration = load_calibration_set(calib_dir)
     base = Path(run_dir) / BASE_DIR
-    with atomic_path(base, directory=True) as staged:
+    with atomic_path(base, directory=True, same_kind=lambda folder: (folder / FP32_NAME).is_file()) as staged:
         export_onnx(weights_path, staged / FP32_NAME)
         rewritten, _ = split_concat_convs(onnx.load(str(staged / FP32_NAME)))
         rewritten, _ = pad_input_channels(rewritten)

@@ -58,7 +58,8 @@ def check_output_path(target: str | Path, directory: bool = False,
     if not directory and target.is_dir():
         raise TreefuseError(f"output {target} is a folder, but a {what} goes there; "
                             "nothing was touched: choose a file path")
-    if directory and target.is_dir() and any(target.iterdir()) and same_kind is not None and not same_kind(target):
+    # A non-empty folder is replaced only when `same_kind` recognises it as the artifact being written.
+    if directory and target.is_dir() and any(target.iterdir()) and (same_kind is None or not same_kind(target)):
         raise TreefuseError(f"output {target} is a folder holding something else; nothing was touched: "
                             "choose a new or empty folder")
     for parent in target.parents:
@@ -67,6 +68,11 @@ def check_output_path(target: str | Path, directory: bool = False,
                 raise TreefuseError(f"output {target}: {parent} is a file, not a folder; choose another path")
             break
     return target
+
+
+def check_output_folder(folder: str | Path) -> Path:
+    """A folder outputs are written into, one file at a time (not replaced whole): refuse a file there."""
+    return check_output_path(folder, directory=True, same_kind=lambda _: True)  # its other files stay untouched
 
 
 @contextlib.contextmanager

@@ -44,14 +44,14 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.device import cpu_flags_text
     from treefuse.errors import TreefuseError
     from treefuse.export.matrix import DEFAULT_MATRIX, export_matrix
-    from treefuse.files import check_output_path
+    from treefuse.files import check_output_folder, check_output_path
     from treefuse.images import is_paired_folder
     from treefuse.provenance import provenance
     from treefuse.runtimes.measurements.benchmark import format_benchmark_table, run_benchmark
 
     if not is_paired_folder(args.images):
         raise TreefuseError(f"{args.images} is not a paired folder (needs rain/ and clean/ with the same file names)")
-    check_output_path(args.out, directory=True)
+    check_output_folder(args.out)
     if args.json:
         check_output_path(args.json)
     kinds = [k.strip() for k in args.formats.split(",")] if args.formats else None

@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise TreefuseError("pass --out DIR for the report (or --verify to check one)")
-    from treefuse.files import check_output_path
+    from treefuse.files import check_output_folder, check_output_path
 
-    check_output_path(args.out, directory=True)  # before the work: a file where the report folder goes
+    check_output_folder(args.out)  # before the work: a file where the report folder goes
     for name in ("report.md", "report.html"):
         check_output_path(args.out / name)
     from treefuse.report.build import write_report
