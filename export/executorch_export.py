@@ -18,7 +18,8 @@ import torch
 
 from treefuse.artifact import artifact_metadata
 from treefuse.checkpoint import load_weights
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
+from treefuse.export.request import check_export_request
 from treefuse.files import atomic_path
 from treefuse.folding import fold
 from treefuse.optional import import_optional
@@ -80,17 +81,8 @@ def export_executorch(weights_path: str | Path, out_path: str | Path, precision:
 
 def _check_request(out_path: Path, precision: str, calibration: Any, min_hw: tuple[int, int],
                    max_hw: tuple[int, int]) -> None:
-    if precision not in PRECISIONS:
-        raise TreefuseError(f"unsupported ExecuTorch precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if out_path.suffix != ".pte":
-        raise TreefuseError(f"ExecuTorch output must end in .pte, got {out_path.name}")
-    if out_path.is_dir():
-        raise TreefuseError(f"{out_path} is a folder; choose a .pte file path for --out")
+    check_export_request("ExecuTorch", ".pte", PRECISIONS, out_path, precision, calibration)
     check_hw_range(min_hw, max_hw)
-    if precision == "int8" and calibration is None:
-        raise TreefuseError("int8 needs a calibration set: pass --calib CALIB_DIR (build one with `treefuse calib build`)")
-    if precision != "int8" and calibration is not None:
-        raise TreefuseError(f"--calib is only used by int8, not by {precision}; drop it or choose int8")
 
 
 def _example_hw(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> tuple[int, int]:
@@ -130,7 +122,7 @@ def _lower(program: Any) -> bytes:
     try:
         lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
     except Exception as exc:  # a lowering failure is an unsupported torch/executorch pairing, stated in one line
-        raise TreefuseError(f"ExecuTorch could not lower the model ({str(exc).strip().splitlines()[0][:200]}); "
+        raise TreefuseError(f"ExecuTorch could not lower the model ({one_line(exc)[:200]}); "
                             "check the executorch version against pyproject's executorch extra") from None
     return bytes(lowered.buffer)
 

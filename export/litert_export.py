@@ -20,6 +20,7 @@ import numpy as np
 
 from treefuse.artifact import artifact_metadata
 from treefuse.errors import TreefuseError
+from treefuse.export.request import check_export_request
 from treefuse.files import atomic_path
 from treefuse.provenance import provenance
 from treefuse.sidecar import write_sidecar
@@ -76,18 +77,9 @@ def export_litert(weights_path: str | Path, out_path: str | Path, precision: str
 
 
 def _check_request(out_path: Path, precision: str, calibration: Any, size: tuple[int, int]) -> None:
-    if precision not in PRECISIONS:
-        raise TreefuseError(f"unsupported LiteRT precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if out_path.suffix != ".tflite":
-        raise TreefuseError(f"LiteRT output must end in .tflite, got {out_path.name}")
-    if out_path.is_dir():
-        raise TreefuseError(f"{out_path} is a folder; choose a .tflite file path for --out")
+    check_export_request("LiteRT", ".tflite", PRECISIONS, out_path, precision, calibration)
     if min(size) < 8:
         raise TreefuseError(f"--size {size[0]}x{size[1]} is too small to convert at; use 8x8 or more (e.g. 256x256)")
-    if precision == "int8" and calibration is None:
-        raise TreefuseError("int8 needs a calibration set: pass --calib CALIB_DIR (build one with `treefuse calib build`)")
-    if precision != "int8" and calibration is not None:
-        raise TreefuseError(f"--calib is only used by int8, not by {precision}; drop it or choose int8")
     if calibration is not None and isinstance(calibration, (str, Path)):
         from treefuse.calib.store import load_calibration_set
 

@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 from treefuse.export.onnx_qat import WEIGHT_LEVELS, FakeQuantQdq, write_learned
 from treefuse.files import atomic_path, sha256_file
 
@@ -90,7 +90,7 @@ def load_learned(module: FakeQuantQdq, run_dir: str | Path) -> dict[str, str]:
     try:
         module.load_state_dict(load_file(str(path)))
     except RuntimeError as exc:
-        raise TreefuseError(f"{path} does not match the run's INT8 model ({str(exc).splitlines()[0]})") from None
+        raise TreefuseError(f"{path} does not match the run's INT8 model ({one_line(exc)})") from None
     return metadata
 
 

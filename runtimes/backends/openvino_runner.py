@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 from treefuse.artifact import read_onnx_metadata
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
 from treefuse.optional import import_optional
 from treefuse.runtimes.backends.base import Runner
 
@@ -41,7 +41,7 @@ class OpenVINORunner(Runner):
         try:
             self.model = self.core.read_model(str(self.path))
         except Exception as exc:  # OpenVINO raises untyped RuntimeErrors for malformed files
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            first = one_line(exc)
             raise TreefuseError(f"openvino: cannot read {self.path} ({first[:200]})") from None
         if len(self.model.inputs) != 1:
             raise TreefuseError(f"openvino: {self.path} must have one image input, found {len(self.model.inputs)}")
