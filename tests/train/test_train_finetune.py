@@ -16,13 +16,6 @@ TINY = ["--set", "data.patch_size=24", "--set", "data.batch_size=2", "--set", "s
         "--set", "speed.precision=fp32", "--set", "speed.threads=1", "--no-progress"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def camera(tmp_path):
     """Tiny initial weights and a synth-made paired folder of four 40x48 pairs (numbers 0-3)."""

@@ -24,13 +24,6 @@ from treefuse.train.train_config import TrainConfig
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def data(tmp_path):
     rng = np.random.default_rng(0)
