@@ -104,6 +104,10 @@ def _models(root: Path, weights: Path, onnx_path: Path) -> None:
 
     (root / "weights").mkdir()
     shutil.copy(weights, root / "weights" / "w.safetensors")
+    from treefuse.checkpoint import save_weights
+    from treefuse.config import ModelConfig
+    from treefuse.model import TreeFusionNet
+    save_weights(TreeFusionNet(ModelConfig(channels=4, blocks=1)), root / "weights" / "small.safetensors", note="test")
     (root / "weights" / "pickle.safetensors").write_bytes(pickle.dumps({"head.weight": [1.0, 2.0]}))
     (root / "weights" / "garbage.safetensors").write_bytes(np.random.default_rng(1).bytes(4096))
     save_file({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.weight": torch.zeros(10, 512)},

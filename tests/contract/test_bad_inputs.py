@@ -49,6 +49,7 @@ EVALUATE = "evaluate --backend onnx:{C}/onnx/model.onnx"
 ONNX = "export onnx --weights {C}/weights/w.safetensors --out {O}/m.onnx"
 INT8 = ONNX + " --precision int8 --calib {C}/sets/{set}"
 COREML = "export coreml --weights {C}/weights/w.safetensors --out {O}/m.mlpackage"
+BLEND = "blend --base {C}/weights/w.safetensors --tuned {C}/weights/w.safetensors"
 TRT = "export trt --onnx {C}/onnx/model.onnx --precision fp16 --out {O}/m.engine"
 
 
@@ -314,6 +315,20 @@ CASES = [
          "--threads -1 --out {O}/q", 2),
     Case("qat-steps-zero", "qat --weights {C}/weights/w.safetensors --data {C}/paired --calib {C}/sets/good "
          "--steps 0 --out {O}/q", 2),
+    Case("blend-ok", BLEND + " --alpha 0.3 --out {O}/b.safetensors", 0, writes="b.safetensors"),
+    Case("blend-alpha-above-one", BLEND + " --alpha 1.5 --out {O}/b.safetensors", 2),
+    Case("blend-alpha-nan", BLEND + " --alpha nan --out {O}/b.safetensors", 2),
+    Case("blend-alpha-text", BLEND + " --alpha half --out {O}/b.safetensors", 2),
+    Case("blend-tuned-pickle", "blend --base {C}/weights/w.safetensors --tuned {C}/weights/pickle.safetensors "
+         "--alpha 0.5 --out {O}/b.safetensors", 2),
+    Case("blend-tuned-nan", "blend --base {C}/weights/w.safetensors --tuned {C}/weights/nan.safetensors "
+         "--alpha 0.5 --out {O}/b.safetensors", 2),
+    Case("blend-other-architecture", "blend --base {C}/weights/w.safetensors --tuned {C}/weights/small.safetensors "
+         "--alpha 0.5 --out {O}/b.safetensors", 2, stderr_has="different models"),
+    Case("blend-out-is-an-input", BLEND + " --alpha 0.5 --out {C}/weights/w.safetensors", 2,
+         stderr_has="never overwritten"),
+    Case("blend-out-is-a-folder", BLEND + " --alpha 0.5 --out {O}/b.safetensors", 2,
+         prepare=_folder_with_a_file("b.safetensors")),
     Case("check-onnx-garbage", "check --target tensorrt {C}/onnx/garbage.onnx", 2),
     Case("check-onnx-missing", "check --target tensorrt {C}/onnx/nope.onnx", 2),
     # -- the command line itself -------------------------------------------------------------------------------------

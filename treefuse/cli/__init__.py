@@ -19,6 +19,7 @@ from treefuse.errors import GateFailed, TreefuseError, one_line
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("treefuse.cli.synth_cmd", "render synthetic street rain onto clean frames: rain/ + clean/ training pairs"),
     "train": ("treefuse.cli.train_cmd", "train the model on paired or synthetic-rain data (resumable)"),
+    "blend": ("treefuse.cli.blend_cmd", "mix fine-tuned weights back toward their base (WiSE-FT), no training"),
     "evaluate": ("treefuse.cli.evaluate_cmd", "PSNR/SSIM of a backend against ground truth on a paired folder"),
     "qat": ("treefuse.cli.qat_cmd", "quantization-aware fine-tuning when post-training INT8 misses its gate (resumable)"),
     "export": ("treefuse.cli.export_cmd", "convert weights to ONNX, TensorRT, Core ML, ExecuTorch or LiteRT (the format table)"),
