@@ -49,9 +49,9 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
     `size` is the largest input any artifact must take (formats with a fixed upper bound plan for it)."""
     from treefuse.checkpoint import load_weights
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     source_sha256 = load_weights(weights).sha256
     calib_sha256 = _calibration_sha256(calib)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known good: a refusal writes nothing
     cells: list[Cell] = []
     failed: dict[Path, str] = {}  # OpenVINO runs the ONNX files: one failed export is not tried twice
     for kind, precision in matrix:
