@@ -48,6 +48,16 @@ def test_fp16_package_matches_pytorch_above_45_db(fp16_package, tiny_coreml_weig
     assert np.abs(output - run(tiny_coreml_weights, batch, TorchRunner)).max() > 1e-5
 
 
+def test_fp16_convs_computed_in_fp32_match_torchs_own_fp16_conv(fp16_package, batch):
+    """The fast path (FP32 accumulate, FP16 outputs) against torch's FP16 conv: within an ulp or two."""
+    program = load_program(fp16_package)
+    fast = coreml_mil.evaluate(program, batch[:1])
+    native = coreml_mil.evaluate(program, batch[:1], coreml_mil.NATIVE_FP16_OPS)
+    assert np.array_equal(fast, fast.astype(np.float16).astype(np.float32))  # the output really is FP16
+    assert np.abs(fast - native).max() <= 2 * 2.0 ** -10  # FP16 ulp is 2^-11 in [0.5, 1), 2^-10 in [1, 2)
+    assert np.mean(fast != native) < 0.05
+
+
 @pytest.mark.slow
 def test_fp32_package_matches_pytorch_to_float_rounding(tiny_coreml_weights, batch, tmp_path):
     package = export_coreml(tiny_coreml_weights, tmp_path / "fp32.mlpackage", "fp32", **RANGE)
