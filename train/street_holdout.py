@@ -5,6 +5,10 @@ held out; `train/configs/street.yaml` excludes the same files from training
 (`data.synthetic_exclude`), and a test checks the two lists agree. The set is the centre
 320x320 window of each photo (the depth stand-in still follows the whole frame), street preset,
 seed 14: `python -m treefuse.train.street_holdout --out DIR` rebuilds it byte for byte.
+
+`--selection` builds `street-select8` instead: the first of every five (photos training does see
+as backgrounds, never with this rain), seed 99, for choosing among candidates (a blend's alpha)
+without looking at the held-out set.
 """
 from __future__ import annotations
 
@@ -16,21 +20,26 @@ from treefuse.synth_pairs import synth_folder
 SOURCE_DIR = "../shared/data/clean/Urban100"
 HELD_OUT = ("img_006.png", "img_019.png", "img_031.png", "img_044.png",
             "img_057.png", "img_070.png", "img_082.png", "img_095.png")
-PRESET, SEED, CROP = "street", 14, 320
+SELECTION = ("img_001.png", "img_014.png", "img_026.png", "img_039.png",
+             "img_052.png", "img_064.png", "img_077.png", "img_090.png")
+PRESET, SEED, SELECTION_SEED, CROP = "street", 14, 99, 320
 NAME = "street-holdout8:urban100-seed14-crop320"
+SELECTION_NAME = "street-select8:urban100-seed99-crop320"
 
 
-def build(out: str, source_dir: str = SOURCE_DIR) -> dict:
-    """Render the held-out set into `out` (a paired folder)."""
-    return synth_folder(source_dir, out, preset=PRESET, seed=SEED, crop=CROP, names=list(HELD_OUT))
+def build(out: str, source_dir: str = SOURCE_DIR, selection: bool = False) -> dict:
+    """Render the held-out set (or the selection set) into `out` (a paired folder)."""
+    names, seed = (SELECTION, SELECTION_SEED) if selection else (HELD_OUT, SEED)
+    return synth_folder(source_dir, out, preset=PRESET, seed=seed, crop=CROP, names=list(names))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="paired folder to write (rain/ + clean/)")
     parser.add_argument("--source", default=SOURCE_DIR, help="the Urban100 folder")
+    parser.add_argument("--selection", action="store_true", help="build street-select8 (for choosing, not scoring)")
     args = parser.parse_args()
-    print(json.dumps(build(args.out, args.source)))
+    print(json.dumps(build(args.out, args.source, args.selection)))
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from treefuse.errors import TreefuseError
 from treefuse.street_rain import load_preset
 from treefuse.train.datasets import clean_photo_files
 from treefuse.train.patches import PatchSampler
-from treefuse.train.street_holdout import HELD_OUT
+from treefuse.train.street_holdout import HELD_OUT, SELECTION
 from treefuse.train.train_config import load_train_config
 from treefuse.images import write_image
 
@@ -16,6 +16,7 @@ def test_street_config_holds_out_exactly_the_validation_photos():
     assert sorted(config.data.synthetic_exclude) == sorted(f"Urban100/{name}" for name in HELD_OUT)
     assert config.data.street_fraction > 0 and config.data.synthetic_fraction <= 0.5  # real pairs keep their share
     assert config.speed.precision == "fp32" and config.optim.init_weights
+    assert not set(SELECTION) & set(HELD_OUT) and len(set(SELECTION)) == 8  # choosing never looks at the held-out set
 
 
 def test_excluded_photos_are_left_out_and_a_misspelt_one_is_refused(tmp_path):
