@@ -204,10 +204,10 @@ def _quantize(args: dict[str, Any], out_dtype: torch.dtype) -> torch.Tensor:
     axis = int(args["axis"]) if "axis" in args else None
     scaled = x / _along(args["scale"].to(x.dtype), axis, x.ndim)
     if "zero_point" in args:
-        scaled = scaled + _along(args["zero_point"].to(x.dtype), axis, x.ndim)
+        scaled += _along(args["zero_point"].to(x.dtype), axis, x.ndim)
     info = torch.iinfo(out_dtype)
     # Core ML rounds half to even, as torch.round does.
-    return torch.clamp(torch.round(scaled), info.min, info.max).to(out_dtype)
+    return torch.round_(scaled).clamp_(info.min, info.max).to(out_dtype)
 
 
 def _dequantize(args: dict[str, Any], out_dtype: torch.dtype, data_key: str = "input") -> torch.Tensor:
@@ -215,8 +215,9 @@ def _dequantize(args: dict[str, Any], out_dtype: torch.dtype, data_key: str = "i
     axis = int(args["axis"]) if "axis" in args else None
     values = data.to(torch.float32)
     if "zero_point" in args:
-        values = values - _along(args["zero_point"].to(torch.float32), axis, data.ndim)
-    return (values * _along(args["scale"].to(torch.float32), axis, data.ndim)).to(out_dtype)
+        values -= _along(args["zero_point"].to(torch.float32), axis, data.ndim)
+    values *= _along(args["scale"].to(torch.float32), axis, data.ndim)
+    return values.to(out_dtype)
 
 
 def _concat(args: dict[str, Any], out_dtype: torch.dtype) -> torch.Tensor:
