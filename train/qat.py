@@ -21,7 +21,7 @@ from treefuse.checkpoint import load_weights
 from treefuse.files import atomic_path
 from treefuse.folding import fold
 from treefuse.train.losses import derain_loss
-from treefuse.train.run_dir import RunDir
+from treefuse.train.run_dir import RunDir, pack_state, unpack_state
 from treefuse.train.train_config import TrainConfig
 
 LEARNED_NAME = "learned.safetensors"  # the network's state after the newest checkpoint; exporters read it
@@ -99,20 +99,13 @@ class QatTrainer:
         return float(loss.detach())
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors = {f"model.{k}": v for k, v in self.network.state_dict().items()}
         optimizer = self.optimizer.state_dict()
-        for index, slots in optimizer["state"].items():
-            for name, value in slots.items():
-                tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
+        tensors = pack_state(self.network.state_dict(), optimizer)
         return tensors, {"optimizer_param_groups": optimizer["param_groups"]}
 
     def load_state(self, tensors: dict[str, torch.Tensor], record: dict[str, Any]) -> None:
-        self.network.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-        slots: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, index, name = key.split(".", 2)
-                slots.setdefault(int(index), {})[name] = value
+        model, slots = unpack_state(tensors)
+        self.network.load_state_dict(model)
         self.optimizer.load_state_dict({"state": slots, "param_groups": record["optimizer_param_groups"]})
         self.step = int(record["step"])
 

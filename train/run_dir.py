@@ -125,3 +125,24 @@ def _read_checkpoint(folder: Path) -> tuple[dict[str, torch.Tensor], dict[str, A
         return load_file(str(tensors_path)), state
     except (OSError, ValueError, json.JSONDecodeError):
         return None
+
+
+def pack_state(model: dict[str, torch.Tensor], optimizer: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """A model's and an optimizer's state as the flat tensors of a checkpoint (`model.*`, `optim.N.slot`)."""
+    tensors = {f"model.{k}": v for k, v in model.items()}
+    for index, slots in optimizer["state"].items():
+        for name, value in slots.items():
+            tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
+    return tensors
+
+
+def unpack_state(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[int, dict[str, torch.Tensor]]]:
+    """`pack_state` undone: the model's state dict and the optimizer's per-parameter slots."""
+    model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    slots: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, index, name = key.split(".", 2)
+            slots.setdefault(int(index), {})[name] = value
+    return model, slots
+

@@ -22,6 +22,7 @@ from treefuse.train.folded_forward import FoldedTraining
 from treefuse.train.graphed_step import GraphedStep
 from treefuse.train.losses import derain_loss
 from treefuse.train.patches import PatchSampler
+from treefuse.train.run_dir import pack_state, unpack_state
 from treefuse.train.train_config import SpeedConfig, TrainConfig
 
 
@@ -168,11 +169,8 @@ class Trainer:
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Everything needed to continue bit-identically: tensors and a JSON-able record."""
-        tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         optim_state = self.optimizer.state_dict()
-        for index, slots in optim_state["state"].items():
-            for name, value in slots.items():
-                tensors[f"optim.{index}.{name}"] = torch.as_tensor(value)
+        tensors = pack_state(self.model.state_dict(), optim_state)
         record = {
             "optimizer_param_groups": optim_state["param_groups"],
             "rng": {"torch": _b64(torch.get_rng_state()), "numpy": _numpy_state(), "python": _python_state(),
@@ -184,12 +182,8 @@ class Trainer:
 
     def load_state(self, tensors: dict[str, torch.Tensor], record: dict[str, Any]) -> None:
         """Restore what `state()` returned; the step comes from `record['step']`."""
-        self.model.load_state_dict({k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")})
-        slots: dict[int, dict[str, torch.Tensor]] = {}
-        for key, value in tensors.items():
-            if key.startswith("optim."):
-                _, index, name = key.split(".", 2)
-                slots.setdefault(int(index), {})[name] = value
+        model, slots = unpack_state(tensors)
+        self.model.load_state_dict(model)
         # Whether Adam is capturable is this session's choice (speed.cuda_graph), not the checkpoint's.
         capturable = self.optimizer.param_groups[0]["capturable"]
         groups = [{**group, "capturable": capturable} for group in record["optimizer_param_groups"]]
