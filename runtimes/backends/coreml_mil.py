@@ -213,7 +213,7 @@ def _quantize(args: dict[str, Any], out_dtype: torch.dtype) -> torch.Tensor:
 def _dequantize(args: dict[str, Any], out_dtype: torch.dtype, data_key: str = "input") -> torch.Tensor:
     data = args[data_key]
     axis = int(args["axis"]) if "axis" in args else None
-    values = data.to(torch.float32)
+    values = data.to(torch.float32, copy=True)  # a fresh tensor: the in-place ops below never touch the input
     if "zero_point" in args:
         values -= _along(args["zero_point"].to(torch.float32), axis, data.ndim)
     values *= _along(args["scale"].to(torch.float32), axis, data.ndim)
