@@ -13,6 +13,7 @@ from treefuse.config import ModelConfig
 from treefuse.errors import TreefuseError, one_line
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+RAIN_PRESET_SUFFIX = "-rain"  # train/configs/*-rain.yaml are rain presets a chunk used (data.rain_preset), not configs
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -224,7 +225,7 @@ def resolve_config_path(path: str | Path) -> Path:
     shipped = CONFIG_DIR / f"{candidate.stem}.yaml"
     if candidate.suffix in ("", ".yaml") and candidate.parent == Path(".") and shipped.is_file():
         return shipped
-    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if not p.stem.endswith(RAIN_PRESET_SUFFIX))
     raise TreefuseError(f"config file not found: {path} (shipped configs: {names})")
 
 
