@@ -27,10 +27,11 @@ NAME = "street-holdout8:urban100-seed14-crop320"
 SELECTION_NAME = "street-select8:urban100-seed99-crop320"
 
 
-def build(out: str, source_dir: str = SOURCE_DIR, selection: bool = False) -> dict:
-    """Render the held-out set (or the selection set) into `out` (a paired folder)."""
-    names, seed = (SELECTION, SELECTION_SEED) if selection else (HELD_OUT, SEED)
-    return synth_folder(source_dir, out, preset=PRESET, seed=seed, crop=CROP, names=list(names))
+def build(out: str, source_dir: str = SOURCE_DIR, selection: bool = False, seed: int | None = None) -> dict:
+    """Render the held-out set (or the selection set) into `out` (a paired folder); `seed` for fresh rain."""
+    names, default_seed = (SELECTION, SELECTION_SEED) if selection else (HELD_OUT, SEED)
+    return synth_folder(source_dir, out, preset=PRESET, seed=default_seed if seed is None else seed, crop=CROP,
+                        names=list(names))
 
 
 def main() -> None:
@@ -38,8 +39,9 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="paired folder to write (rain/ + clean/)")
     parser.add_argument("--source", default=SOURCE_DIR, help="the Urban100 folder")
     parser.add_argument("--selection", action="store_true", help="build street-select8 (for choosing, not scoring)")
+    parser.add_argument("--seed", type=int, default=None, help="fresh rain on the same photos (default 14, or 99)")
     args = parser.parse_args()
-    print(json.dumps(build(args.out, args.source, args.selection)))
+    print(json.dumps(build(args.out, args.source, args.selection, args.seed)))
 
 
 if __name__ == "__main__":
