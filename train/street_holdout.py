@@ -24,7 +24,6 @@ SELECTION = ("img_001.png", "img_014.png", "img_026.png", "img_039.png",
              "img_052.png", "img_064.png", "img_077.png", "img_090.png")
 PRESET, SEED, SELECTION_SEED, CROP = "street", 14, 99, 320
 NAME = "street-holdout8:urban100-seed14-crop320"
-SELECTION_NAME = "street-select8:urban100-seed99-crop320"
 
 
 def build(out: str, source_dir: str = SOURCE_DIR, selection: bool = False, seed: int | None = None) -> dict:
