@@ -13,12 +13,10 @@ pytest.importorskip("executorch", reason="ExecuTorch is not installed (pip insta
 from treefuse.cli import main  # noqa: E402
 from treefuse.errors import TreefuseError  # noqa: E402
 from treefuse.export.executorch_export import export_executorch  # noqa: E402
-from treefuse.images import from_batch  # noqa: E402
-from treefuse.metrics import calculate_psnr  # noqa: E402
 from treefuse.runtimes.backends.registry import make_runner  # noqa: E402
 from treefuse.sidecar import sidecar_path  # noqa: E402
 
-from backend_helpers import run_backend  # noqa: E402
+from backend_helpers import min_psnr, run_backend  # noqa: E402
 
 RANGE = dict(min_hw=(16, 16), max_hw=(64, 64))  # a small planned maximum keeps the runtime's memory small
 
@@ -32,11 +30,6 @@ def fp32_pte(tiny_coreml_weights, tmp_path_factory):
 def calibration():
     images = np.random.default_rng(3).random((4, 3, 32, 32), dtype=np.float32)
     return types.SimpleNamespace(images=images, sha256="c" * 64)
-
-
-def psnr(output: np.ndarray, reference: np.ndarray) -> float:
-    return min(calculate_psnr(from_batch(np.clip(o[None], 0, 1)), from_batch(np.clip(r[None], 0, 1)))
-               for o, r in zip(output, reference))
 
 
 @pytest.mark.slow
@@ -58,7 +51,7 @@ def test_int8_program_is_calibrated_close_and_fails_the_fp32_gate(tiny_coreml_we
     batch = np.random.default_rng(5).random((1, 3, 32, 48), dtype=np.float32)
     output, facts = run_backend(f"executorch:{pte}", batch)
     reference, _ = run_backend(f"torch:{tiny_coreml_weights}", batch)
-    quality = psnr(output, reference)
+    quality = min_psnr(output, reference)
     assert facts["precision"] == "int8" and facts["artifact"]["calibration_sha256"] == "c" * 64
     # Really 8-bit (not float passed through), yet close: between the int8 gate and the fp32 one.
     assert gates_for("int8").min_output_psnr_db <= quality < gates_for("fp32").min_output_psnr_db

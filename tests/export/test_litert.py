@@ -12,11 +12,9 @@ from treefuse.cli import main  # noqa: E402
 from treefuse.errors import TreefuseError  # noqa: E402
 from treefuse.export import litert_export  # noqa: E402
 from treefuse.export.litert_export import export_litert  # noqa: E402
-from treefuse.images import from_batch  # noqa: E402
-from treefuse.metrics import calculate_psnr  # noqa: E402
 from treefuse.runtimes.backends.registry import make_runner  # noqa: E402
 
-from backend_helpers import run_backend  # noqa: E402
+from backend_helpers import min_psnr, run_backend  # noqa: E402
 
 SIZE = (32, 32)
 
@@ -32,11 +30,6 @@ def converter_or_skip() -> str:
 def fp32_tflite(tiny_coreml_weights, tmp_path_factory):
     converter_or_skip()
     return export_litert(tiny_coreml_weights, tmp_path_factory.mktemp("litert") / "m.tflite", size=SIZE)
-
-
-def psnr(output: np.ndarray, reference: np.ndarray) -> float:
-    return min(calculate_psnr(from_batch(np.clip(o[None], 0, 1)), from_batch(np.clip(r[None], 0, 1)))
-               for o, r in zip(output, reference))
 
 
 @pytest.mark.slow
@@ -65,7 +58,7 @@ def test_reduced_precisions_are_close_but_not_fp32_exact(precision, tiny_coreml_
     output, facts = run_backend(f"litert:{path}", batch)
     reference, _ = run_backend(f"torch:{tiny_coreml_weights}", batch)
     assert facts["precision"] == precision
-    assert gates_for(precision).min_output_psnr_db <= psnr(output, reference) < 140  # fp32 rounding scores ~145 dB
+    assert gates_for(precision).min_output_psnr_db <= min_psnr(output, reference) < 140  # fp32 rounding scores ~145 dB
     if precision == "int8":
         assert facts["artifact"]["calibration_sha256"]
         # The across-block fuse stays float: dequantized into it, quantized out of it, besides input and output.
