@@ -57,7 +57,7 @@ def _crop(image: np.ndarray, size_hw: tuple[int, int], rng: np.random.Generator)
 
 def _add_rain(clean: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, Any]]:
     # Imported here: synthetic rain is a separate module and only this option needs it.
-    from treefuse.synthetic_rain import add_synthetic_rain
+    from treefuse.data.synthetic_rain import add_synthetic_rain
 
     rainy, params = add_synthetic_rain(clean, rng)
     return np.clip(np.asarray(rainy, dtype=np.float32), 0.0, 1.0), json.loads(json.dumps(params.to_dict()))

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from treefuse.errors import TreefuseError
-from treefuse.street_rain import RainPreset, StreetRainParams, render_street_rain
-from treefuse.synthetic_rain import RainParams, add_synthetic_rain
+from treefuse.data.street_rain import RainPreset, StreetRainParams, render_street_rain
+from treefuse.data.synthetic_rain import RainParams, add_synthetic_rain
 from treefuse.train.datasets import ImagePair
 
 # Rain is drawn on a larger crop so streaks enter the patch from outside its edges.

@@ -12,7 +12,7 @@ import torch
 
 from treefuse.checkpoint import save_weights
 from treefuse.errors import TreefuseError
-from treefuse.street_rain import load_preset, preset_path
+from treefuse.data.street_rain import load_preset, preset_path
 from treefuse.train.ddp import World, join, leave, world_from_env
 from treefuse.train.datasets import clean_photo_files, load_pairs, load_photos, manifest
 from treefuse.train.patches import PatchSampler

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from treefuse.synth_pairs import synth_folder
+from treefuse.data.synth_pairs import synth_folder
 
 SOURCE_DIR = "../shared/data/clean/Urban100"
 HELD_OUT = ("img_006.png", "img_019.png", "img_031.png", "img_044.png",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from treefuse.street_rain import RainPreset
+from treefuse.data.street_rain import RainPreset
 from treefuse.train.datasets import ImagePair
 from treefuse.train.patches import rain_on_crop
 

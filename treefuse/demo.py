@@ -18,7 +18,7 @@ SHARED_PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / 
 def make_synthetic_pairs(out_dir: Path, count: int = 4, seed: int = 0) -> Path:
     """A paired folder of smooth self-made scenes under seeded heavy synthetic rain."""
     from treefuse.images import write_image
-    from treefuse.synthetic_rain import RainParams, add_synthetic_rain
+    from treefuse.data.synthetic_rain import RainParams, add_synthetic_rain
 
     rng = np.random.default_rng(seed)
     for index in range(count):

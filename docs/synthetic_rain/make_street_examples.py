@@ -1,7 +1,7 @@
 """Docs examples: a self-drawn street scene (no dataset photo) with street rain at fixed seeds."""
 import numpy as np
 from treefuse.images import write_image
-from treefuse.street_rain import StreetRainParams, load_preset, render_street_rain
+from treefuse.data.street_rain import StreetRainParams, load_preset, render_street_rain
 import dataclasses
 
 H, W = 192, 256

@@ -135,9 +135,9 @@ def test_synthetic_rain_is_applied_and_recorded(images, tmp_path, monkeypatch):
         strength = float(rng.uniform(0.1, 0.2))
         return np.clip(clean + strength, 0, 1), FakeRainParams(strength)
 
-    module = types.ModuleType("treefuse.synthetic_rain")
+    module = types.ModuleType("treefuse.data.synthetic_rain")
     module.add_synthetic_rain = add_synthetic_rain
-    monkeypatch.setitem(sys.modules, "treefuse.synthetic_rain", module)
+    monkeypatch.setitem(sys.modules, "treefuse.data.synthetic_rain", module)
     clean = load_calibration_set(build_calibration_set(images, tmp_path / "clean", 2, (16, 16), 0))
     rainy = load_calibration_set(build_calibration_set(images, tmp_path / "rainy", 2, (16, 16), 0, synthetic_rain=True))
     assert rainy.manifest["synthetic_rain"] is True
@@ -148,7 +148,7 @@ def test_synthetic_rain_is_applied_and_recorded(images, tmp_path, monkeypatch):
 
 
 def test_real_synthetic_rain_is_deterministic(images, tmp_path):
-    pytest.importorskip("treefuse.synthetic_rain", reason="treefuse.synthetic_rain is not in this tree yet")
+    pytest.importorskip("treefuse.data.synthetic_rain", reason="treefuse.data.synthetic_rain is not in this tree yet")
     first = load_calibration_set(build_calibration_set(images, tmp_path / "a", 2, (32, 32), 5, synthetic_rain=True))
     again = load_calibration_set(build_calibration_set(images, tmp_path / "b", 2, (32, 32), 5, synthetic_rain=True))
     assert first.sha256 == again.sha256

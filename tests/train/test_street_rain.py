@@ -5,9 +5,9 @@ import yaml
 
 from treefuse.errors import TreefuseError
 from treefuse.metrics import calculate_psnr
-from treefuse.street_rain import (BOUNDS, PRESET_DIR, StreetRainParams, depth_stand_in, load_preset,
+from treefuse.data.street_rain import (BOUNDS, PRESET_DIR, StreetRainParams, depth_stand_in, load_preset,
                                   preset_from_dict, render_street_rain)
-from treefuse.synthetic_rain import RainParams
+from treefuse.data.synthetic_rain import RainParams
 
 
 def _photo(size=64, seed=0):

@@ -10,7 +10,7 @@ from treefuse.cli import main
 from treefuse.config import ModelConfig
 from treefuse.images import write_image
 from treefuse.model import TreeFusionNet
-from treefuse.synth_pairs import synth_folder
+from treefuse.data.synth_pairs import synth_folder
 
 TINY = ["--set", "data.patch_size=24", "--set", "data.batch_size=2", "--set", "speed.device=cpu",
         "--set", "speed.precision=fp32", "--set", "speed.threads=1", "--no-progress"]

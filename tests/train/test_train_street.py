@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from treefuse.errors import TreefuseError
-from treefuse.street_rain import load_preset
+from treefuse.data.street_rain import load_preset
 from treefuse.train.datasets import clean_photo_files
 from treefuse.train.patches import PatchSampler
 from treefuse.train.street_holdout import HELD_OUT, SELECTION

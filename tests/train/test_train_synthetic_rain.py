@@ -4,7 +4,7 @@ import pytest
 
 from treefuse.errors import TreefuseError
 from treefuse.metrics import calculate_psnr
-from treefuse.synthetic_rain import RainParams, add_synthetic_rain, streak_kernel
+from treefuse.data.synthetic_rain import RainParams, add_synthetic_rain, streak_kernel
 
 
 def _photo(seed=0, size=96):

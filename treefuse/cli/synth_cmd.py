@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from treefuse.synth_pairs import synth_folder
+    from treefuse.data.synth_pairs import synth_folder
 
     summary = synth_folder(args.images, args.out, preset=args.preset, seed=args.seed, count=args.count, crop=args.crop)
     print(json.dumps(summary, sort_keys=True))

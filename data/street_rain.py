@@ -5,7 +5,7 @@ grows with distance (no depth map: a smooth stand-in, a ground plane below a hor
 sideways), blur from drops on the lens, spray rising from the road, and darkness with sensor
 noise at night. Streaks come in depth layers: near ones long, wide and blurred by motion,
 far ones short, thin and dense. A rendering is a pure function of its StreetRainParams (with
-the noise seed inside), and a preset (YAML of ranges, `treefuse/rain_presets/`) says what
+the noise seed inside), and a preset (YAML of ranges, `data/rain_presets/`) says what
 `StreetRainParams.sample` draws from.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from treefuse.errors import TreefuseError
-from treefuse.synthetic_rain import RainParams, _convolve_same, streak_layer
+from treefuse.data.synthetic_rain import RainParams, _convolve_same, streak_layer
 
 PRESET_DIR = Path(__file__).parent / "rain_presets"
 # Hard bounds of every preset range: what the renderer accepts at all.

@@ -15,7 +15,7 @@ import numpy as np
 from treefuse.errors import TreefuseError
 from treefuse.files import atomic_path, sha256_file
 from treefuse.images import check_image, list_images, read_image, write_image
-from treefuse.street_rain import RainPreset, StreetRainParams, load_preset, preset_path, render_street_rain
+from treefuse.data.street_rain import RainPreset, StreetRainParams, load_preset, preset_path, render_street_rain
 
 RECORD_NAME = "synth.json"
 
