@@ -14,7 +14,7 @@ from pathlib import Path
 
 from treefuse.checkpoint import DEFAULT_WEIGHTS
 from treefuse.cli.args import parse_size
-from treefuse.export.onnx_export import export_onnx
+from treefuse.export.onnx.exporter import export_onnx
 from treefuse.runtimes.measurements.bench import format_table, measure_interleaved
 from treefuse.device import device_fingerprint
 from treefuse.runtimes.backends.registry import make_runner

@@ -96,7 +96,7 @@ def _unavailable(kind: str, precision: str, calib: Path | None) -> str | None:
     if reason or kind in NOT_BENCHMARKED:
         return reason or NOT_BENCHMARKED[kind]
     if kind == "litert":
-        from treefuse.export.litert_export import converter_python
+        from treefuse.export.pt2e.litert import converter_python
 
         try:
             converter_python()
@@ -134,7 +134,7 @@ def _is_reusable(spec: str, precision: str, source_sha256: str, calibration_sha2
 
 
 def _onnx(weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int]) -> None:
-    from treefuse.export.chains import Int8OnnxFromOnnx, OnnxFromWeights
+    from treefuse.export.onnx.chains import Int8OnnxFromOnnx, OnnxFromWeights
 
     # The same chain as `treefuse export onnx`: int8 is checked against its gates and refused if it misses them.
     fp32 = OnnxFromWeights(weights)
@@ -153,13 +153,13 @@ def _sha(weights: Path) -> str:
 
 
 def _executorch(weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int]) -> None:
-    from treefuse.export.executorch_export import export_executorch
+    from treefuse.export.pt2e.executorch import export_executorch
 
     export_executorch(weights, path, precision, calib if precision == "int8" else None, max_hw=size)
 
 
 def _litert(weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int]) -> None:
-    from treefuse.export.litert_export import export_litert
+    from treefuse.export.pt2e.litert import export_litert
 
     export_litert(weights, path, precision, calib if precision == "int8" else None, size=size)
 

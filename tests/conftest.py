@@ -65,14 +65,14 @@ def shipped_weights() -> Path:
 
 @pytest.fixture(scope="session")
 def onnx_path(weights_path, tmp_path_factory) -> Path:
-    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.onnx.exporter import export_onnx
 
     return export_onnx(weights_path, tmp_path_factory.mktemp("onnx") / "model.onnx")
 
 
 @pytest.fixture(scope="session")
 def shipped_onnx(shipped_weights, tmp_path_factory) -> Path:
-    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.onnx.exporter import export_onnx
 
     return export_onnx(shipped_weights, tmp_path_factory.mktemp("onnx") / "shipped.onnx")
 
@@ -105,6 +105,6 @@ def fp16_package(tiny_coreml_weights, tmp_path_factory) -> Path:
     """One FP16 Core ML package shared by the export and runner tests (converted once)."""
     pytest.importorskip("coremltools", reason="coremltools is not installed (pip install 'treefuse[coreml]')")
     from coreml_fixtures import RANGE
-    from treefuse.export.coreml_export import export_coreml
+    from treefuse.export.coreml.exporter import export_coreml
 
     return export_coreml(tiny_coreml_weights, tmp_path_factory.mktemp("coreml_fp16") / "m.mlpackage", "fp16", **RANGE)

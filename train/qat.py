@@ -1,7 +1,7 @@
 """Quantization-aware fine-tuning: train a fake-quantized network with the paper's loss, resumably.
 
 The network is any module whose forward pass fake-quantizes as the target runtime will
-(for ONNX Runtime INT8: `treefuse.export.onnx_qat.FakeQuantQdq`, composed by the CLI). Each
+(for ONNX Runtime INT8: `treefuse.export.onnx.qat.FakeQuantQdq`, composed by the CLI). Each
 step's loss is the paper's 0.4 MSE + 0.6 (1 - SSIM) against the clean image and against the
 FP32 network's own output, mixed by `distill`: the INT8 model must stay close to FP32 (its
 gate) while keeping the task. Batches are a pure function of (seed, step), so a run resumes

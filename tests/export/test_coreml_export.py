@@ -12,8 +12,8 @@ pytest.importorskip("coremltools", reason="coremltools is not installed (pip ins
 from treefuse.cli import main  # noqa: E402
 from treefuse.config import ModelConfig  # noqa: E402
 from treefuse.errors import TreefuseError  # noqa: E402
-from treefuse.export import coreml_export  # noqa: E402
-from treefuse.export.coreml_export import export_coreml  # noqa: E402
+from treefuse.export.coreml import exporter as coreml_export  # noqa: E402
+from treefuse.export.coreml.exporter import export_coreml  # noqa: E402
 from treefuse.files import sha256_file  # noqa: E402
 from treefuse.runtimes.backends.coreml_mil import import_coremltools, load_program  # noqa: E402
 

@@ -2,7 +2,7 @@
 import torch
 
 from treefuse.config import ModelConfig
-from treefuse.export.pt2e import outside_modules
+from treefuse.export.pt2e.float_nodes import outside_modules
 from treefuse.folding import fold
 from treefuse.model import TreeFusionNet
 

@@ -22,9 +22,9 @@ pytestmark = pytest.mark.slow
 
 # writer -> (python that writes `out` from `weights` / `calib` / `result`, how to check the output loads)
 WRITERS = {
-    "onnx": ("from treefuse.export.onnx_export import export_onnx; export_onnx(weights, out)",
+    "onnx": ("from treefuse.export.onnx.exporter import export_onnx; export_onnx(weights, out)",
              "import onnx; onnx.checker.check_model(onnx.load(out))"),
-    "coreml": ("from treefuse.export.coreml_export import export_coreml; "
+    "coreml": ("from treefuse.export.coreml.exporter import export_coreml; "
                "export_coreml(weights, out, 'fp16', min_hw=(16, 16), max_hw=(64, 64))",
                "from treefuse.runtimes.backends.coreml_mil import load_program; load_program(out)"),
     "calib": ("from treefuse.calib.build import build_calibration_set; "

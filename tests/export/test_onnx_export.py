@@ -5,7 +5,7 @@ import torch
 
 from treefuse.checkpoint import load_weights
 from treefuse.errors import TreefuseError
-from treefuse.export.onnx_export import export_onnx, read_metadata
+from treefuse.export.onnx.exporter import export_onnx, read_metadata
 from treefuse.runtimes.backends.registry import make_runner
 
 

@@ -13,7 +13,7 @@ from treefuse.calib.build import build_calibration_set
 from treefuse.calib.store import load_calibration_set
 from treefuse.config import ModelConfig
 from treefuse.errors import TreefuseError
-from treefuse.export.onnx_quantize import concat_overrides, conv_layers, convert_fp16, quantize_int8
+from treefuse.export.onnx.quantize import concat_overrides, conv_layers, convert_fp16, quantize_int8
 from treefuse.metrics import calculate_psnr
 
 from media import write_images
@@ -26,7 +26,7 @@ def tiny_onnx(tmp_path_factory):
     import torch
 
     from treefuse.checkpoint import save_weights
-    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.onnx.exporter import export_onnx
     from treefuse.model import TreeFusionNet
 
     torch.manual_seed(0)
@@ -42,7 +42,7 @@ def calib_dir(tmp_path_factory):
 
 
 def rewritten_convs(path):
-    from treefuse.export.onnx_rewrite import split_concat_convs
+    from treefuse.export.onnx.rewrite import split_concat_convs
 
     model, _ = split_concat_convs(onnx.load(str(path)))
     return [n.name for n in model.graph.node if n.op_type == "Conv"]
@@ -149,7 +149,7 @@ def test_concat_inputs_share_one_range():
 
 def test_entropy_clips_ranges_minmax_keeps(tiny_onnx, calib_dir, tmp_path):
     # ORT's default entropy settings silently equal minmax; ours must actually search thresholds.
-    from treefuse.export.onnx_quantize import calibrate
+    from treefuse.export.onnx.quantize import calibrate
 
     calibration = load_calibration_set(calib_dir)
     ranges = {m: calibrate(tiny_onnx, calibration, m, tmp_path / f"{m}.json") for m in ("minmax", "entropy", "percentile")}

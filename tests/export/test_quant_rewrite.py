@@ -7,7 +7,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from treefuse.export.onnx_rewrite import pad_input_channels, pad_output_channels, split_concat_convs
+from treefuse.export.onnx.rewrite import pad_input_channels, pad_output_channels, split_concat_convs
 
 
 def concat_conv_model(kernel: int = 1, extra_consumer: bool = False) -> onnx.ModelProto:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from treefuse.errors import GateFailed
-from treefuse.export.sensitivity import keep_until_within_budget, layer_sensitivity
+from treefuse.export.onnx.sensitivity import keep_until_within_budget, layer_sensitivity
 
 # Each layer costs this much task PSNR when quantized; float layers cost nothing.
 COST = {"head": 0.30, "block": 0.02, "tail": 0.10, "fuse": 0.0}
@@ -44,7 +44,7 @@ def test_unmeetable_budget_raises_with_best_found():
 
 
 def test_paired_set_full_or_cropped(paired_dir):
-    from treefuse.export.sensitivity import load_paired_set
+    from treefuse.export.onnx.sensitivity import load_paired_set
 
     full = load_paired_set(paired_dir)
     assert len(full.rainy) == 3 and full.rainy[0].shape == (1, 3, 40, 56) and "full images" in full.source

@@ -11,9 +11,9 @@ import pytest
 from treefuse.calib.build import build_calibration_set
 from treefuse.calib.store import load_calibration_set
 from treefuse.errors import TreefuseError
-from treefuse.export import tensorrt_build
-from treefuse.export.tensorrt_build import CalibrationFeed, build_engine, plan_engine
-from treefuse.export.trt_profile import ShapeProfile, parse_shape
+from treefuse.export.tensorrt import build as tensorrt_build
+from treefuse.export.tensorrt.build import CalibrationFeed, build_engine, plan_engine
+from treefuse.export.tensorrt.profile import ShapeProfile, parse_shape
 from treefuse.files import sha256_file
 
 from media import write_images

@@ -1,4 +1,4 @@
-"""Each TensorRT parser rule of export/trt_check.py trips on a model tampered to break it, in one line."""
+"""Each TensorRT parser rule of export/tensorrt/check.py trips on a model tampered to break it, in one line."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,10 +7,10 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from treefuse.errors import TreefuseError
-from treefuse.export import tensorrt_build
-from treefuse.export.tensorrt_build import plan_engine
-from treefuse.export.trt_check import check_tensorrt_onnx, require_tensorrt_onnx
-from treefuse.export.trt_profile import ShapeProfile
+from treefuse.export.tensorrt import build as tensorrt_build
+from treefuse.export.tensorrt.build import plan_engine
+from treefuse.export.tensorrt.check import check_tensorrt_onnx, require_tensorrt_onnx
+from treefuse.export.tensorrt.profile import ShapeProfile
 
 from trt_fakes import fake_backend
 

@@ -13,8 +13,8 @@ from onnx import numpy_helper
 from treefuse.calib.build import build_calibration_set
 from treefuse.config import ModelConfig
 from treefuse.errors import TreefuseError
-from treefuse.export.onnx_quantize import quantize_int8
-from treefuse.export.trt_check import check_tensorrt_onnx, require_tensorrt_onnx
+from treefuse.export.onnx.quantize import quantize_int8
+from treefuse.export.tensorrt.check import check_tensorrt_onnx, require_tensorrt_onnx
 from treefuse.metrics import calculate_psnr
 
 from media import write_images
@@ -29,7 +29,7 @@ def exports(tmp_path_factory):
     import torch
 
     from treefuse.checkpoint import save_weights
-    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.onnx.exporter import export_onnx
     from treefuse.model import TreeFusionNet
 
     torch.manual_seed(0)

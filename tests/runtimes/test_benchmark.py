@@ -8,7 +8,7 @@ import torch
 from treefuse.checkpoint import save_weights
 from treefuse.cli import main
 from treefuse.config import ModelConfig
-from treefuse.export.onnx_export import export_onnx
+from treefuse.export.onnx.exporter import export_onnx
 from treefuse.model import TreeFusionNet
 from treefuse.results import BenchResult, ParityResult
 from treefuse.runtimes.measurements.benchmark import format_benchmark_table, run_benchmark

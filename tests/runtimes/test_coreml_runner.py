@@ -13,8 +13,9 @@ pytest.importorskip("coremltools", reason="coremltools is not installed (pip ins
 from treefuse.checkpoint import load_weights  # noqa: E402
 from treefuse.cli import main  # noqa: E402
 from treefuse.errors import TreefuseError  # noqa: E402
-from treefuse.export.coreml_export import export_coreml  # noqa: E402
-from treefuse.export.coreml_w8a8 import calibration_from, quantize_w8a8  # noqa: E402
+from treefuse.export.coreml.exporter import export_coreml  # noqa: E402
+from treefuse.export.calibration_images import calibration_from  # noqa: E402
+from treefuse.export.coreml.w8a8 import quantize_w8a8  # noqa: E402
 from treefuse.folding import fold  # noqa: E402
 from treefuse.images import from_batch  # noqa: E402
 from treefuse.metrics import calculate_psnr  # noqa: E402

@@ -23,32 +23,32 @@ def _torch(weights: Path, folder: Path) -> str:
 
 
 def _onnx(weights: Path, folder: Path) -> str:
-    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.onnx.exporter import export_onnx
 
     return f"onnx:{export_onnx(weights, folder / 'm.onnx')}"
 
 
 def _openvino(weights: Path, folder: Path) -> str:
-    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.onnx.exporter import export_onnx
 
     return f"openvino:{export_onnx(weights, folder / 'ov.onnx')}"
 
 
 def _coreml(weights: Path, folder: Path) -> str:
-    from treefuse.export.coreml_export import export_coreml
+    from treefuse.export.coreml.exporter import export_coreml
 
     return f"coreml:{export_coreml(weights, folder / 'm.mlpackage', 'fp32', min_hw=(16, 16), max_hw=(128, 128))}"
 
 
 def _executorch(weights: Path, folder: Path) -> str:
-    from treefuse.export.executorch_export import export_executorch
+    from treefuse.export.pt2e.executorch import export_executorch
 
     return f"executorch:{export_executorch(weights, folder / 'm.pte', 'fp32', min_hw=(16, 16), max_hw=(128, 128))}"
 
 
 def _litert(weights: Path, folder: Path) -> str:
     from treefuse.errors import TreefuseError
-    from treefuse.export.litert_export import export_litert
+    from treefuse.export.pt2e.litert import export_litert
 
     try:  # LiteRT's converter lives in its own environment (docs/mobile.md)
         return f"litert:{export_litert(weights, folder / 'm.tflite', 'fp32', size=BATCH_HW)}"

@@ -26,11 +26,11 @@ def wide_artifacts(tmp_path_factory):
     folder = tmp_path_factory.mktemp("wide")
     torch.manual_seed(3)
     weights = save_weights(TreeFusionNet(WIDE), folder / "wide.safetensors")
-    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.onnx.exporter import export_onnx
 
     specs = {"torch": f"torch:{weights}", "onnx": f"onnx:{export_onnx(weights, folder / 'wide.onnx')}"}
     try:
-        from treefuse.export.coreml_export import export_coreml
+        from treefuse.export.coreml.exporter import export_coreml
 
         package = export_coreml(weights, folder / "wide.mlpackage", "fp16", min_hw=(16, 16), max_hw=(256, 256))
         specs["coreml"] = f"coreml:{package}"
@@ -57,7 +57,7 @@ def test_an_artifact_without_a_model_config_is_refused_for_tiling(tmp_path):
     import onnx
 
     from treefuse.errors import TreefuseError
-    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.onnx.exporter import export_onnx
 
     weights = save_weights(TreeFusionNet(ModelConfig(channels=4, blocks=1)), tmp_path / "w.safetensors")
     model = onnx.load(str(export_onnx(weights, tmp_path / "m.onnx")))

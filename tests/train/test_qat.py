@@ -10,9 +10,9 @@ from onnx import numpy_helper
 
 from treefuse.calib.build import build_calibration_set
 from treefuse.config import ModelConfig
-from treefuse.export import onnx_qat_export
-from treefuse.export.onnx_qat import FakeQuantQdq, fake_quantize, round_ste, write_learned
-from treefuse.export.onnx_qat_export import export_qat_int8, load_qat_module, make_qat_base
+from treefuse.export.onnx import qat_export as onnx_qat_export
+from treefuse.export.onnx.qat import FakeQuantQdq, fake_quantize, round_ste, write_learned
+from treefuse.export.onnx.qat_export import export_qat_int8, load_qat_module, make_qat_base
 from treefuse.files import write_json_atomic
 from treefuse.train import qat
 from treefuse.train.run_dir import RunDir

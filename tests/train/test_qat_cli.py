@@ -55,7 +55,7 @@ def test_qat_refuses_bad_usage_in_one_line(tiny_weights, paired_dir, calib_dir, 
 
 def test_a_start_that_fails_midway_leaves_no_run_folder(tiny_weights, paired_dir, calib_dir, tmp_path, monkeypatch):
     from treefuse.errors import TreefuseError
-    from treefuse.export import onnx_qat_export
+    from treefuse.export.onnx import qat_export as onnx_qat_export
 
     def fail(*args):
         raise TreefuseError("calibration failed")

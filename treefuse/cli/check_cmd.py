@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from treefuse.export.trt_profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT
+from treefuse.export.tensorrt.profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT
 
 EXAMPLES = """\
 examples:
@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from treefuse.errors import TreefuseError
-    from treefuse.export.trt_check import check_tensorrt_onnx
-    from treefuse.export.trt_profile import ShapeProfile
+    from treefuse.export.tensorrt.check import check_tensorrt_onnx
+    from treefuse.export.tensorrt.profile import ShapeProfile
     from treefuse.files import write_json_atomic
     from treefuse.provenance import provenance
 

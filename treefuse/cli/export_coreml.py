@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import default_weights
-    from treefuse.export.coreml_export import export_coreml
+    from treefuse.export.coreml.exporter import export_coreml
 
     weights = args.weights or default_weights()
     ranges = _fp16_ranges(args, weights)
@@ -45,14 +45,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out} ({args.precision}, inputs {args.min_size[0]}x{args.min_size[1]} .. "
           f"{args.max_size[0]}x{args.max_size[1]})")
     if ranges is not None:
-        from treefuse.export.fp16_range import write_report
+        from treefuse.export.tensorrt.fp16_range import write_report
 
         print(f"FP16 ranges: {write_report(ranges, args.out.with_name(args.out.name + '.fp16-ranges.json'))}")
     return 0
 
 
 def _fp16_ranges(args: argparse.Namespace, weights: Path) -> dict | None:
-    """FP16 safety of the network Core ML will compute in FP16 (export/fp16_range.py), when asked for."""
+    """FP16 safety of the network Core ML will compute in FP16 (export/tensorrt/fp16_range.py), when asked for."""
     from treefuse.errors import TreefuseError
 
     if args.check_fp16 is None:
@@ -61,6 +61,6 @@ def _fp16_ranges(args: argparse.Namespace, weights: Path) -> dict | None:
         return None
     if args.precision == "fp32":
         raise TreefuseError("--check-fp16 judges FP16 compute; fp32 computes in FP32: drop it or choose fp16/w8/w8a8")
-    from treefuse.export.fp16_range import fp16_report_for_weights
+    from treefuse.export.tensorrt.fp16_range import fp16_report_for_weights
 
     return fp16_report_for_weights(weights, args.check_fp16, strict=args.strict_fp16)

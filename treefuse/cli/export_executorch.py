@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import default_weights
-    from treefuse.export.executorch_export import export_executorch
+    from treefuse.export.pt2e.executorch import export_executorch
 
     weights = args.weights or default_weights()
     export_executorch(weights, args.out, precision=args.precision, calibration=args.calib, min_hw=args.min_size,

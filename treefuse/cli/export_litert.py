@@ -23,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import default_weights
-    from treefuse.export.litert_export import export_litert
+    from treefuse.export.pt2e.litert import export_litert
 
     weights = args.weights or default_weights()
     export_litert(weights, args.out, precision=args.precision, calibration=args.calib, size=args.size)

@@ -59,7 +59,7 @@ def opset_number(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import default_weights
     from treefuse.errors import TreefuseError
-    from treefuse.export.chains import OnnxFromWeights
+    from treefuse.export.onnx.chains import OnnxFromWeights
     from treefuse.files import check_output_path
 
     check_output_path(args.out)  # refuse a folder (or a file in a file's place) before minutes of work
@@ -92,7 +92,7 @@ def _check_int8_inputs(args: argparse.Namespace) -> None:
 
 
 def _reduced(args: argparse.Namespace, fp32: Any) -> int:
-    from treefuse.export.chains import Fp16OnnxFromOnnx, Int8OnnxFromOnnx
+    from treefuse.export.onnx.chains import Fp16OnnxFromOnnx, Int8OnnxFromOnnx
     from treefuse.gates import gates_for
 
     if args.precision == "fp16":
@@ -112,7 +112,7 @@ def _reduced(args: argparse.Namespace, fp32: Any) -> int:
 
 def _from_qat(args: argparse.Namespace) -> int:
     from treefuse.errors import TreefuseError
-    from treefuse.export.onnx_qat_export import export_qat_int8
+    from treefuse.export.onnx.qat_export import export_qat_int8
 
     if args.precision != "int8" or args.calib or args.weights or args.target != "onnxruntime":
         raise TreefuseError("--qat RUN_DIR goes with --precision int8 only: the run holds its weights and scales")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from treefuse.export.trt_profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT
+from treefuse.export.tensorrt.profile import DEFAULT_MAX, DEFAULT_MIN, DEFAULT_OPT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from treefuse.export.tensorrt_build import build_engine, import_tensorrt, plan_engine, trtexec_command
-    from treefuse.export.trt_profile import ShapeProfile
+    from treefuse.export.tensorrt.build import build_engine, import_tensorrt, plan_engine, trtexec_command
+    from treefuse.export.tensorrt.profile import ShapeProfile
 
     profile = ShapeProfile.from_text(args.min_shape, args.opt_shape, args.max_shape)
     plan = plan_engine(args.onnx, args.out, precision=args.precision, profile=profile, calib_dir=args.calib,

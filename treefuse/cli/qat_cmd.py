@@ -50,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from treefuse.export.onnx_qat_export import load_qat_module, read_settings
+    from treefuse.export.onnx.qat_export import load_qat_module, read_settings
     from treefuse.train.qat import QatRecipe, QatTrainer, fine_tune, fp32_teacher, resume_at_newest
     from treefuse.train.run_dir import RunDir
     from treefuse.train.session import load_training_data
@@ -81,7 +81,7 @@ def _start(args: argparse.Namespace):
     from treefuse.calib.store import load_calibration_set
     from treefuse.checkpoint import load_weights
     from treefuse.cli.args import default_weights
-    from treefuse.export.onnx_qat_export import SETTINGS_NAME, make_qat_base
+    from treefuse.export.onnx.qat_export import SETTINGS_NAME, make_qat_base
     from treefuse.files import sha256_file, write_json_atomic
     from treefuse.train.qat import qat_config
     from treefuse.train.run_dir import RunDir

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from treefuse.errors import TreefuseError
-from treefuse.export.trt_profile import ShapeProfile, format_shape
+from treefuse.export.tensorrt.profile import ShapeProfile, format_shape
 from treefuse.files import atomic_path, sha256_file
 from treefuse.provenance import provenance
 
@@ -82,8 +82,8 @@ class EnginePlan:
     calib_cache: Path | None
     timing_cache: Path | None
     onnx_metadata: dict[str, str]
-    tensorrt_check: dict[str, Any] = field(default_factory=dict)  # export/trt_check.py: what the parser will meet
-    fp16_ranges: dict[str, Any] | None = None  # export/fp16_range.py over a calibration set, when one was given
+    tensorrt_check: dict[str, Any] = field(default_factory=dict)  # export/tensorrt/check.py: what the parser will meet
+    fp16_ranges: dict[str, Any] | None = None  # export/tensorrt/fp16_range.py over a calibration set, when one was given
 
 
 def plan_engine(onnx_path: str | Path, out_path: str | Path, *, precision: str, profile: ShapeProfile,
@@ -92,11 +92,11 @@ def plan_engine(onnx_path: str | Path, out_path: str | Path, *, precision: str, 
                 log: Callable[[str], None] = print) -> EnginePlan:
     """Check the inputs of a build and decide how INT8 is obtained; raises on anything a user must fix.
 
-    The model must pass the TensorRT parser check (export/trt_check.py) first. With `fp16_calib`
+    The model must pass the TensorRT parser check (export/tensorrt/check.py) first. With `fp16_calib`
     (or `calib_dir`), layer ranges over that calibration set are judged against FP16 and go into the
     sidecar; unsafe layers warn, or fail the gate with `strict_fp16`.
     """
-    from treefuse.export.trt_check import load_onnx, require_tensorrt_onnx
+    from treefuse.export.tensorrt.check import load_onnx, require_tensorrt_onnx
 
     onnx_path, out_path = Path(onnx_path), Path(out_path)
     if precision not in PRECISIONS:
@@ -131,7 +131,7 @@ def _fp16_ranges(onnx_path: Path, calib_dir: str | Path | None, strict: bool,
         if strict:
             raise TreefuseError("--strict-fp16 needs a calibration set to measure ranges on: pass --check-fp16 CALIB_DIR")
         return None
-    from treefuse.export.fp16_range import check_fp16, sidecar_summary
+    from treefuse.export.tensorrt.fp16_range import check_fp16, sidecar_summary
 
     return sidecar_summary(check_fp16(onnx_path, calib_dir, strict=strict, log=log))
 

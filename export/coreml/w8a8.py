@@ -6,46 +6,13 @@ in PyTorch instead: prepare -> calibration forward passes -> finalize, then trac
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
-import numpy as np
 import torch
 from torch import nn
 
-from treefuse.errors import TreefuseError
+from treefuse.export.calibration_images import CalibrationImages
+from treefuse.export.float_layers import FLOAT_MODULES
 
 CALIBRATION_BATCH = 4
-# Left in float (FP16 in the package): the across-block fuse tree concatenates block outputs
-# whose ranges differ widely, so one 8-bit scale per concat loses the small ones. Measured on
-# the shipped weights (2 heavy-rain-sample5 images, torch-side fake quantization): output PSNR
-# vs float 24.2 dB with everything quantized, 41.7 dB with these fuses in float; skipping the
-# head, the blocks or the tail instead left it at ~24 dB. They are 7 of the network's 1x1 convs.
-FLOAT_MODULES = ("across_fuses",)
-
-
-@dataclass(frozen=True)
-class CalibrationImages:
-    """Images (N x 3 x H x W float32 in [0, 1]) that activation ranges are observed on, and their hash."""
-
-    images: np.ndarray
-    sha256: str
-
-
-def calibration_from(source: Any) -> CalibrationImages:
-    """A calibration set folder (treefuse calib format) or any object with .images and .sha256."""
-    if isinstance(source, (str, Path)):
-        from treefuse.calib.store import load_calibration_set
-
-        source = load_calibration_set(source)
-    images = np.asarray(source.images)
-    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] < 1 or images.dtype != np.float32:
-        raise TreefuseError(f"calibration images must be a non-empty N x 3 x H x W float32 array, "
-                            f"got {images.dtype} {images.shape}; rebuild the set with `treefuse calib build`")
-    if not np.isfinite(images).all():
-        raise TreefuseError("calibration images hold NaN or Inf values; rebuild the set with `treefuse calib build`")
-    return CalibrationImages(images, str(source.sha256))
 
 
 def quantize_w8a8(folded: nn.Module, calibration: CalibrationImages, example: torch.Tensor) -> nn.Module:

@@ -2,7 +2,7 @@
 
 litert-torch would downgrade this environment's typing-extensions and pulls jax, so the
 conversion runs in its own environment (.venv-litert, `make install-litert`) as a
-subprocess (export/litert_convert.py); only paths and a JSON facts file cross over. The
+subprocess (export/pt2e/litert_convert.py); only paths and a JSON facts file cross over. The
 result is loaded and run with LiteRT's interpreter here before it is moved into place.
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ PRECISIONS = {"fp32": "FP32 weights and compute (XNNPACK)",
                       "across-block fuses in FP32"}
 DEFAULT_SIZE = (256, 256)
 CONVERTER_ENV = "TREEFUSE_LITERT_PYTHON"
-REPO_VENV = Path(__file__).resolve().parents[1] / ".venv-litert" / "bin" / "python"
+REPO_VENV = Path(__file__).resolve().parents[2] / ".venv-litert" / "bin" / "python"
 
 
 def converter_python() -> str:
@@ -57,7 +57,7 @@ def export_litert(weights_path: str | Path, out_path: str | Path, precision: str
     python = converter_python()
     with atomic_path(out_path) as staged, tempfile.TemporaryDirectory(prefix="treefuse-litert-") as tmp:
         facts_path = Path(tmp) / "facts.json"
-        command = [python, "-m", "treefuse.export.litert_convert", "--weights", str(weights_path), "--out",
+        command = [python, "-m", "treefuse.export.pt2e.litert_convert", "--weights", str(weights_path), "--out",
                    str(staged), "--precision", precision, "--size", f"{size[0]}x{size[1]}", "--facts", str(facts_path)]
         if calibration is not None:
             command += ["--calib", str(calibration)]
@@ -87,7 +87,7 @@ def _check_request(out_path: Path, precision: str, calibration: Any, size: tuple
 
 
 def _run_converter(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         reason = lines[-1].removeprefix("treefuse: error: ").strip() if lines else f"exit {done.returncode}"

@@ -153,7 +153,7 @@ def fp16_report_for_weights(weights: str | Path, calib_dir: str | Path, *, stric
     """check_fp16 of the folded FP32 network of `weights` (what Core ML converts), via a temporary ONNX export."""
     import tempfile
 
-    from treefuse.export.onnx_export import export_onnx
+    from treefuse.export.onnx.exporter import export_onnx
 
     with tempfile.TemporaryDirectory(prefix="treefuse-fp16-") as tmp:
         onnx_path = export_onnx(weights, Path(tmp) / "fp32.onnx")

@@ -60,7 +60,7 @@ def export_executorch(weights_path: str | Path, out_path: str | Path, precision:
     with _quiet():
         program = torch.export.export(network, (example,), dynamic_shapes=dynamic)
         if precision == "int8":
-            from treefuse.export.coreml_w8a8 import calibration_from
+            from treefuse.export.calibration_images import calibration_from
 
             images = calibration_from(calibration)
             program = _quantize_int8(program, images.images, example, dynamic)
@@ -103,7 +103,7 @@ def _quantize_int8(program: Any, images: np.ndarray, example: torch.Tensor, dyna
                                                                         get_symmetric_quantization_config)
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from treefuse.export.pt2e import outside_modules
+    from treefuse.export.pt2e.float_nodes import outside_modules
 
     quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     quantizer.set_filter_function(outside_modules())  # the across-block fuse tree stays FP32

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from treefuse.errors import TreefuseError
-from treefuse.export.trt_profile import ShapeProfile, format_shape
+from treefuse.export.tensorrt.profile import ShapeProfile, format_shape
 
 TENSORRT_OPSETS = (9, 24)  # ONNX-TensorRT docs/operators.md for TensorRT 10.15; older 10.x parse fewer
 PER_CHANNEL_MIN_OPSET = 13  # the Q/DQ `axis` attribute arrived in opset 13

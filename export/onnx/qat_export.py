@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from treefuse.errors import TreefuseError, one_line
-from treefuse.export.onnx_qat import WEIGHT_LEVELS, FakeQuantQdq, write_learned
+from treefuse.export.onnx.qat import WEIGHT_LEVELS, FakeQuantQdq, write_learned
 from treefuse.files import atomic_path, sha256_file
 
 BASE_DIR = "base"
@@ -31,9 +31,9 @@ def make_qat_base(weights_path: str | Path, calib_dir: str | Path, run_dir: str 
     import onnx
 
     from treefuse.calib.store import load_calibration_set
-    from treefuse.export.onnx_export import export_onnx
-    from treefuse.export.onnx_quantize import calibrate, concat_overrides, quantize_int8_model
-    from treefuse.export.onnx_rewrite import pad_input_channels, pad_output_channels, split_concat_convs
+    from treefuse.export.onnx.exporter import export_onnx
+    from treefuse.export.onnx.quantize import calibrate, concat_overrides, quantize_int8_model
+    from treefuse.export.onnx.rewrite import pad_input_channels, pad_output_channels, split_concat_convs
 
     if weight_bits not in WEIGHT_LEVELS:
         raise TreefuseError(f"--weight-bits must be one of {sorted(WEIGHT_LEVELS)}, got {weight_bits}")
@@ -101,7 +101,7 @@ def export_qat_int8(run_dir: str | Path, out_path: str | Path, paired_dir: str |
     run's calibration images) and writes nothing when it misses them (GateFailed)."""
     import onnx
 
-    from treefuse.export.onnx_quantize import INT8_SETTINGS, stamp
+    from treefuse.export.onnx.quantize import INT8_SETTINGS, stamp
 
     run_dir, out_path = Path(run_dir), Path(out_path)
     settings = read_settings(run_dir)
@@ -129,7 +129,7 @@ def export_qat_int8(run_dir: str | Path, out_path: str | Path, paired_dir: str |
 def _verify(fp32_path: Path, candidate: Path, settings: dict[str, Any],
             paired_dir: str | Path | None) -> dict[str, Any]:
     from treefuse.calib.store import load_calibration_set
-    from treefuse.export.sensitivity import load_paired_set
+    from treefuse.export.onnx.sensitivity import load_paired_set
     from treefuse.export.verify import samples_from_batches, verify_onnx_export
     from treefuse.gates import gates_for
 

@@ -45,7 +45,7 @@ class OnnxFromWeights(Step):
         self.weights, self.opset, self.folded = Path(weights), opset, folded
 
     def make(self, out: Path) -> Path:
-        from treefuse.export.onnx_export import export_onnx
+        from treefuse.export.onnx.exporter import export_onnx
 
         return export_onnx(self.weights, out, opset=self.opset, folded=self.folded)
 
@@ -57,7 +57,7 @@ class Fp16OnnxFromOnnx(Step):
         self.source = source
 
     def make(self, out: Path) -> Path:
-        from treefuse.export.onnx_quantize import convert_fp16
+        from treefuse.export.onnx.quantize import convert_fp16
 
         return _with_source(self.source, lambda fp32: convert_fp16(fp32, out) or out)
 
@@ -69,6 +69,6 @@ class Int8OnnxFromOnnx(Step):
         self.source, self.calib_dir, self.options = source, Path(calib_dir), options
 
     def make(self, out: Path) -> Any:
-        from treefuse.export.onnx_quantize import quantize_int8
+        from treefuse.export.onnx.quantize import quantize_int8
 
         return _with_source(self.source, lambda fp32: quantize_int8(fp32, out, self.calib_dir, **self.options))

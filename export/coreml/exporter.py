@@ -119,7 +119,8 @@ def _model_to_trace(model: torch.nn.Module, recipe: CoreMLPrecision, calibration
     folded = fold(model)
     if not recipe.int8_activations:
         return folded, None
-    from treefuse.export.coreml_w8a8 import calibration_from, quantize_w8a8
+    from treefuse.export.calibration_images import calibration_from
+    from treefuse.export.coreml.w8a8 import quantize_w8a8
 
     images = calibration_from(calibration)
     return quantize_w8a8(folded, images, example), images.sha256

@@ -1,7 +1,7 @@
-"""The LiteRT conversion itself, run as `python -m treefuse.export.litert_convert` inside .venv-litert.
+"""The LiteRT conversion itself, run as `python -m treefuse.export.pt2e.litert_convert` inside .venv-litert.
 
 litert-torch pins typing-extensions < 4.13 and pulls jax, so it lives in its own environment
-(`make install-litert`) and export/litert_export.py calls this module there as a subprocess.
+(`make install-litert`) and export/pt2e/litert.py calls this module there as a subprocess.
 Nothing crosses the process boundary but paths and a JSON facts file: the weights and the
 calibration set are read here with treefuse's own loaders (safetensors, .npy without pickle).
 """
@@ -32,7 +32,7 @@ def convert(weights: Path, out: Path, precision: str, calib: Path | None, size: 
     example = torch.rand(1, loaded.config.in_channels, *size, generator=torch.Generator().manual_seed(0))
     calibration_sha256 = None
     if precision == "int8":
-        from treefuse.export.coreml_w8a8 import calibration_from
+        from treefuse.export.calibration_images import calibration_from
 
         images = calibration_from(calib)
         edge_model = _convert_int8(litert_torch, network, example, images.images)
@@ -52,7 +52,7 @@ def _convert_int8(litert_torch: Any, network: torch.nn.Module, example: torch.Te
     from litert_torch.quantize.quant_config import QuantConfig
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from treefuse.export.pt2e import outside_modules
+    from treefuse.export.pt2e.float_nodes import outside_modules
 
     class FloatModulesQuantizer(PT2EQuantizer):
         """litert-torch's quantizer, annotating only nodes outside the float modules (it has no filter option)."""

@@ -30,13 +30,13 @@ def quantize_tensorrt_model(fp32_path: Path, out_path: Path, cache_path: Path, m
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from treefuse.export.onnx_quantize import _method, _quiet_quantizer
+    from treefuse.export.onnx.ort_quantizer import calibration_method, quiet_quantizer
 
-    with _quiet_quantizer():
+    with quiet_quantizer():
         quantize_static(str(fp32_path), str(out_path), None, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=["Conv"], per_channel=True, reduce_range=False,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=list(float_nodes), calibrate_method=_method(method),
+                        nodes_to_exclude=list(float_nodes), calibrate_method=calibration_method(method),
                         calibration_cache_path=str(cache_path),
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False,
                                        "OpTypesToExcludeOutputQuantization": ["Conv"]})

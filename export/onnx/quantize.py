@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +23,14 @@ import numpy as np
 
 from treefuse.calib.store import CalibrationSet
 from treefuse.errors import TreefuseError
-from treefuse.export.onnx_rewrite import pad_input_channels, pad_output_channels, split_concat_convs
-from treefuse.export.trt_qdq import TENSORRT_INT8_SETTINGS, quantize_tensorrt_model
+from treefuse.export.onnx.ort_quantizer import calibration_method, quiet_quantizer
+from treefuse.export.onnx.rewrite import pad_input_channels, pad_output_channels, split_concat_convs
+from treefuse.export.tensorrt.qdq import TENSORRT_INT8_SETTINGS, quantize_tensorrt_model
 from treefuse.artifact import artifact_metadata
 from treefuse.files import atomic_path, sha256_file
 from treefuse.provenance import provenance
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-TARGETS = ("onnxruntime", "tensorrt")  # the runtime an INT8 model is laid out for (export/trt_qdq.py)
+TARGETS = ("onnxruntime", "tensorrt")  # the runtime an INT8 model is laid out for (export/tensorrt/qdq.py)
 QUANTIZED_OP_TYPES = ["Conv", "Add", "Concat", "Relu"]
 # ORT's entropy default (128 bins = 128 quantized bins) leaves one candidate: the min/max range.
 # 2048 histogram bins searched down to 128 is TensorRT's entropy calibration.
@@ -61,34 +60,13 @@ def calibration_reader(calibration: CalibrationSet) -> Any:
     return Reader()
 
 
-@contextlib.contextmanager
-def _quiet_quantizer() -> Iterator[None]:
-    # ORT's quantizer logs "please pre-process" warnings on the root logger for every call.
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
-def _method(name: str) -> Any:
-    from onnxruntime.quantization import CalibrationMethod
-
-    if name not in CALIBRATION_METHODS:
-        raise TreefuseError(f"--calib-method must be one of {CALIBRATION_METHODS}, got {name!r}")
-    return {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile}[name]
-
-
 def calibrate(fp32_path: Path, calibration: CalibrationSet, method: str, cache_path: Path) -> dict[str, tuple[float, float]]:
     """Run the calibrator once and save ONNX Runtime's range cache; returns tensor -> (min, max)."""
     from onnxruntime.quantization.calibrate import create_calibrator, save_tensors_data
 
-    with tempfile.TemporaryDirectory(prefix="treefuse-calib-") as tmp, _quiet_quantizer():
+    with tempfile.TemporaryDirectory(prefix="treefuse-calib-") as tmp, quiet_quantizer():
         calibrator = create_calibrator(fp32_path, QUANTIZED_OP_TYPES, augmented_model_path=f"{tmp}/augmented.onnx",
-                                       calibrate_method=_method(method), extra_options=CALIBRATOR_OPTIONS[method])
+                                       calibrate_method=calibration_method(method), extra_options=CALIBRATOR_OPTIONS[method])
         calibrator.collect_data(calibration_reader(calibration))
         tensors = calibrator.compute_data()
         del calibrator
@@ -125,11 +103,11 @@ def quantize_int8_model(fp32_path: Path, out_path: Path, cache_path: Path, metho
     graph = onnx.load(str(fp32_path), load_external_data=False).graph
     outputs = {o.name for o in graph.output}
     float_nodes = [*float_nodes, *(n.name for n in graph.node if set(n.output) & outputs)]
-    with _quiet_quantizer():
+    with quiet_quantizer():
         quantize_static(str(fp32_path), str(out_path), None, quant_format=QuantFormat.QDQ,
                         op_types_to_quantize=QUANTIZED_OP_TYPES, per_channel=True, reduce_range=reduce_range,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=list(float_nodes), calibrate_method=_method(method),
+                        nodes_to_exclude=list(float_nodes), calibrate_method=calibration_method(method),
                         calibration_cache_path=str(cache_path),
                         extra_options={"TensorQuantOverrides": overrides, "WeightSymmetric": True})
 
@@ -187,7 +165,7 @@ def _load_fp32(fp32_path: Path) -> Any:
 
 def stamp(model: Any, fp32_path: Path, precision: str, facts: dict[str, Any]) -> None:
     """Copy the FP32 model's metadata onto `model` and record precision, calibration and source."""
-    from treefuse.export.onnx_export import read_metadata, set_metadata
+    from treefuse.export.onnx.exporter import read_metadata, set_metadata
 
     import onnx
 
@@ -231,13 +209,13 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
     import onnx
 
     from treefuse.calib.store import load_calibration_set
-    from treefuse.export.sensitivity import load_paired_set
+    from treefuse.export.onnx.sensitivity import load_paired_set
 
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     if target not in TARGETS:
         raise TreefuseError(f"--target must be one of {TARGETS}, got {target!r}")
     fp32_model = _load_fp32(fp32_path)
-    _method(method)
+    calibration_method(method)
     calibration = load_calibration_set(calib_dir)
     paired = load_paired_set(paired_dir, max_pairs, crop) if paired_dir is not None else None
     with tempfile.TemporaryDirectory(prefix="treefuse-int8-") as tmp:
@@ -300,7 +278,7 @@ def _verify(fp32_path: Path, final_path: Path, calibration: Any, paired: Any, ma
 
 def _budget_search(fp32_path: Path, layers: list[str], make: Callable[[Sequence[str], str], Path], paired: Any,
                    max_drop_db: float, log: Callable[[str], None], progress: bool) -> tuple[Any, dict[str, Any]]:
-    from treefuse.export.sensitivity import keep_until_within_budget, layer_sensitivity, task_psnr
+    from treefuse.export.onnx.sensitivity import keep_until_within_budget, layer_sensitivity, task_psnr
 
     def evaluate(float_layers: Sequence[str]) -> float:
         return task_psnr(make(float_layers, "candidate.onnx"), paired)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from treefuse.export.coreml_w8a8 import FLOAT_MODULES  # the across-block fuse tree: measured there
+from treefuse.export.float_layers import FLOAT_MODULES
 
 
 def outside_modules(names: tuple[str, ...] = FLOAT_MODULES) -> Callable[[Any], bool]:
