@@ -29,7 +29,7 @@ class DeviceGrid:
     def speedup(self, backend: str, size: tuple[int, int]) -> float | None:
         """PyTorch FP32 p50 / this backend's p50 at the same size; None when either is missing."""
         reference, cell = self.cell(REFERENCE_BACKEND, size), self.cell(backend, size)
-        if reference is None or cell is None or "evaluator" in (reference.timing, cell.timing):
+        if reference is None or cell is None or reference.timing != "device" or cell.timing != "device":
             return None
         return reference.p50_ms / cell.p50_ms
 

@@ -115,7 +115,8 @@ def device_label(device: dict[str, Any]) -> str:
         return gpus[0]["name"]
     cpu = device.get("cpu", {})
     flags = set(cpu.get("isa_flags", []))
-    isa = "AMX" if "amx_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "base ISA"
+    isa = "AMX" if "amx_bf16" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else \
+        "+".join(f for f in ("asimd", "asimddp", "i8mm", "sve") if f in flags) or "base ISA"  # Arm: NEON, dot product
     return f"{cpu.get('model', 'unknown CPU')}, {cpu.get('logical_cores', '?')} cores, {isa}"
 
 
@@ -169,8 +170,11 @@ def _unique_labels(backends: list[dict[str, Any]]) -> dict[str, str]:
 
 
 def timing_kind(facts: dict[str, Any]) -> str:
-    """'evaluator' for a backend timed through a stand-in of the device runtime (Core ML on Linux), else 'device'."""
-    return "evaluator" if facts.get("evaluator") == "mil" or facts.get("timing") == "evaluator" else "device"
+    """'evaluator' for a stand-in of the device runtime (Core ML on Linux), 'emulated' for a CPU emulator
+    (a bundle run under qemu), else 'device'; only 'device' figures enter ratios and plots."""
+    if facts.get("evaluator") == "mil" or facts.get("timing") == "evaluator":
+        return "evaluator"
+    return "emulated" if facts.get("timing") == "emulated" else "device"
 
 
 def _latency(device: str, backend: str, cell: dict[str, Any], source: str, facts: dict[str, Any],

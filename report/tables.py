@@ -26,7 +26,7 @@ def device_tables(grid: DeviceGrid) -> list[Table]:
         cell = grid.cell(b, s)
         if cell is None:
             return MISSING
-        marks = (" unstable" if cell.unstable else "") + (" evaluator" if cell.timing == "evaluator" else "")
+        marks = (" unstable" if cell.unstable else "") + (f" {cell.timing}" if cell.timing != "device" else "")
         return f"{cell.p50_ms:.2f} (p90 {cell.p90_ms:.2f}){marks}"
 
     def memory(b: str, s: tuple[int, int]) -> str:
@@ -37,8 +37,9 @@ def device_tables(grid: DeviceGrid) -> list[Table]:
         return text + (f" / GPU {cell.cuda_peak_mib:.0f}" if cell.cuda_peak_mib is not None else "")
 
     tables = [
-        _by_size(grid, "Latency p50 (p90), ms ('unstable': p90/p50 > 1.5; 'evaluator': timed through treefuse's "
-                 "stand-in of the runtime, not the device's, and left out of ratios and plots)", latency),
+        _by_size(grid, "Latency p50 (p90), ms ('unstable': p90/p50 > 1.5; 'emulated': run under a CPU emulator, "
+                 "'evaluator': timed through treefuse's stand-in of the runtime, not the device's: both left out of "
+                 "ratios and plots)", latency),
         _by_size(grid, "Speed-up vs PyTorch FP32 (x, higher is faster)",
                  lambda b, s: fmt(grid.speedup(b, s), ".2f")),
         _by_size(grid, "Throughput, images/s", lambda b, s: fmt(getattr(grid.cell(b, s), "throughput_img_per_s", None), ".2f")),

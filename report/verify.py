@@ -72,9 +72,14 @@ def _shipped_weights_sha256() -> str | None:
     return sha256_file(DEFAULT_WEIGHTS) if DEFAULT_WEIGHTS.is_file() else None
 
 
-def verify_result(path: Path) -> list[Check]:
+def verify_result(path: Path, bundles: tuple[Path, ...] = ()) -> list[Check]:
     """Re-hash the artifacts one result file names (a foreign file is refused by load_result)."""
-    records = artifact_records(load_result(path))
+    result = load_result(path)
+    if (result.data.get("provenance") or {}).get("bundle"):  # it came back from a device: check its bundle
+        from treefuse.bundle.verify import bundle_checks
+
+        return bundle_checks(path, result.data, list(bundles))
+    records = artifact_records(result)
     return [check_file("artifact", r["path"], r["sha256"], path) for r in records] + chain_checks(records)
 
 
@@ -89,12 +94,12 @@ def verify_report(path: Path) -> list[Check]:
     return checks + chain_checks(manifest["artifacts"])
 
 
-def verify(paths: list[Path]) -> list[Check]:
-    """All checks for a mix of result files (.json) and reports (.md, .html)."""
+def verify(paths: list[Path], bundles: tuple[Path, ...] = ()) -> list[Check]:
+    """All checks for a mix of result files (.json) and reports (.md, .html); `bundles`: device bundles here."""
     checks: list[Check] = []
     for path in paths:
         if path.suffix.lower() in (".md", ".html", ".htm"):
             checks += verify_report(path)
         else:
-            checks += verify_result(path)
+            checks += verify_result(path, bundles)
     return checks

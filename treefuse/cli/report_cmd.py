@@ -8,6 +8,7 @@ EXAMPLES = """\
 examples:
   treefuse report reports/*.json --out reports/
   treefuse report --verify reports/report.md            # or report.html, or result .json files
+  treefuse report --verify arm.json --bundle bundles/onnx-int8   # a device result against its bundle
 
 Takes any number of sweep, bench and parity result files (any devices). --verify re-hashes
 every result and artifact named and checks each exported artifact's source weights are named
@@ -25,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefer", choices=("newest", "first"), default=None,
                         help="which file wins when two give the same cell (default: refuse, naming both)")
     parser.add_argument("--verify", action="store_true", help="re-hash everything the given reports/results name")
+    parser.add_argument("--bundle", action="append", type=Path, default=[], metavar="DIR",
+                        help="with --verify: the bundle a device result came from (repeatable; default: found by name)")
     parser.add_argument("--note", action="append", default=[], metavar="TEXT",
                         help="a sentence about the runs to print at the top (repeatable), e.g. that the CPU was shared")
 
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     if args.verify:
         from treefuse.report.verify import verify
 
-        checks = verify(args.files)
+        checks = verify(args.files, tuple(args.bundle))
         for check in checks:
             print(f"{check.status:<8} {check.what:<9} {check.path}  {check.detail}")
         failed = [c for c in checks if c.failed]

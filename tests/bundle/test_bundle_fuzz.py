@@ -1,0 +1,43 @@
+"""Mutated manifests and golden files are a bad bundle (exit 2), never a crash (exit 3)."""
+from __future__ import annotations
+
+import io
+import shutil
+from contextlib import redirect_stderr
+from pathlib import Path
+
+import numpy as np
+
+from treefuse.portable.device_run import main
+
+MUTATIONS = ("flip", "truncate", "insert")
+
+
+def mutate(data: bytes, how: str, rng: np.random.Generator) -> bytes:
+    position = int(rng.integers(0, len(data)))
+    if how == "flip":
+        changed = bytearray(data)
+        changed[position] ^= 1 << int(rng.integers(0, 8))
+        return bytes(changed)
+    if how == "truncate":
+        return data[:position]
+    return data[:position] + bytes(rng.integers(0, 256, int(rng.integers(1, 16)), dtype=np.uint8)) + data[position:]
+
+
+def test_mutated_manifest_and_golden_exit_2_never_3(onnx_bundle, tmp_path):
+    rng = np.random.default_rng(22)
+    bundle = tmp_path / "b"
+    shutil.copytree(onnx_bundle, bundle)
+    originals = {name: (bundle / name).read_bytes() for name in ("manifest.json", "golden.npz", "bundle.json")}
+    codes = []
+    for trial in range(45):
+        name = list(originals)[trial % len(originals)]
+        (bundle / name).write_bytes(mutate(originals[name], MUTATIONS[trial // 3 % 3], rng))
+        stderr = io.StringIO()
+        with redirect_stderr(stderr):
+            code = main(bundle, ["--iters", "1"])
+        (bundle / name).write_bytes(originals[name])
+        codes.append(code)
+        assert code == 2, f"trial {trial} ({name}): exit {code}: {stderr.getvalue()[:300]}"
+        assert len(stderr.getvalue().strip().splitlines()) == 1
+    assert set(codes) == {2}
