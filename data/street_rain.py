@@ -14,12 +14,15 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from treefuse.errors import TreefuseError
 from treefuse.data.synthetic_rain import RainParams, _convolve_same, streak_layer
+
+if TYPE_CHECKING:
+    from treefuse.data.depth_rain import DepthRainPreset
 
 PRESET_DIR = Path(__file__).parent / "rain_presets"
 # Hard bounds of every preset range: what the renderer accepts at all.
@@ -117,8 +120,8 @@ class RainPreset:
                 **{k: list(v) for k, v in self.ranges.items()}}
 
 
-def load_preset(name_or_path: str | Path) -> RainPreset:
-    """A shipped preset by name (`street`) or a YAML file of ranges; one-line errors for bad ones."""
+def load_preset(name_or_path: str | Path) -> "RainPreset | DepthRainPreset":
+    """A shipped preset by name (`street`, `street-flat`) or a YAML file of ranges; one-line errors for bad ones."""
     import yaml
 
     path = Path(name_or_path)
@@ -133,6 +136,13 @@ def load_preset(name_or_path: str | Path) -> RainPreset:
         raise TreefuseError(f"rain preset {path} is not valid YAML") from None
     if not isinstance(data, dict):
         raise TreefuseError(f"rain preset {path} must be a mapping of ranges")
+    renderer = data.pop("renderer", "flat")
+    if renderer == "depth":
+        from treefuse.data.depth_rain import depth_preset_from_dict
+
+        return depth_preset_from_dict(data, str(path))
+    if renderer != "flat":
+        raise TreefuseError(f"rain preset {path}: renderer must be 'depth' or 'flat', got {renderer!r}")
     return preset_from_dict(data, str(path))
 
 

@@ -15,7 +15,10 @@ import numpy as np
 from treefuse.errors import TreefuseError
 from treefuse.files import atomic_path, sha256_file
 from treefuse.images import check_image, list_images, read_image, write_image
+from treefuse.data.depth_rain import DepthRainParams, DepthRainPreset, render_depth_rain
+from treefuse.data.scene_depth import estimate_depth
 from treefuse.data.street_rain import RainPreset, StreetRainParams, load_preset, preset_path, render_street_rain
+from treefuse.data.street_split import load_frame
 
 RECORD_NAME = "synth.json"
 
@@ -33,22 +36,30 @@ def centre_crop(image: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, in
     return image[top:top + h, left:left + w], (top, left)
 
 
-def render_one(image: np.ndarray, preset: RainPreset, seed: int, index: int,
-               crop: int = 0) -> tuple[np.ndarray, np.ndarray, StreetRainParams]:
-    """(rainy, clean, params) of pair `index`; with `crop`, a centre window keeping the frame's depth."""
+def render_one(image: np.ndarray, preset: "RainPreset | DepthRainPreset", seed: int, index: int,
+               crop: int = 0) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """(rainy, clean, record) of pair `index`; with `crop`, a centre window keeping the frame's depth."""
     rng = np.random.default_rng([seed, index])
-    params = StreetRainParams.sample(rng, preset)
     top = left = 0
     window = image
     if crop:
         window, (top, left) = centre_crop(image, crop)
-    rainy, clean = render_street_rain(window, params, (top, left, *image.shape[:2]))
-    return rainy, clean, params
+    if isinstance(preset, DepthRainPreset):
+        scene = estimate_depth(image)  # on the whole frame: a window keeps its sky, horizon and depth
+        params = DepthRainParams.sample(rng, preset, scene.sky_rgb)
+        rainy, clean = render_depth_rain(window, scene.crop(top, left, *window.shape[:2]), params)
+        return rainy, clean, {"params": params.to_dict(), "depth": scene.to_dict()}
+    street = StreetRainParams.sample(rng, preset)
+    rainy, clean = render_street_rain(window, street, (top, left, *image.shape[:2]))
+    return rainy, clean, {"params": street.to_dict()}
 
 
 def synth_folder(images: str | Path, out: str | Path, preset: str = "street", seed: int = 0,
-                 count: int | None = None, crop: int = 0, names: list[str] | None = None) -> dict[str, Any]:
-    """Render `count` pairs (default: one per frame) from the frames in `images` into `out`, atomically."""
+                 count: int | None = None, crop: int = 0, names: list[str] | None = None,
+                 long_side: int = 0) -> dict[str, Any]:
+    """Render `count` pairs (default: one per frame) from the frames in `images` into `out`, atomically.
+
+    `long_side` > 0 first scales each frame down to that long side (as street training does)."""
     sources = list_images(images)
     if names is not None:
         chosen = set(names)
@@ -72,12 +83,14 @@ def synth_folder(images: str | Path, out: str | Path, preset: str = "street", se
         (staged / "clean").mkdir()
         for index in range(count):
             source = sources[index % len(sources)]
-            rainy, clean, params = render_one(read_image(source), rain_preset, seed, index, crop)
+            frame = load_frame(source, long_side).astype(np.float32) / 255.0 if long_side else read_image(source)
+            rainy, clean, rendering = render_one(frame, rain_preset, seed, index, crop)
             name = f"{index:04d}_{source.stem}.png"
             write_image(staged / "rain" / name, rainy)
             write_image(staged / "clean" / name, clean)
-            pairs.append({"name": name, "source": source.name, "params": params.to_dict()})
-        record = {"tool": "treefuse synth", "preset": rain_preset.to_dict(),
+            pairs.append({"name": name, "source": source.name, **rendering})
+        record = {"tool": "treefuse synth", "renderer": getattr(rain_preset, "renderer", "flat"),
+                  "preset": rain_preset.to_dict(), "long_side": long_side,
                   "preset_sha256": sha256_file(preset_path(preset)), "seed": seed, "count": count, "crop": crop,
                   "sources": [{"name": p.name, "sha256": sha256_file(p)} for p in sources], "pairs": pairs}
         (staged / RECORD_NAME).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from treefuse.errors import TreefuseError
+from treefuse.data.depth_rain import DepthRainParams, DepthRainPreset, render_depth_rain
+from treefuse.data.scene_depth import SceneDepth
 from treefuse.data.street_rain import RainPreset, StreetRainParams, render_street_rain
 from treefuse.data.synthetic_rain import RainParams, add_synthetic_rain
 from treefuse.train.datasets import ImagePair
@@ -45,7 +47,11 @@ class PatchSampler:
     seed: int
     pool: tuple[ImagePair, ...] = ()  # pre-rendered synthetic pairs; empty: render rain per patch
     street_fraction: float = 0.0  # share of synthetic patches given street rain (veil, spray, night)
-    street_preset: RainPreset | None = None  # the ranges street rain is drawn from
+    street_preset: "RainPreset | DepthRainPreset | None" = None  # the ranges street rain is drawn from
+    scenes: tuple[SceneDepth, ...] = ()  # depth of each of `photos` (depth-aware presets only)
+    street_photos: tuple[np.ndarray, ...] = ()  # road frames: street rain only
+    street_scenes: tuple[SceneDepth, ...] = ()
+    street_frame_fraction: float = 0.0  # share of street-rain patches drawn on `street_photos`
 
     def __post_init__(self) -> None:
         for pair in self.pairs:
@@ -124,21 +130,40 @@ class PatchSampler:
         return _chw(rainy), _chw(clean)
 
     def _synthetic(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        photo = self.photos[int(rng.integers(len(self.photos)))]
-        return rain_on_crop(photo, rng, self.patch_size, self.heavy_fraction, self.street_fraction, self.street_preset)
+        # Only a run with road frames draws this number: older runs keep their exact batches.
+        if self.street_photos and rng.random() < self.street_fraction * self.street_frame_fraction:
+            index = int(rng.integers(len(self.street_photos)))
+            return rain_on_crop(self.street_photos[index], rng, self.patch_size, self.heavy_fraction, 1.0,
+                                self.street_preset, self.street_scenes[index])
+        index = int(rng.integers(len(self.photos)))
+        street_fraction = self.street_fraction
+        if self.street_photos:
+            # What is left of the street share after the road frames took theirs.
+            street_fraction = self.street_fraction * (1.0 - self.street_frame_fraction) / (
+                1.0 - self.street_fraction * self.street_frame_fraction)
+        return rain_on_crop(self.photos[index], rng, self.patch_size, self.heavy_fraction, street_fraction,
+                            self.street_preset, self.scenes[index] if self.scenes else None)
 
 
 def rain_on_crop(photo: np.ndarray, rng: np.random.Generator, size: int, heavy_fraction: float,
-                 street_fraction: float = 0.0, street_preset: RainPreset | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 street_fraction: float = 0.0, street_preset: "RainPreset | DepthRainPreset | None" = None,
+                 scene: SceneDepth | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A random size x size crop of `photo` with synthetic rain, and the same crop clean; floats in [0, 1]."""
     outer = min(size + 2 * RAIN_MARGIN, *photo.shape[:2])
     top, left = _corner(rng, photo.shape, outer)
     crop = _float(photo[top:top + outer, left:left + outer])
     # Only a run with street rain draws this number: older runs keep their exact batches.
     if street_fraction > 0.0 and street_preset is not None and rng.random() < street_fraction:
-        params = StreetRainParams.sample(rng, street_preset)
-        # The depth stand-in follows the crop's place in the whole photo (ground below, far above).
-        rainy, crop = render_street_rain(crop, params, (top, left, *photo.shape[:2]))
+        if isinstance(street_preset, DepthRainPreset):
+            if scene is None:
+                raise TreefuseError("a depth-aware rain preset needs the depth of every backdrop")
+            # The crop keeps the depth (and sky colour) estimated on its whole frame.
+            depth_params = DepthRainParams.sample(rng, street_preset, scene.sky_rgb)
+            rainy, crop = render_depth_rain(crop, scene.crop(top, left, outer, outer), depth_params)
+        else:
+            params = StreetRainParams.sample(rng, street_preset)
+            # The depth stand-in follows the crop's place in the whole photo (ground below, far above).
+            rainy, crop = render_street_rain(crop, params, (top, left, *photo.shape[:2]))
     else:
         params = RainParams.sample(rng, heavy=bool(rng.random() < heavy_fraction))
         rainy, _ = add_synthetic_rain(crop, rng, params)

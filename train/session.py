@@ -26,7 +26,9 @@ RESUMABLE_SECTIONS = ("speed", "run")
 # Keys added after runs existed, with the value that means "as before": left out of the config hash
 # at that value, so older runs still resume.
 LATER_KEYS_AS_BEFORE = {("data", "synthetic_pool"): 0, ("data", "synthetic_exclude"): [],
-                        ("data", "street_fraction"): 0.0, ("data", "rain_preset"): "street"}
+                        ("data", "street_fraction"): 0.0, ("data", "rain_preset"): "street",
+                        ("data", "street_dir"): "", ("data", "street_exclude"): [],
+                        ("data", "street_frame_fraction"): 0.0, ("data", "street_long_side"): 640}
 # Pool images are twice the patch side, so patches cut from them still vary in position.
 POOL_CROP_FACTOR = 2
 
@@ -50,6 +52,8 @@ def load_training_data(config: TrainConfig) -> tuple[TrainingData, dict[str, Any
     photo_files = clean_photo_files(data.synthetic_dir, data.synthetic_exclude) if data.synthetic_fraction > 0.0 else []
     preset = load_preset(data.rain_preset) if data.street_fraction > 0.0 and data.synthetic_fraction > 0.0 else None
     photos = load_photos(photo_files, data.patch_size)
+    street_files = clean_photo_files(data.street_dir, data.street_exclude) if data.street_dir else []
+    backdrops = street_backdrops(photos, street_files, preset, data.patch_size, data.street_long_side)
     validation, validation_files = load_pairs([data.val_dir], data.val_range) if data.val_dir else ([], [])
     overlap = {f.rain for f in pair_files} & {f.rain for f in validation_files}
     if overlap:
@@ -57,15 +61,36 @@ def load_training_data(config: TrainConfig) -> tuple[TrainingData, dict[str, Any
                             "make data.train_range and data.val_range disjoint")
     record, digest = manifest({
         "train_rain": [f.rain for f in pair_files], "train_clean": [f.clean for f in pair_files],
-        "synthetic_clean": photo_files, "validation": [p for f in validation_files for p in (f.rain, f.clean)],
+        "synthetic_clean": photo_files, **({"street_clean": street_files} if street_files else {}), "validation": [p for f in validation_files for p in (f.rain, f.clean)],
         "init_weights": [Path(config.optim.init_weights)] if config.optim.init_weights else [],
         **({"rain_preset": [preset_path(data.rain_preset)]} if preset else {})})
     pool = render_pool(photos, data.synthetic_pool, POOL_CROP_FACTOR * data.patch_size, data.heavy_fraction,
                        config.optim.seed, street_fraction=data.street_fraction, street_preset=preset,
                        ) if data.synthetic_pool and data.synthetic_fraction > 0.0 else ()
     sampler = PatchSampler(pairs, photos, data.patch_size, data.batch_size, data.synthetic_fraction,
-                           data.heavy_fraction, data.flips, config.optim.seed, pool, data.street_fraction, preset)
+                           data.heavy_fraction, data.flips, config.optim.seed, pool, data.street_fraction, preset,
+                           **backdrops, street_frame_fraction=data.street_frame_fraction)
     return TrainingData(sampler, validation, digest), record
+
+
+def street_backdrops(photos: list, street_files: list[Path], preset: Any, patch_size: int,
+                     long_side: int) -> dict[str, tuple]:
+    """Road frames and every backdrop's depth estimate, for a depth-aware preset (else nothing)."""
+    from treefuse.data.depth_rain import DepthRainPreset
+
+    if not isinstance(preset, DepthRainPreset):
+        if street_files:
+            raise TreefuseError("data.street_dir needs a depth-aware rain preset (renderer: depth), e.g. street")
+        return {}
+    from treefuse.data.scene_depth import estimate_depth
+    from treefuse.data.street_split import load_frame
+
+    frames = [load_frame(path, long_side) for path in street_files]
+    small = [p for p, f in zip(street_files, frames) if min(f.shape[:2]) < patch_size]
+    if small:
+        raise TreefuseError(f"{small[0]} is smaller than a {patch_size}px patch at data.street_long_side={long_side}")
+    return {"scenes": tuple(estimate_depth(p) for p in photos), "street_photos": tuple(frames),
+            "street_scenes": tuple(estimate_depth(f) for f in frames)}
 
 
 def learning_sections_sha256(config: TrainConfig) -> str:

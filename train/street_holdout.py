@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from treefuse.errors import TreefuseError
+
+from treefuse.data import street_split
 from treefuse.data.synth_pairs import synth_folder
 
 SOURCE_DIR = "../shared/data/clean/Urban100"
@@ -22,7 +25,7 @@ HELD_OUT = ("img_006.png", "img_019.png", "img_031.png", "img_044.png",
             "img_057.png", "img_070.png", "img_082.png", "img_095.png")
 SELECTION = ("img_001.png", "img_014.png", "img_026.png", "img_039.png",
              "img_052.png", "img_064.png", "img_077.png", "img_090.png")
-PRESET, SEED, SELECTION_SEED, CROP = "street", 14, 99, 320
+PRESET, SEED, SELECTION_SEED, CROP = "street-flat", 14, 99, 320  # issue 14's street rain, renamed street-flat
 NAME = "street-holdout8:urban100-seed14-crop320"
 
 
@@ -33,13 +36,48 @@ def build(out: str, source_dir: str = SOURCE_DIR, selection: bool = False, seed:
                         names=list(names))
 
 
+STREET_SEEDS = {"selection": 23, "judge": 2023}  # fixed before anything was scored (issue 23)
+STREET_RENDERERS = ("depth", "judge")
+
+
+def street_set_name(split: str, renderer: str, seed: int) -> str:
+    """The name a street set is reported under, e.g. street-judge14:judge-seed2023-640."""
+    count = len(street_split.split_names(split))
+    return f"street-{split}{count}:{renderer}-seed{seed}-{street_split.FRAME_LONG_SIDE}"
+
+
+def build_street(out: str, split: str, renderer: str = "depth", source_dir: str = street_split.STREET_DIR,
+                 seed: int | None = None) -> dict:
+    """Render a street-clean split (selection or judge) with the training renderer or the judge's."""
+    seed = STREET_SEEDS[split] if seed is None else seed
+    names = list(street_split.split_names(split))
+    if renderer == "depth":
+        summary = synth_folder(source_dir, out, preset="street", seed=seed, names=names,
+                               long_side=street_split.FRAME_LONG_SIDE)
+    elif renderer == "judge":
+        from treefuse.data.judge_rain import judge_folder
+
+        summary = judge_folder(source_dir, out, seed=seed, names=names, long_side=street_split.FRAME_LONG_SIDE)
+    else:
+        raise TreefuseError(f"unknown renderer {renderer!r}; choose one of {list(STREET_RENDERERS)}")
+    return {**summary, "name": street_set_name(split, renderer, seed)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="paired folder to write (rain/ + clean/)")
     parser.add_argument("--source", default=SOURCE_DIR, help="the Urban100 folder")
     parser.add_argument("--selection", action="store_true", help="build street-select8 (for choosing, not scoring)")
     parser.add_argument("--seed", type=int, default=None, help="fresh rain on the same photos (default 14, or 99)")
+    parser.add_argument("--street", choices=sorted(street_split.SPLITS.keys() - {"train"}), default=None,
+                        help="build a street-clean split instead (data/street_split.py), from --source")
+    parser.add_argument("--renderer", choices=STREET_RENDERERS, default="depth",
+                        help="with --street: the training renderer (depth) or the second one (judge)")
     args = parser.parse_args()
+    if args.street:
+        source = street_split.STREET_DIR if args.source == SOURCE_DIR else args.source
+        print(json.dumps(build_street(args.out, args.street, args.renderer, source, args.seed)))
+        return
     print(json.dumps(build(args.out, args.source, args.selection, args.seed)))
 
 

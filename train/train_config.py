@@ -31,6 +31,10 @@ class DataConfig:
     synthetic_exclude: tuple[str, ...] = ()  # photos under synthetic_dir held out (paths relative to it)
     street_fraction: float = 0.0  # share of synthetic patches with street rain (veil, spray, night; rain_preset)
     rain_preset: str = "street"  # street-rain preset: a shipped name or a YAML file of ranges
+    street_dir: str = ""  # clean road frames given street rain only ("" = none; needs a depth preset)
+    street_exclude: tuple[str, ...] = ()  # frames under street_dir held out (data/street_split.py HELD_OUT)
+    street_frame_fraction: float = 0.0  # share of street-rain patches drawn on street_dir frames
+    street_long_side: int = 640  # street frames are scaled to this long side (the judge's scale)
     val_dir: str = "../shared/data/rain100h-train50"  # "" = no validation
     val_range: str = "041-050"
     val_name: str = "rain100h-train50:041-050"
@@ -167,6 +171,12 @@ def _validate(config: TrainConfig) -> None:
                        "data.heavy_fraction": data.heavy_fraction, "data.street_fraction": data.street_fraction}.items():
         if not 0.0 <= value <= 1.0:
             raise TreefuseError(f"config: {key} must be between 0 and 1, got {value}")
+    if not 0.0 <= data.street_frame_fraction <= 1.0:
+        raise TreefuseError(f"config: data.street_frame_fraction must be between 0 and 1, got {data.street_frame_fraction}")
+    if data.street_dir and (data.street_fraction <= 0.0 or data.synthetic_fraction <= 0.0):
+        raise TreefuseError("config: data.street_dir needs data.street_fraction > 0 and data.synthetic_fraction > 0")
+    if data.street_dir and data.synthetic_pool:
+        raise TreefuseError("config: data.street_dir renders street rain live; set data.synthetic_pool=0")
     if data.synthetic_pool < 0:
         raise TreefuseError(f"config: data.synthetic_pool must be 0 or more, got {data.synthetic_pool}")
     if speed.threads < 0:

@@ -23,7 +23,7 @@ def _plain(**changes):
 
 
 def test_same_seed_same_pair_other_seed_other_pair_and_params_round_trip():
-    preset, photo = load_preset("street"), _photo()
+    preset, photo = load_preset("street-flat"), _photo()
     draw = lambda seed: StreetRainParams.sample(np.random.default_rng(seed), preset)
     first, again, other = draw(3), draw(3), draw(4)
     assert first == again and first != other
@@ -34,7 +34,7 @@ def test_same_seed_same_pair_other_seed_other_pair_and_params_round_trip():
 
 
 def test_samples_stay_inside_the_preset_ranges():
-    preset = load_preset("street")
+    preset = load_preset("street-flat")
     rng = np.random.default_rng(0)
     draws = [StreetRainParams.sample(rng, preset) for _ in range(200)]
     for key in ("veil_beta", "horizon", "near_depth", "tilt", "drop_blur_px", "spray"):
@@ -49,7 +49,7 @@ def test_samples_stay_inside_the_preset_ranges():
 
 
 def test_output_in_range_and_heavy_enough():
-    preset, photo = load_preset("street"), _photo(96)
+    preset, photo = load_preset("street-flat"), _photo(96)
     rng = np.random.default_rng(1)
     psnrs = []
     for _ in range(6):
@@ -99,16 +99,19 @@ def test_drop_blur_and_spray_change_the_frame():
 
 
 def test_every_shipped_preset_loads_and_names_every_bound():
+    from treefuse.data import depth_rain
+
     for path in PRESET_DIR.glob("*.yaml"):
         preset = load_preset(path)
-        assert set(preset.ranges) == set(BOUNDS)
+        bounds = depth_rain.BOUNDS if getattr(preset, "renderer", "flat") == "depth" else BOUNDS
+        assert set(preset.ranges) == set(bounds)
 
 
 @pytest.mark.parametrize("change, message", [
     ({"spray": [0.5, 0.1]}, "spray"), ({"spray": [0.0, 2.0]}, "spray"), ({"spray": 0.3}, "spray"),
     ({"wind": [0, 1]}, "unknown"), ({"night_probability": 1.5}, "night_probability")])
 def test_bad_presets_are_one_line_errors(change, message):
-    data = yaml.safe_load((PRESET_DIR / "street.yaml").read_text())
+    data = yaml.safe_load((PRESET_DIR / "street-flat.yaml").read_text())
     data.update(change)
     with pytest.raises(TreefuseError, match=message) as info:
         preset_from_dict(data)

@@ -139,11 +139,13 @@ def test_cuda_graph_step_trains_like_the_eager_step_and_resumes(tmp_path, data):
 def test_runs_from_before_synthetic_pool_and_street_rain_existed_still_resume(data):
     config = tiny_config(data)
     learned = {k: v for k, v in config.to_dict().items() if k not in ("speed", "run")}
-    for key in ("synthetic_pool", "synthetic_exclude", "street_fraction", "rain_preset"):
+    for key in ("synthetic_pool", "synthetic_exclude", "street_fraction", "rain_preset",
+                "street_dir", "street_exclude", "street_frame_fraction", "street_long_side"):
         del learned["data"][key]
     before = hashlib.sha256(json.dumps(learned, sort_keys=True).encode()).hexdigest()
     assert learning_sections_sha256(config) == before
-    for changed in ({"synthetic_pool": 2}, {"street_fraction": 0.5}, {"synthetic_exclude": ["p.png"]}):
+    for changed in ({"synthetic_pool": 2}, {"street_fraction": 0.5}, {"synthetic_exclude": ["p.png"]},
+                    {"street_frame_fraction": 0.5}, {"street_long_side": 320}):
         assert learning_sections_sha256(tiny_config(data, data=changed)) != before, changed
 
 
