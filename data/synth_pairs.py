@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -54,12 +54,8 @@ def render_one(image: np.ndarray, preset: "RainPreset | DepthRainPreset", seed: 
     return rainy, clean, {"params": street.to_dict()}
 
 
-def synth_folder(images: str | Path, out: str | Path, preset: str = "street", seed: int = 0,
-                 count: int | None = None, crop: int = 0, names: list[str] | None = None,
-                 long_side: int = 0) -> dict[str, Any]:
-    """Render `count` pairs (default: one per frame) from the frames in `images` into `out`, atomically.
-
-    `long_side` > 0 first scales each frame down to that long side (as street training does)."""
+def chosen_frames(images: str | Path, names: list[str] | None) -> list[Path]:
+    """The frames in `images` (only `names`, when given), each checked to decode."""
     sources = list_images(images)
     if names is not None:
         chosen = set(names)
@@ -69,14 +65,15 @@ def synth_folder(images: str | Path, out: str | Path, preset: str = "street", se
         sources = [p for p in sources if p.name in chosen]
     if not sources:
         raise TreefuseError(f"{images} holds no images (png, jpg, bmp, tif, webp); point --images at a folder of clean frames")
-    count = len(sources) if count is None else count
-    if count < 1:
-        raise TreefuseError(f"--count must be at least 1, got {count}")
-    if crop < 0 or 0 < crop < 16:
-        raise TreefuseError(f"--crop must be 0 (whole frames) or at least 16 pixels, got {crop}")
-    rain_preset = load_preset(preset)
     for source in sources:
         check_image(source)  # a broken frame is refused before any rendering starts
+    return sources
+
+
+def write_pairs(out: str | Path, sources: list[Path], count: int, long_side: int,
+                render: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray, dict[str, Any]]],
+                record: dict[str, Any]) -> None:
+    """Pair i = render(frame i mod n, i) into out/rain + out/clean, with `record` + every pair's in synth.json."""
     pairs = []
     with atomic_path(out, directory=True, same_kind=is_synth_folder) as staged:
         (staged / "rain").mkdir()
@@ -84,14 +81,32 @@ def synth_folder(images: str | Path, out: str | Path, preset: str = "street", se
         for index in range(count):
             source = sources[index % len(sources)]
             frame = load_frame(source, long_side).astype(np.float32) / 255.0 if long_side else read_image(source)
-            rainy, clean, rendering = render_one(frame, rain_preset, seed, index, crop)
+            rainy, clean, rendering = render(frame, index)
             name = f"{index:04d}_{source.stem}.png"
             write_image(staged / "rain" / name, rainy)
             write_image(staged / "clean" / name, clean)
             pairs.append({"name": name, "source": source.name, **rendering})
-        record = {"tool": "treefuse synth", "renderer": getattr(rain_preset, "renderer", "flat"),
-                  "preset": rain_preset.to_dict(), "long_side": long_side,
-                  "preset_sha256": sha256_file(preset_path(preset)), "seed": seed, "count": count, "crop": crop,
-                  "sources": [{"name": p.name, "sha256": sha256_file(p)} for p in sources], "pairs": pairs}
-        (staged / RECORD_NAME).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+        full = {**record, "long_side": long_side, "count": count,
+                "sources": [{"name": p.name, "sha256": sha256_file(p)} for p in sources], "pairs": pairs}
+        (staged / RECORD_NAME).write_text(json.dumps(full, indent=1, sort_keys=True) + "\n")
+
+
+def synth_folder(images: str | Path, out: str | Path, preset: str = "street", seed: int = 0,
+                 count: int | None = None, crop: int = 0, names: list[str] | None = None,
+                 long_side: int = 0) -> dict[str, Any]:
+    """Render `count` pairs (default: one per frame) from the frames in `images` into `out`, atomically.
+
+    `long_side` > 0 first scales each frame down to that long side (as street training does)."""
+    if count is not None and count < 1:
+        raise TreefuseError(f"--count must be at least 1, got {count}")
+    if crop < 0 or 0 < crop < 16:
+        raise TreefuseError(f"--crop must be 0 (whole frames) or at least 16 pixels, got {crop}")
+    sources = chosen_frames(images, names)
+    count = len(sources) if count is None else count
+    rain_preset = load_preset(preset)
+    record = {"tool": "treefuse synth", "renderer": getattr(rain_preset, "renderer", "flat"),
+              "preset": rain_preset.to_dict(), "preset_sha256": sha256_file(preset_path(preset)), "seed": seed,
+              "crop": crop}
+    write_pairs(out, sources, count, long_side,
+                lambda frame, index: render_one(frame, rain_preset, seed, index, crop), record)
     return {"out": str(out), "pairs": count, "preset": rain_preset.name, "seed": seed}

@@ -47,6 +47,7 @@ def load_training_data(config: TrainConfig) -> tuple[TrainingData, dict[str, Any
     """Decode the training pairs, clean photos and validation pairs the config names."""
     data = config.data
     pairs, pair_files = [], []
+    refuse_judge_pairs(data.train_dirs)
     if data.train_dirs and data.synthetic_fraction < 1.0:
         pairs, pair_files = load_pairs(data.train_dirs, data.train_range)
     photo_files = clean_photo_files(data.synthetic_dir, data.synthetic_exclude) if data.synthetic_fraction > 0.0 else []
@@ -71,6 +72,15 @@ def load_training_data(config: TrainConfig) -> tuple[TrainingData, dict[str, Any
                            data.heavy_fraction, data.flips, config.optim.seed, pool, data.street_fraction, preset,
                            **backdrops, street_frame_fraction=data.street_frame_fraction)
     return TrainingData(sampler, validation, digest), record
+
+
+def refuse_judge_pairs(folders: tuple[str, ...] | list[str]) -> None:
+    """The judge's rain (data/judge_rain.py) is for scoring only: a folder of it is never trained on."""
+    for folder in folders:
+        record = Path(folder) / "synth.json"
+        if record.is_file() and '"renderer": "judge' in record.read_text():
+            raise TreefuseError(f"{folder} holds the judge renderer's rain, which is never trained on; "
+                                "render training pairs with treefuse synth")
 
 
 def street_backdrops(photos: list, street_files: list[Path], preset: Any, patch_size: int,
