@@ -1,11 +1,13 @@
 """Quantization-aware fine-tuning: train a fake-quantized network with the paper's loss, resumably.
 
-The network is any module whose forward pass fake-quantizes as the target runtime will
-(for ONNX Runtime INT8: `treefuse.export.onnx.qat.FakeQuantQdq`, composed by the CLI). Each
+The network is any module whose forward pass fake-quantizes as the target runtime will, composed
+by the CLI from the target's scheme (ONNX Runtime and TensorRT QDQ: `treefuse.export.onnx.qat`;
+XNNPACK: `treefuse.export.pt2e.qat`; Core ML: `treefuse.export.coreml.qat`). Each
 step's loss is the paper's 0.4 MSE + 0.6 (1 - SSIM) against the clean image and against the
 FP32 network's own output, mixed by `distill`: the INT8 model must stay close to FP32 (its
 gate) while keeping the task. Batches are a pure function of (seed, step), so a run resumes
-exactly from its newest checkpoint in the usual run folder (`train/run_dir.py`).
+exactly from its newest checkpoint in the usual run folder (`train/run_dir.py`; what QAT adds to
+it: `treefuse/qat_run.py`).
 """
 from __future__ import annotations
 
@@ -18,13 +20,11 @@ import torch
 from torch import nn
 
 from treefuse.checkpoint import load_weights
-from treefuse.files import atomic_path
 from treefuse.folding import fold
+from treefuse.qat_run import save_learned, unique_tensors, with_aliases
 from treefuse.train.losses import derain_loss
 from treefuse.train.run_dir import RunDir, pack_state, unpack_state
 from treefuse.train.train_config import TrainConfig
-
-LEARNED_NAME = "learned.safetensors"  # the network's state after the newest checkpoint; exporters read it
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class QatRecipe:
 
     distill: float = 1.0  # weight of the FP32-output target; 1 - distill goes to the clean image
     scale_lr_factor: float = 10.0  # scales' learning rate relative to the weights'
+    freeze_observers_step: int | None = None  # observer schemes: ranges stop moving here, the weights fit them
 
 
 def qat_config(data_dir: str, steps: int, *, patch_size: int = 64, batch_size: int = 8, lr: float = 1e-4,
@@ -65,12 +66,16 @@ class QatTrainer:
     """Adam over a fake-quant network's weights and scales; one step per call, state for checkpoints."""
 
     def __init__(self, network: nn.Module, teacher: Callable[[torch.Tensor], torch.Tensor], config: TrainConfig,
-                 sampler: Any, weights: list[nn.Parameter], scales: list[nn.Parameter], recipe: QatRecipe) -> None:
+                 sampler: Any, weights: list[nn.Parameter], scales: list[nn.Parameter], recipe: QatRecipe,
+                 observers: Callable[[bool], Any] | None = None) -> None:
         if config.speed.threads:
             torch.set_num_threads(config.speed.threads)
         self.network, self.teacher, self.config, self.sampler, self.recipe = network, teacher, config, sampler, recipe
-        self.optimizer = torch.optim.Adam([{"params": weights, "lr_factor": 1.0},
-                                           {"params": scales, "lr_factor": recipe.scale_lr_factor}])
+        self.observers = observers  # switches the scheme's range observers (None: its scales are learned instead)
+        groups = [{"params": weights, "lr_factor": 1.0}]
+        if scales:  # observer schemes have no learned scales
+            groups.append({"params": scales, "lr_factor": recipe.scale_lr_factor})
+        self.optimizer = torch.optim.Adam(groups)
         self.step = 0
 
     def loss(self, rainy: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
@@ -90,6 +95,9 @@ class QatTrainer:
         lr = optim.lr * optim.lr_gamma ** sum(self.step >= m for m in optim.lr_milestones)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group["lr_factor"]
+        freeze = self.recipe.freeze_observers_step
+        if self.observers is not None and freeze is not None and self.step >= freeze:
+            self.observers(False)  # a pure function of the step, so a resumed run freezes where a straight one did
         rainy, clean = (torch.from_numpy(b) for b in self.sampler.batch(self.step))
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss(rainy, clean)
@@ -100,12 +108,13 @@ class QatTrainer:
 
     def state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         optimizer = self.optimizer.state_dict()
-        tensors = pack_state(self.network.state_dict(), optimizer)
-        return tensors, {"optimizer_param_groups": optimizer["param_groups"]}
+        model, aliases = unique_tensors(self.network.state_dict())  # shared fake-quantizers are written once
+        tensors = pack_state(model, optimizer)
+        return tensors, {"optimizer_param_groups": optimizer["param_groups"], "aliases": aliases}
 
     def load_state(self, tensors: dict[str, torch.Tensor], record: dict[str, Any]) -> None:
         model, slots = unpack_state(tensors)
-        self.network.load_state_dict(model)
+        self.network.load_state_dict(with_aliases(model, record.get("aliases", {})))
         self.optimizer.load_state_dict({"state": slots, "param_groups": record["optimizer_param_groups"]})
         self.step = int(record["step"])
 
@@ -140,11 +149,7 @@ def fine_tune(run: RunDir, trainer: QatTrainer, stop_after: int | None = None,
 
 
 def save(run: RunDir, trainer: QatTrainer) -> None:
-    """Checkpoint (network + Adam) and the network's state alone as RUN/learned.safetensors."""
-    from safetensors.torch import save_file
-
+    """Checkpoint (network + Adam) and the network's state alone as RUN/learned.safetensors (what exporters read)."""
     tensors, record = trainer.state()
     run.save_checkpoint(trainer.step, tensors, record, trainer.config.run.keep_checkpoints)
-    state = {k: v.detach().contiguous() for k, v in trainer.network.state_dict().items()}
-    with atomic_path(run.path / LEARNED_NAME) as staged:
-        save_file(state, str(staged), metadata={"step": str(trainer.step), "steps": str(trainer.config.optim.steps)})
+    save_learned(run.path, trainer.network.state_dict(), trainer.step, trainer.config.optim.steps)

@@ -6,6 +6,8 @@ in PyTorch instead: prepare -> calibration forward passes -> finalize, then trac
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -15,17 +17,23 @@ from treefuse.export.float_layers import FLOAT_MODULES
 CALIBRATION_BATCH = 4
 
 
-def quantize_w8a8(folded: nn.Module, calibration: CalibrationImages, example: torch.Tensor) -> nn.Module:
-    """The folded model with 8-bit weights and activations, ranges observed on `calibration`."""
+def linear_quantizer(folded: nn.Module, milestones: list[int]) -> Any:
+    """coremltools' LinearQuantizer for w8a8 (symmetric, the float modules left out), as PTQ and QAT both use it."""
     from coremltools.optimize.torch.quantization import (LinearQuantizer, LinearQuantizerConfig,
                                                          ModuleLinearQuantizerConfig)
+
+    config = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(
+        quantization_scheme="symmetric", milestones=milestones),
+        module_name_configs={name: None for name in FLOAT_MODULES})
+    return LinearQuantizer(folded, config)
+
+
+def quantize_w8a8(folded: nn.Module, calibration: CalibrationImages, example: torch.Tensor) -> nn.Module:
+    """The folded model with 8-bit weights and activations, ranges observed on `calibration`."""
     from torch.ao import quantization as ao_quantization
 
     # milestones: observers on at step 0, fake quantization only after calibration (step "never").
-    config = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(
-        quantization_scheme="symmetric", milestones=[0, 1 << 30, 1 << 30, 1 << 30]),
-        module_name_configs={name: None for name in FLOAT_MODULES})
-    quantizer = LinearQuantizer(folded, config)
+    quantizer = linear_quantizer(folded, [0, 1 << 30, 1 << 30, 1 << 30])
     prepared = quantizer.prepare(example_inputs=(example,))
     quantizer.step()
     prepared.eval()

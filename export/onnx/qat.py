@@ -32,8 +32,9 @@ from treefuse.errors import TreefuseError
 QUANT_SUFFIX = "_quantized"  # ORT's quantizer names a quantized initializer NAME + this
 # Weight levels per bit width: ORT's symmetric int8 range, and its reduce_range (7-bit) one.
 WEIGHT_LEVELS = {8: (-127, 127), 7: (-64, 64)}
-ACTIVATION_LEVELS = (0, 255)
-SUPPORTED_OPS = {"QuantizeLinear", "DequantizeLinear", "Conv", "Add", "Relu", "Pad", "Slice"}
+# Activation levels by the zero point's type: ORT's u8 affine, TensorRT's s8 symmetric (zero point 0).
+ACTIVATION_LEVELS = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
+SUPPORTED_OPS = {"QuantizeLinear", "DequantizeLinear", "Conv", "Add", "Relu", "Pad", "Slice", "Concat"}
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -110,6 +111,7 @@ class FakeQuantQdq(nn.Module):
         self.names: dict[str, str] = {}  # parameter key -> ONNX initializer name
         self.constants: dict[str, np.ndarray] = constants
         self.bias_inputs: dict[str, tuple[str, str]] = {}  # bias DQ output -> (input scale, weight scale)
+        self.float_biases: set[str] = set()  # biases left float (TensorRT's layout): learned as they are
         self._collect(constants, floats)
 
     def _collect(self, constants: dict[str, np.ndarray], floats: dict[str, np.ndarray]) -> None:
@@ -126,6 +128,10 @@ class FakeQuantQdq(nn.Module):
                 self.names[_key(float_name)] = float_name
                 if constants[source].dtype == np.int8:
                     self._add_scale(node.inputs[1], constants)
+            elif node.op == "Conv" and len(node.inputs) > 2 and node.inputs[2] in constants:
+                self.float_biases.add(node.inputs[2])
+                self.tensors[_key(node.inputs[2])] = nn.Parameter(torch.from_numpy(constants[node.inputs[2]].copy()))
+                self.names[_key(node.inputs[2])] = node.inputs[2]
             elif node.op == "Conv" and len(node.inputs) > 2:
                 activation, weight = producers[node.inputs[0]], producers[node.inputs[1]]
                 self.bias_inputs[node.inputs[2]] = (activation.inputs[1], weight.inputs[1])
@@ -160,8 +166,10 @@ class FakeQuantQdq(nn.Module):
             return self._conv(node, env)
         if node.op == "Add":
             return env[node.inputs[0]] + env[node.inputs[1]]
-        if node.op == "Relu":  # one the quantizer could not fold into a u8 range
+        if node.op == "Relu":  # one the quantizer could not fold into a u8 range (every one in TensorRT's layout)
             return F.relu(env[node.inputs[0]])
+        if node.op == "Concat":
+            return torch.cat([env[name] for name in node.inputs], dim=node.attrs.get("axis", 1))
         if node.op == "Pad":
             pads = self.constants[node.inputs[1]].tolist()
             if any(pads[i] for i in (0, 2, 3, 4, 6, 7)) or node.attrs.get("mode", b"constant") not in (b"constant", "constant"):
@@ -171,8 +179,9 @@ class FakeQuantQdq(nn.Module):
 
     def _quantize_activation(self, x: torch.Tensor, node: _Node) -> torch.Tensor:
         # Q and its DQ share one scale and zero point: Q emits the dequantized value, DQ passes it on.
-        zero_point = torch.from_numpy(self.constants[node.inputs[2]].astype(np.float32))
-        return fake_quantize(x, self.scale(node.inputs[1]), zero_point, *ACTIVATION_LEVELS)
+        zero_point = self.constants[node.inputs[2]]
+        levels = ACTIVATION_LEVELS[zero_point.dtype]
+        return fake_quantize(x, self.scale(node.inputs[1]), torch.from_numpy(zero_point.astype(np.float32)), *levels)
 
     def _dequantize(self, node: _Node, env: dict[str, torch.Tensor]) -> torch.Tensor:
         source = node.inputs[0]
@@ -191,7 +200,10 @@ class FakeQuantQdq(nn.Module):
         pads = list(attrs.get("pads", [0, 0, 0, 0]))
         if pads[:2] != pads[2:]:
             raise TreefuseError(f"INT8 model: Conv {node.inputs[1]} pads unevenly; QAT cannot mirror it")
-        bias = env[node.inputs[2]] if len(node.inputs) > 2 else None
+        bias = None
+        if len(node.inputs) > 2:
+            name = node.inputs[2]
+            bias = self.tensors[_key(name)] if name in self.float_biases else env[name]
         return F.conv2d(env[node.inputs[0]], env[node.inputs[1]], bias, stride=tuple(attrs.get("strides", [1, 1])),
                         padding=tuple(pads[:2]), dilation=tuple(attrs.get("dilations", [1, 1])),
                         groups=attrs.get("group", 1))
@@ -210,6 +222,8 @@ class FakeQuantQdq(nn.Module):
         for key, name in self.names.items():
             if key in self.multipliers:
                 values[name] = self.scale(name).numpy().astype(np.float32)
+            elif name in self.float_biases:
+                values[name] = self.tensors[key].numpy().astype(np.float32)
         for node in self.nodes:
             source = node.inputs[0] if node.op == "DequantizeLinear" else None
             if source is None or source not in self.constants:

@@ -10,10 +10,10 @@ from onnx import numpy_helper
 
 from treefuse.calib.build import build_calibration_set
 from treefuse.config import ModelConfig
-from treefuse.export.onnx import qat_export as onnx_qat_export
+from treefuse import qat_run as layout
 from treefuse.export.onnx.qat import FakeQuantQdq, fake_quantize, round_ste, write_learned
 from treefuse.export.onnx.qat_export import export_qat_int8, load_qat_module, make_qat_base
-from treefuse.files import write_json_atomic
+from treefuse.files import sha256_file
 from treefuse.train import qat
 from treefuse.train.run_dir import RunDir
 
@@ -37,14 +37,14 @@ def calib_dir(tmp_path_factory):
     return build_calibration_set(write_images(root / "images", 4), root / "set", 4, (32, 48), seed=0)
 
 
-def make_run(weights, calib, folder, weight_bits=8):
+def make_run(weights, calib, folder, weight_bits=8, target="ort-qdq"):
     """A QAT run folder as `treefuse qat` starts it (config, base models, qat.json)."""
     config = qat.qat_config("unused", 4, patch_size=16, batch_size=2, lr=1e-3, synthetic_fraction=0.0,
                             checkpoint_every=2, init_weights=str(weights))
     run = RunDir.create(folder, config)
-    facts = make_qat_base(weights, calib, folder, weight_bits)
-    write_json_atomic(folder / onnx_qat_export.SETTINGS_NAME,
-                      {"target": "onnx-int8", "weights": str(weights), "distill": 1.0, "scale_lr_factor": 10.0, **facts})
+    facts = make_qat_base(weights, calib, folder, weight_bits, target)
+    layout.write_settings(folder, {"target": target, "weights": str(weights), "weights_sha256": sha256_file(weights),
+                                   "distill": 1.0, "scale_lr_factor": 10.0, **facts})
     return run, config
 
 
@@ -118,11 +118,10 @@ def perturb(module, seed=1):
 
 
 def test_export_keeps_learned_scales_exactly(qat_run, tmp_path):
-    from safetensors.torch import save_file
 
     module, ptq = load_qat_module(qat_run)
     perturb(module)
-    save_file(dict(module.state_dict()), str(qat_run / qat.LEARNED_NAME), metadata={"step": "3", "steps": "4"})
+    layout.save_learned(qat_run, module.state_dict(), 3, 4)
     exported = onnx.load(str(export_qat_int8(qat_run, tmp_path / "m.int8.onnx")))
     values = initializers(exported)
     learned_scales = [module.names[k] for k in module.multipliers]
@@ -141,8 +140,17 @@ def test_export_keeps_learned_scales_exactly(qat_run, tmp_path):
     assert 10 * np.log10(1 / np.mean((ours - result) ** 2)) > 45
 
 
-def test_the_learned_file_name_is_one_contract():
-    assert qat.LEARNED_NAME == onnx_qat_export.LEARNED_NAME
+def test_what_the_trainer_writes_is_what_the_exporter_loads(tiny_weights, calib_dir, tmp_path):
+    from treefuse.export.onnx.qat_export import load_learned
+
+    run, config = make_run(tiny_weights, calib_dir, tmp_path / "run")
+    trainer = trainer_for(run.path, tiny_weights, config)
+    qat.fine_tune(run, trainer, stop_after=2, log=lambda _: None)
+    fresh, _ = load_qat_module(run.path)
+    assert load_learned(fresh, run.path) == {"step": "2", "steps": "4"}
+    trained = trainer.network.state_dict()
+    assert not all(torch.equal(v, fresh_v) for v, fresh_v in zip(trained.values(), load_qat_module(run.path)[0].state_dict().values()))
+    assert all(torch.equal(trained[k], v) for k, v in fresh.state_dict().items())
 
 
 class FixedBatches:
@@ -201,7 +209,6 @@ def test_module_refuses_graphs_it_cannot_mirror(qat_run):
 
 
 def test_a_learned_model_that_misses_the_int8_gate_is_not_written(qat_run, tmp_path):
-    from safetensors.torch import save_file
 
     from treefuse.errors import GateFailed
 
@@ -209,7 +216,7 @@ def test_a_learned_model_that_misses_the_int8_gate_is_not_written(qat_run, tmp_p
     with torch.no_grad():
         for tensor in module.weight_parameters():
             tensor.mul_(-3.0)
-    save_file(dict(module.state_dict()), str(qat_run / qat.LEARNED_NAME), metadata={"step": "1", "steps": "4"})
+    layout.save_learned(qat_run, module.state_dict(), 1, 4)
     with pytest.raises(GateFailed, match="misses its gates"):
         export_qat_int8(qat_run, tmp_path / "m.int8.onnx")
     assert list(tmp_path.iterdir()) == []

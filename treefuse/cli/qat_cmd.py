@@ -1,48 +1,60 @@
-"""`treefuse qat`: quantization-aware fine-tuning for an INT8 target, resumable; export with `export onnx --qat`."""
+"""`treefuse qat`: quantization-aware fine-tuning for one INT8 target, resumable; its exporters take `--qat RUN`."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from treefuse.errors import TreefuseError
 
 EXAMPLES = """\
 examples:
-  treefuse qat --weights W --target onnx-int8 --data ../shared/data/rain100h-train50 --steps 1000 --out runs/qat1
+  treefuse qat --weights W --data ../shared/data/rain100h-train50 --target ort-qdq --steps 1000 --out runs/qat1
+  treefuse qat --weights W --data PAIRS --target xnnpack-int8 --steps 300 --out runs/qat-xnn   # ExecuTorch + LiteRT
   treefuse qat --resume runs/qat1                      # continue where it stopped
   treefuse export onnx --precision int8 --qat runs/qat1 --out m.int8.onnx
 
-QAT starts from today's post-training INT8 export (same fold, rewrites and graph; minmax
-scales from --calib) and fine-tunes the weights and every scale through fake quantization
-that rounds and saturates as ONNX Runtime does. The loss is the paper's 0.4 MSE + 0.6 (1 - SSIM)
-against the FP32 network's output (--distill) and the clean image (1 - distill), on real
-pairs plus synthetic rain. --weight-bits 7 (default) keeps the weights within -64..64, which
-x86 CPUs without VNNI (AVX2 only) compute without int16 saturation; 8 is for VNNI/AMX CPUs.
+targets (one fake-quant scheme each; a format's name picks its scheme):
+  ort-qdq       ONNX Runtime QDQ (onnx, openvino): u8 activations, s8 per-channel weights, int32 biases
+  trt-qdq       TensorRT explicit QDQ (onnx --target tensorrt): s8 symmetric activations, zero point 0
+  xnnpack-int8  XNNPACK via PT2E QAT (executorch, litert): s8 activations, s8 per-channel weights
+  coreml-w8a8   Core ML w8a8 via coremltools' LinearQuantizer (coreml)
+
+Every run starts from that target's post-training INT8 (minmax ranges from --calib) and fine-tunes
+the weights through fake quantization that rounds and saturates as the runtime does. ONNX targets
+also learn every scale (LSQ); XNNPACK and Core ML take ranges from observers, frozen at 2/3 of the
+steps. The loss is the paper's 0.4 MSE + 0.6 (1 - SSIM) against the FP32 network's output
+(--distill) and the clean image (1 - distill), on real pairs plus synthetic rain. For ort-qdq,
+--weight-bits 7 (default) keeps the weights within -64..64, which x86 CPUs without VNNI (AVX2 only)
+compute without int16 saturation; 8 is for VNNI/AMX CPUs (and the only choice for TensorRT).
 """
 DEFAULT_STEPS = 1000
-TARGETS = {"onnx-int8": "ONNX Runtime QDQ INT8 (u8 per-tensor activations, s8 symmetric per-channel weights)"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from treefuse.qat_run import ALIASES, TARGETS
+
     parser.epilog = EXAMPLES
     parser.add_argument("--weights", type=Path, help="FP32 treefuse weights to start from (default: the shipped ones)")
-    parser.add_argument("--target", choices=sorted(TARGETS), default="onnx-int8", help="the INT8 runtime to train for")
+    parser.add_argument("--target", choices=sorted(TARGETS) + sorted(ALIASES), default="ort-qdq",
+                        help="the INT8 scheme (or a format that uses it) to train for (default ort-qdq)")
     parser.add_argument("--data", type=Path, help="paired folder (rain/ + clean/) to fine-tune on")
-    parser.add_argument("--calib", type=Path, help="calibration set for the starting scales (default: built from "
+    parser.add_argument("--calib", type=Path, help="calibration set for the starting ranges (default: built from "
                         "--data's rain/, 16 crops of 256x256, seed 0, into OUT/calib)")
     parser.add_argument("--steps", type=int, help=f"total fine-tuning steps (default {DEFAULT_STEPS})")
     parser.add_argument("--out", type=Path, help="new run folder")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--chunk", type=int, metavar="N", help="stop (with a checkpoint) after N more steps")
-    parser.add_argument("--weight-bits", type=int, choices=(7, 8), default=7, help="weight levels -64..64 (7) or "
-                        "-127..127 (8, VNNI/AMX CPUs only); default 7")
+    parser.add_argument("--weight-bits", type=int, choices=(7, 8), help="ONNX targets: weight levels -64..64 (7) "
+                        "or -127..127 (8); default 7 for ort-qdq (AVX2-safe), 8 for trt-qdq")
     parser.add_argument("--distill", type=float, default=1.0,
                         help="share of the loss against the FP32 output; the rest is against the clean image (default 1)")
     parser.add_argument("--lr", type=float, default=1e-4, help="weights' learning rate (default 1e-4; /10 at 2/3)")
     parser.add_argument("--scale-lr-factor", type=float, default=10.0, help="scales' learning rate / --lr (default 10)")
     parser.add_argument("--patch", type=int, default=64, help="patch side (default 64)")
     parser.add_argument("--batch", type=int, default=8, help="patches per step (default 8)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the patch sampler (default 0)")
     parser.add_argument("--synthetic-dir", default="../shared/data/clean", help="clean photos given synthetic rain")
     parser.add_argument("--synthetic-fraction", type=float, default=0.5, help="share of synthetic-rain patches")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
@@ -50,51 +62,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from treefuse.export.onnx.qat_export import load_qat_module, read_settings
+    from treefuse.qat_run import TARGETS, read_settings, target_named
     from treefuse.train.qat import QatRecipe, QatTrainer, fine_tune, fp32_teacher, resume_at_newest
+    from treefuse.cli.qat_schemes import open_network
     from treefuse.train.run_dir import RunDir
     from treefuse.train.session import load_training_data
 
     if args.chunk is not None and args.chunk < 1:
         raise TreefuseError(f"--chunk must be at least 1, got {args.chunk}")
     if args.resume:
-        if args.out or args.data or args.calib or args.weights or args.steps:
+        if args.out or args.data or args.calib or args.weights or args.steps or args.weight_bits:
             raise TreefuseError("--resume takes only --chunk: the run folder holds its weights, data and settings")
+        settings = read_settings(args.resume)
         run_dir, config = RunDir.open(args.resume)
         data, _ = load_training_data(config)
-        settings = read_settings(run_dir.path)
     else:
         run_dir, config, data, settings = _start(args)
-    module, _ = load_qat_module(run_dir.path)
-    recipe = QatRecipe(settings["distill"], settings["scale_lr_factor"])
-    trainer = QatTrainer(module, fp32_teacher(settings["weights"]), config, data.sampler, module.weight_parameters(),
-                         module.scale_parameters(), recipe)
+    target = target_named(settings["target"]).name
+    network, weights, scales, observers = open_network(target, run_dir.path)
+    recipe = QatRecipe(settings["distill"], settings["scale_lr_factor"], settings.get("freeze_observers_step"))
+    trainer = QatTrainer(network, fp32_teacher(settings["weights"]), config, data.sampler, weights, scales, recipe,
+                         observers)
     resume_at_newest(run_dir, trainer)
     summary = fine_tune(run_dir, trainer, stop_after=args.chunk)
-    print(json.dumps({"run": str(run_dir.path), **summary}, sort_keys=True))
+    print(json.dumps({"run": str(run_dir.path), "target": target, **summary}, sort_keys=True))
     if summary["step"] == summary["steps"]:
-        print(f"export it: treefuse export onnx --precision int8 --qat {run_dir.path} --out MODEL.int8.onnx")
+        for export in TARGETS[target].exports:
+            print(f"export it: treefuse {export} --qat {run_dir.path} --out MODEL")
     return 0
 
 
-def _start(args: argparse.Namespace):
+def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     from treefuse.calib.store import load_calibration_set
     from treefuse.checkpoint import load_weights
     from treefuse.cli.args import default_weights
-    from treefuse.export.onnx.qat_export import SETTINGS_NAME, make_qat_base
-    from treefuse.files import sha256_file, write_json_atomic
+    from treefuse.files import sha256_file
+    from treefuse.qat_run import CALIB_DIR, target_named, write_settings
     from treefuse.train.qat import qat_config
+    from treefuse.cli.qat_schemes import start_scheme
     from treefuse.train.run_dir import RunDir
     from treefuse.train.session import load_training_data
 
     if not args.out or not args.data:
         raise TreefuseError("a new QAT run needs --data PAIRED_DIR and --out RUN_DIR (or continue one with --resume)")
+    target = target_named(args.target)
     args.steps = DEFAULT_STEPS if args.steps is None else args.steps
     if args.steps < 1 or not 0.0 <= args.distill <= 1.0:
         raise TreefuseError(f"--steps must be at least 1 and --distill between 0 and 1, got {args.steps}, {args.distill}")
+    weight_bits = _weight_bits(target.name, args.weight_bits)
     weights = args.weights or default_weights()
     config = qat_config(str(args.data), args.steps, patch_size=args.patch, batch_size=args.batch, lr=args.lr,
-                        threads=args.threads, synthetic_dir=args.synthetic_dir,
+                        threads=args.threads, seed=args.seed, synthetic_dir=args.synthetic_dir,
                         synthetic_fraction=args.synthetic_fraction, checkpoint_every=args.checkpoint_every,
                         init_weights=str(weights))
     load_weights(weights)  # bad weights, data or calibration fail before the folder is made
@@ -105,17 +123,32 @@ def _start(args: argparse.Namespace):
     run_dir = RunDir.create(args.out, config)
     try:
         run_dir.write_manifest(record, data.manifest_sha256)
-        calib = args.calib or _default_calibration(args.data, run_dir.path / "calib")
-        facts = make_qat_base(weights, calib, run_dir.path, args.weight_bits)
-        settings = {"target": args.target, "weights": str(weights), "weights_sha256": sha256_file(weights),
-                    "distill": args.distill, "scale_lr_factor": args.scale_lr_factor, **facts}
-        write_json_atomic(run_dir.path / SETTINGS_NAME, settings)
+        calib = args.calib or _default_calibration(args.data, run_dir.path / CALIB_DIR)
+        facts = start_scheme(target.name, weights, calib, run_dir.path, weight_bits)
+        settings = {"target": target.name, "scheme": target.scheme, "weights": str(Path(weights).resolve()),
+                    "weights_sha256": sha256_file(weights), "distill": args.distill,
+                    "scale_lr_factor": args.scale_lr_factor, "seed": args.seed,
+                    "freeze_observers_step": config.optim.lr_milestones[0], **facts}
+        write_settings(run_dir.path, settings)
     except BaseException:
         _remove_new_run(run_dir.path, existed)  # it held nothing before (RunDir.create refuses otherwise)
         raise
-    print(f"QAT run {run_dir.path}: {TARGETS[args.target]}, {args.weight_bits}-bit weights, "
-          f"starting from PTQ on {calib} (sha256 {facts['calib_sha256'][:12]})")
+    print(f"QAT run {run_dir.path}: {target.scheme}; starting from post-training INT8 on {calib} "
+          f"(sha256 {facts['calib_sha256'][:12]})")
     return run_dir, config, data, settings
+
+
+def _weight_bits(target: str, asked: int | None) -> int | None:
+    """ONNX Runtime: 7 by default (AVX2-safe); TensorRT: 8 only; the other schemes fix their own (None)."""
+    defaults = {"ort-qdq": 7, "trt-qdq": 8}
+    if target not in defaults:
+        if asked is not None:
+            raise TreefuseError(f"--weight-bits applies to ort-qdq and trt-qdq only; {target} fixes its own "
+                                "(8-bit weights); drop it")
+        return None
+    if target == "trt-qdq" and asked not in (None, 8):
+        raise TreefuseError("TensorRT's INT8 weights are 8-bit: drop --weight-bits or pass 8")
+    return defaults[target] if asked is None else asked
 
 
 def _default_calibration(data_dir: Path, out: Path) -> Path:

@@ -1,0 +1,79 @@
+"""XNNPACK INT8 quantization-aware training: PT2E's QAT flow, one run for ExecuTorch and LiteRT.
+
+`prepare_qat_pt2e` with ExecuTorch's XNNPACKQuantizer and its QAT config
+(`get_symmetric_quantization_config(is_per_channel=True, is_qat=True)`) puts a fake-quantizer at
+every place XNNPACK quantizes: s8 affine per-tensor activations in [-128, 127], s8 symmetric
+per-channel weights in [-127, 127]; the across-block fuse tree stays float, as in the post-training
+export (export/pt2e/float_nodes.py). The run starts from post-training ranges (observers fed the
+calibration set, saved as RUN/base/start.safetensors); training moves the weights, and the observers
+track the ranges until the recipe freezes them. `convert_pt2e` of the learned network writes those
+exact weights and scales as quantize/dequantize ops, which ExecuTorch lowers to XNNPACK and LiteRT's
+converter turns into its own INT8 ops: nothing is re-calibrated.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from treefuse.checkpoint import load_weights
+from treefuse.export.observed_qat import calibrate, load_learned, load_start, save_start, source_weights
+from treefuse.folding import fold
+
+TARGET = "xnnpack-int8"
+EXAMPLE_BATCH, EXAMPLE_HW = 2, (64, 64)  # batch 2: a batch of 1 would be specialized away by torch.export
+MAX_BATCH, MIN_SIDE, MAX_SIDE = 256, 8, 4096
+
+
+def xnnpack_qat_quantizer() -> Any:
+    """ExecuTorch's XNNPACKQuantizer with its QAT config, annotating only nodes outside the float modules."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
+                                                                        get_symmetric_quantization_config)
+
+    from treefuse.export.pt2e.float_nodes import outside_modules
+
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+    quantizer.set_filter_function(outside_modules())
+    return quantizer
+
+
+def prepare_network(weights_path: str | Path, quantizer: Any = None) -> torch.fx.GraphModule:
+    """The folded network of `weights_path`, exported (dynamic batch, height, width) and prepared for QAT."""
+    from torch.export import Dim
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    loaded = load_weights(weights_path)
+    example = torch.rand(EXAMPLE_BATCH, loaded.config.in_channels, *EXAMPLE_HW,
+                         generator=torch.Generator().manual_seed(0))
+    dynamic = {"x": {0: Dim("batch", min=1, max=MAX_BATCH), 2: Dim("height", min=MIN_SIDE, max=MAX_SIDE),
+                     3: Dim("width", min=MIN_SIDE, max=MAX_SIDE)}}
+    program = torch.export.export(fold(loaded.model), (example,), dynamic_shapes=dynamic)
+    return prepare_qat_pt2e(program.module(), quantizer if quantizer is not None else xnnpack_qat_quantizer())
+
+
+def make_start(weights_path: str | Path, calib_dir: str | Path, run_dir: str | Path) -> dict[str, Any]:
+    """Prepare, calibrate and save RUN/base/start.safetensors; returns facts for qat.json."""
+    from treefuse.export.calibration_images import calibration_from
+
+    images = calibration_from(calib_dir)
+    network = prepare_network(weights_path)
+    calibrate(network, images.images)
+    return save_start(network, run_dir, calib_dir, images.sha256, "minmax (moving average, PT2E's QAT observers)")
+
+
+def load_network(run_dir: str | Path, quantizer: Any = None) -> torch.fx.GraphModule:
+    """A run's prepared network at its starting values."""
+    network = prepare_network(source_weights(run_dir), quantizer)
+    load_start(network, run_dir)
+    return network
+
+
+def converted_from_run(run_dir: str | Path, quantizer: Any = None,
+                       fold_quantize: bool = True) -> tuple[torch.fx.GraphModule, dict[str, str]]:
+    """`convert_pt2e` of the learned network: the learned weights and scales as quantize/dequantize ops."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    network = load_network(run_dir, quantizer)
+    metadata = load_learned(network, run_dir)
+    return convert_pt2e(network, fold_quantize=fold_quantize), metadata
