@@ -33,7 +33,7 @@ img[150:175, 95:150] = [0.7, 0.1, 0.1]
 img[140:152, 105:140] = [0.2, 0.25, 0.3]
 img = np.clip(img, 0, 1)
 
-preset = load_preset("street")
+preset = load_preset("street-flat")
 base = StreetRainParams.sample(np.random.default_rng(11), preset)
 day = dataclasses.replace(base, night=False, night_gain=1.0, night_streak_gain=1.0, noise_sigma=0.0, airlight=0.85,
                           veil_beta=0.7, spray=0.1, horizon=0.45)
