@@ -10,9 +10,15 @@ examples:
   treefuse synth --images frames/ --out pairs/ --count 500 --seed 3 # 500 pairs, frames reused with new rain
   treefuse synth --images frames/ --out val/ --crop 320 --seed 99   # centre 320x320 windows
   treefuse synth --images frames/ --out pairs/ --preset my_rain.yaml
+  treefuse synth --images frames/ --out pairs/ --preset street-flat  # issue 14's rain (no depth estimate)
+
+The street preset (data/rain_presets/street.yaml) estimates each frame's depth (sky, horizon,
+ground plane, facades) and draws a veil exp(-beta*depth) in the sky's colour, streaks by depth
+layer, and a randomized camera (motion blur, exposure, noise, JPEG); docs/training.md says how
+to tune its ranges to a camera.
 
 --out gets rain/ and clean/ (same file names, NNNN_frame.png) and synth.json (preset, seed,
-every pair's rain parameters, sha256 of every frame); it is written atomically and only
+every pair's rain parameters and depth summary, sha256 of every frame); it is written atomically and only
 replaces an earlier synth output. Same frames, preset and seed: identical pairs.
 """
 
