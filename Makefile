@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= outputs/demo
 
-.PHONY: install install-litert demo test test-fast bench browser clean
+.PHONY: install install-litert demo test test-fast bench browser clean arm64-check
 
 install: $(STAMP)
 
@@ -32,6 +32,13 @@ test-fast: install
 
 bench: install
 	$(BIN)/python benchmarks/onnx_vs_eager.py
+
+# Device bundles of the shipped weights on x86 and on emulated Arm64 (needs root; minutes, not part of `test`).
+# The arm64 Debian root and its wheels are cached in /var/cache/treefuse (ARM64_ROOT to move it).
+ARM64_ROOT ?= /var/cache/treefuse/arm64-root
+arm64-check: install
+	bundle/arm64_root.sh $(ARM64_ROOT)
+	$(BIN)/python -m treefuse.bundle.arm64_check --root $(ARM64_ROOT) --out reports/device
 
 # Debian's Chromium for the headless-browser test of report.html (CI runs as root); skipped when absent.
 browser:

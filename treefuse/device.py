@@ -1,14 +1,11 @@
 """A fingerprint of the machine a measurement ran on, recorded once per result file."""
 from __future__ import annotations
 
-import os
 import platform
-from pathlib import Path
 from typing import Any
 
+from treefuse.portable.fingerprint import cpu_facts as portable_cpu_facts
 from treefuse.provenance import tool_versions
-
-_INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "avx_vnni", "fma")
 
 
 def cpu_flags_text() -> str:
@@ -18,18 +15,8 @@ def cpu_flags_text() -> str:
 
 
 def cpu_facts() -> dict[str, Any]:
-    """CPU model and the instruction-set flags that decide which precision is fast."""
-    model, flags = platform.processor() or "unknown", set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name" and model in ("unknown", platform.machine()):
-                model = value.strip()
-            elif key.strip() == "flags" and not flags:
-                flags = set(value.split())
-    return {"model": model, "logical_cores": os.cpu_count(),
-            "isa_flags": [f for f in _INTERESTING_FLAGS if f in flags]}
+    """CPU model and the instruction-set flags (x86 or Arm) that decide which precision is fast."""
+    return portable_cpu_facts()  # the same reading a device bundle records
 
 
 def gpu_facts() -> list[dict[str, Any]]:

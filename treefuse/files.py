@@ -13,7 +13,6 @@ import ctypes
 import errno
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from treefuse.errors import TreefuseError
+from treefuse.portable.manifest import sha256_file as _sha256_of_file
+from treefuse.portable.records import infinities_as_text
 
 STAGING_SUFFIX = ".tmp"
 
@@ -34,10 +35,7 @@ def sha256_file(path: str | Path) -> str:
             digest.update(str(child.relative_to(path)).encode())
             digest.update(bytes.fromhex(sha256_file(child)))
         return digest.hexdigest()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return _sha256_of_file(path)
 
 
 def is_staging_debris(path: str | Path) -> bool:
@@ -107,19 +105,9 @@ def write_json_atomic(path: str | Path, data: Any) -> None:
     JSON has no infinity: an infinite float (the PSNR of identical images) is written as the
     string "inf" (float("inf") reads it back); a NaN is a bug and is refused.
     """
-    text = json.dumps(_infinities_as_text(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    text = json.dumps(infinities_as_text(data), indent=2, sort_keys=True, allow_nan=False) + "\n"
     with atomic_path(path) as staged:
         staged.write_text(text)
-
-
-def _infinities_as_text(value: Any) -> Any:
-    if isinstance(value, float) and math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    if isinstance(value, dict):
-        return {key: _infinities_as_text(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_infinities_as_text(item) for item in value]
-    return value
 
 
 def _make_parents(target: Path) -> None:

@@ -11,32 +11,24 @@ import torch
 from torch.nn import functional as F
 
 from treefuse.errors import TreefuseError
+from treefuse.portable import quality  # the torch-free PSNR a device bundle runs too
+from treefuse.portable.quality import METRIC_CONVENTION, rgb_to_y  # noqa: F401 (re-exported)
 
-_Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float64) / 255.0
 
-
-def rgb_to_y(image: np.ndarray) -> np.ndarray:
-    """HxWx3 RGB in [0, 1] -> HxWx1 BT.601 luma in [0, 1]."""
-    return (image.astype(np.float64) @ _Y_WEIGHTS + 16.0 / 255.0)[..., None]
+def _same_shape(img: np.ndarray, img2: np.ndarray) -> None:
+    if img.shape != img2.shape:
+        raise TreefuseError(f"cannot compare images of shapes {img.shape} and {img2.shape}")
 
 
 def _prepare(img: np.ndarray, img2: np.ndarray, crop_border: int, test_y_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    if img.shape != img2.shape:
-        raise TreefuseError(f"cannot compare images of shapes {img.shape} and {img2.shape}")
-    img, img2 = np.clip(img, 0, 1).astype(np.float64), np.clip(img2, 0, 1).astype(np.float64)
-    if test_y_channel:
-        img, img2 = rgb_to_y(img), rgb_to_y(img2)
-    if crop_border:
-        img = img[crop_border:-crop_border, crop_border:-crop_border]
-        img2 = img2[crop_border:-crop_border, crop_border:-crop_border]
-    return img, img2
+    _same_shape(img, img2)
+    return quality.prepare(img, img2, crop_border, test_y_channel)
 
 
 def calculate_psnr(img: np.ndarray, img2: np.ndarray, crop_border: int = 0, test_y_channel: bool = False) -> float:
     """PSNR in dB between two HxWxC images in [0, 1]; inf when identical."""
-    img, img2 = _prepare(img, img2, crop_border, test_y_channel)
-    mse = float(np.mean((img - img2) ** 2))
-    return float("inf") if mse == 0 else 10.0 * float(np.log10(1.0 / mse))
+    _same_shape(img, img2)
+    return quality.psnr(img, img2, crop_border, test_y_channel)
 
 
 def _gaussian_1d(size: int = 11, sigma: float = 1.5, dtype: torch.dtype = torch.float32,
@@ -82,12 +74,3 @@ def image_quality(output: np.ndarray, target: np.ndarray, crop_border: int = 0) 
         "ssim_rgb": calculate_ssim(output, target, crop_border),
         "ssim_y": calculate_ssim(output, target, crop_border, test_y_channel=True),
     }
-
-
-METRIC_CONVENTION = {
-    "range": "[0, 1], outputs clipped before scoring",
-    "psnr_rgb": "over all RGB channels",
-    "psnr_y": "ITU-R BT.601 luma (Y in [16,235]/255), BasicSR convention",
-    "ssim": "Gaussian window 11x11 sigma 1.5, valid positions, mean over channels",
-    "crop_border": 0,
-}

@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from treefuse.errors import TreefuseError
-
-SCHEMA_VERSION = 2  # 1: treefuse 0.1 files, which carry no version; they still load
+from treefuse.portable.records import SCHEMA_VERSION  # one version for treefuse and device bundles
 
 
 @dataclass

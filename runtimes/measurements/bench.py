@@ -12,16 +12,7 @@ from treefuse.provenance import provenance
 from treefuse.results import BenchResult
 from treefuse.runtimes.backends.base import Runner
 
-UNSTABLE_P90_OVER_P50 = 1.5  # above it, a figure says more about the machine's noise than the backend
-
-def latency_summary(seconds: list[float], batch: int) -> dict[str, Any]:
-    """Percentiles in milliseconds and images per second from per-call times."""
-    ms = np.asarray(seconds) * 1000.0
-    p50, p90 = float(np.percentile(ms, 50)), float(np.percentile(ms, 90))
-    return {"latency_ms": {"p50": p50, "p90": p90,
-                           "p99": float(np.percentile(ms, 99)), "mean": float(ms.mean()), "min": float(ms.min())},
-            "throughput_img_per_s": float(batch * 1000.0 / np.median(ms)), "iterations": int(ms.size),
-            "unstable": p90 > UNSTABLE_P90_OVER_P50 * p50}
+from treefuse.portable.timing import UNSTABLE_P90_OVER_P50, latency_summary  # noqa: F401 (what bundles run too)
 
 
 def measure_interleaved(runners: list[Runner], shape: tuple[int, int, int, int], warmup: int = 2, iters: int = 10,

@@ -15,7 +15,7 @@ from treefuse.device import device_fingerprint
 from treefuse.errors import TreefuseError
 from treefuse.gates import DEFAULT_GATES, Gates, gates_for
 from treefuse.images import from_batch, is_paired_folder, list_images, paired_images, read_image, to_batch
-from treefuse.metrics import METRIC_CONVENTION, calculate_psnr
+from treefuse.portable.quality import judge_rows, parity_row
 from treefuse.progress import progress_bar
 from treefuse.provenance import provenance
 from treefuse.results import ParityResult
@@ -48,10 +48,6 @@ def image_set(folder: str | Path) -> list[tuple[Path, Path | None]]:
     if not images:
         raise TreefuseError(f"{folder} holds no images (expected image files, or rain/ and clean/ folders)")
     return [(image, None) for image in images]
-
-
-def _summary(values: list[float]) -> dict[str, float]:
-    return {"min": float(np.min(values)), "mean": float(np.mean(values))}
 
 
 Sample = tuple[str, np.ndarray, "np.ndarray | None"]  # name, rainy HxWx3 in [0, 1], clean HxWx3 or None
@@ -92,38 +88,10 @@ def parity_over(reference: Runner, candidate: Runner, samples: Iterable[Sample],
             raise TreefuseError(f"the reference {reference.spec} produced NaN or Inf on {name}; "
                                 "a reference must be trustworthy: use the FP32 weights")
         candidate_raw = from_batch(candidate.infer(to_batch(rainy)))
-        if not np.isfinite(candidate_raw).all():  # the candidate failed the finite-output gate on this image
-            per_image.append({"image": name, "finite": False, "output_psnr_db": None})
-            continue
-        reference_out, candidate_out = np.clip(reference_raw, 0, 1), np.clip(candidate_raw, 0, 1)
-        row: dict[str, Any] = {"image": name, "finite": True,
-                               "output_psnr_db": calculate_psnr(candidate_out, reference_out, test_y_channel=y)}
-        if clean is not None:
-            row["ref_psnr_db"] = calculate_psnr(reference_out, clean, test_y_channel=y)
-            row["cand_psnr_db"] = calculate_psnr(candidate_out, clean, test_y_channel=y)
-        per_image.append(row)
+        per_image.append(parity_row(name, candidate_raw, reference_raw, clean, y))
     return judge(per_image, gates)
 
 
 def judge(per_image: list[dict[str, Any]], gates: ParityGates) -> dict[str, Any]:
-    """Summarise per-image rows and apply the gates; re-runnable on saved rows."""
-    failures = []
-    non_finite = [r["image"] for r in per_image if r.get("finite") is False]
-    if non_finite and gates.gates.require_finite:
-        failures.append(f"non-finite (NaN/Inf) output on {len(non_finite)} image(s), first {non_finite[0]}")
-    finite_rows = [r for r in per_image if r.get("finite") is not False]
-    output_psnr = _summary([r["output_psnr_db"] for r in finite_rows]) if finite_rows else None
-    if output_psnr and output_psnr["min"] < gates.min_output_psnr_db:
-        failures.append(f"output PSNR min {output_psnr['min']:.2f} dB < {gates.min_output_psnr_db} dB")
-    result: dict[str, Any] = {"output_psnr_db": output_psnr, "images": per_image, "non_finite_images": non_finite,
-                              "gates": gates.gates.to_json(),
-                              "metric": {**METRIC_CONVENTION, "channel": "Y" if gates.test_y_channel else "RGB"}}
-    if finite_rows and all("ref_psnr_db" in r for r in finite_rows):
-        ref = float(np.mean([r["ref_psnr_db"] for r in finite_rows]))
-        cand = float(np.mean([r["cand_psnr_db"] for r in finite_rows]))
-        result["task"] = {"ref_psnr_db": ref, "cand_psnr_db": cand, "delta_db": cand - ref}
-        if ref - cand > gates.max_task_drop_db:
-            failures.append(f"task PSNR drop {ref - cand:.3f} dB > {gates.max_task_drop_db} dB")
-    result["passed"] = not failures
-    result["failures"] = failures
-    return result
+    """Summarise per-image rows and apply the gates; re-runnable on saved rows (the code device bundles run)."""
+    return judge_rows(per_image, gates.gates.to_json(), gates.test_y_channel)

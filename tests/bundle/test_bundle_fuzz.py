@@ -4,7 +4,6 @@ from __future__ import annotations
 import io
 import shutil
 from contextlib import redirect_stderr
-from pathlib import Path
 
 import numpy as np
 

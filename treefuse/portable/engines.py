@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 import warnings
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
@@ -65,6 +66,7 @@ class Engine:
 
     def __init__(self, kind: str, path: Path, threads: int | None) -> None:
         self.kind, self.path, self.threads, self.notes = kind, path, threads, []
+        started = time.perf_counter()
         with captured_stderr(self.notes):
             self.module, self.runtime = import_runtime(kind)
             try:
@@ -74,10 +76,15 @@ class Engine:
             except Exception as exc:  # runtimes raise untyped errors for files they cannot load
                 raise BundleError(f"{self.runtime} cannot load {path.name} ({_first_line(exc)}); "
                                   "the bundle's artifact is not for this runtime version") from None
+        self.runtime_s = time.perf_counter() - started  # import, load and every call: the runtime's own time
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        with captured_stderr(self.notes):
-            return np.asarray(getattr(self, f"_infer_{self.kind}")(batch), dtype=np.float32)
+        started = time.perf_counter()
+        try:
+            with captured_stderr(self.notes):
+                return np.asarray(getattr(self, f"_infer_{self.kind}")(batch), dtype=np.float32)
+        finally:
+            self.runtime_s += time.perf_counter() - started
 
     # -- ONNX Runtime --------------------------------------------------------------
     def _load_onnx(self) -> None:
