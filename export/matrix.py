@@ -13,17 +13,6 @@ from typing import Any, Callable
 
 from treefuse.errors import GateFailed, TreefuseError
 
-# (kind, precision) in the order the table shows them.
-DEFAULT_MATRIX: tuple[tuple[str, str], ...] = (
-    ("onnx", "fp32"), ("onnx", "int8"), ("openvino", "fp32"), ("openvino", "int8"),
-    ("executorch", "fp32"), ("executorch", "int8"), ("litert", "fp32"), ("litert", "fp16"), ("litert", "int8"),
-    ("trt", "fp16"), ("trt", "int8"), ("coreml", "fp16"))
-# Why a format is listed but not exported by the benchmark even when its package is installed.
-NOT_BENCHMARKED = {
-    "trt": "TensorRT engines are built on the GPU that runs them: `treefuse export trt` there (docs/tensorrt.md)",
-    "coreml": "Core ML runs on Apple devices; its Linux evaluator checks parity, its speed is not Core ML's",
-}
-
 
 @dataclass(frozen=True)
 class Cell:
@@ -42,17 +31,20 @@ class Cell:
 
 
 def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Path | None,
-                  matrix: tuple[tuple[str, str], ...] = DEFAULT_MATRIX,
+                  matrix: tuple[tuple[str, str], ...] | None = None,
                   log: Callable[[str], None] = print) -> list[Cell]:
-    """Export each (kind, precision) of `matrix` into `out_dir`; a cell that cannot be made says why.
+    """Export each (kind, precision) of `matrix` (default: the format table's) into `out_dir`; a cell that cannot
+    be made says why.
 
     `size` is the largest input any artifact must take (formats with a fixed upper bound plan for it)."""
     from treefuse.checkpoint import load_weights
+    from treefuse.formats import benchmark_matrix
 
     source_sha256 = load_weights(weights).sha256
     calib_sha256 = _calibration_sha256(calib)
     out_dir.mkdir(parents=True, exist_ok=True)  # only once the inputs are known good: a refusal writes nothing
     cells: list[Cell] = []
+    matrix = benchmark_matrix() if matrix is None else matrix
     failed: dict[Path, str] = {}  # OpenVINO runs the ONNX files: one failed export is not tried twice
     for kind, precision in matrix:
         reason = _unavailable(kind, precision, calib) or failed.get(out_dir / _file_name(kind, precision))
@@ -62,7 +54,7 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
             continue
         path = out_dir / _file_name(kind, precision)
         spec = f"{kind}:{path}"
-        expected_calib = calib_sha256 if precision == "int8" else None
+        expected_calib = calib_sha256 if _calibrated(kind, precision) else None
         if _is_reusable(spec, precision, source_sha256, expected_calib):
             cells.append(Cell(kind, precision, spec, str(path), reused=True))
             log(f"{kind} {precision}: reusing {path}")
@@ -70,7 +62,7 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
         log(f"{kind} {precision}: exporting {path} ...")
         start = time.perf_counter()
         try:
-            EXPORTERS[kind](weights, path, precision, calib, size)
+            _export(kind, weights, path, precision, calib, size, source_sha256, calib_sha256)
         except (TreefuseError, GateFailed) as exc:  # one format failing must not hide the others' figures
             what = "export refused by its own gate" if isinstance(exc, GateFailed) else "export failed"
             failed[path] = f"{what}: {exc}"
@@ -82,29 +74,25 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
 
 
 def _unavailable(kind: str, precision: str, calib: Path | None) -> str | None:
-    from treefuse.formats import FORMATS_BY_KIND
+    from treefuse.formats import formats_by_kind
 
-    if kind not in FORMATS_BY_KIND:
+    row = formats_by_kind().get(kind)
+    if row is None:
         return f"unknown format {kind!r}"
-    if precision not in FORMATS_BY_KIND[kind].precisions:
+    if precision not in row.precision_names:
         return f"{kind} has no {precision} precision"
-    reason = FORMATS_BY_KIND[kind].unavailable_reason()
-    if kind == "trt" and not reason:
-        import torch
-
-        reason = None if torch.cuda.is_available() else "needs an NVIDIA GPU; none here"
-    if reason or kind in NOT_BENCHMARKED:
-        return reason or NOT_BENCHMARKED[kind]
-    if kind == "litert":
-        from treefuse.export.pt2e.litert import converter_python
-
-        try:
-            converter_python()
-        except TreefuseError as exc:
-            return str(exc)
-    if precision == "int8" and calib is None:
-        return "int8 needs a calibration set: pass --calib"
+    reason = row.unavailable_reason() or row.not_benchmarked
+    if reason:
+        return reason
+    if row.precision(precision).calibrated and calib is None:
+        return f"{precision} needs a calibration set: pass --calib"
     return None
+
+
+def _calibrated(kind: str, precision: str) -> bool:
+    from treefuse.formats import format_of
+
+    return format_of(kind).precision(precision).calibrated
 
 
 def _calibration_sha256(calib: Path | None) -> str | None:
@@ -116,10 +104,10 @@ def _calibration_sha256(calib: Path | None) -> str | None:
 
 
 def _file_name(kind: str, precision: str) -> str:
-    from treefuse.formats import FORMATS_BY_KIND
+    from treefuse.formats import format_of
 
-    source_kind = "onnx" if kind == "openvino" else kind  # OpenVINO runs the ONNX files
-    return f"model.{precision}{FORMATS_BY_KIND[source_kind].suffix}"
+    row = format_of(kind)
+    return f"model.{precision}{format_of(row.artifact_of or kind).suffix}"  # OpenVINO runs the ONNX files
 
 
 def _is_reusable(spec: str, precision: str, source_sha256: str, calibration_sha256: str | None) -> bool:
@@ -133,36 +121,16 @@ def _is_reusable(spec: str, precision: str, source_sha256: str, calibration_sha2
             and (calibration_sha256 is None or record.calibration_sha256 == calibration_sha256))
 
 
-def _onnx(weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int]) -> None:
-    from treefuse.export.onnx.chains import Int8OnnxFromOnnx, OnnxFromWeights
+def _export(kind: str, weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int],
+            source_sha256: str, calib_sha256: str | None) -> None:
+    """One cell through the row's exporter, as `treefuse export` would; a row that runs another's files exports those."""
+    from treefuse.export.request import ExportRequest, run_export
+    from treefuse.formats import format_of
 
-    # The same chain as `treefuse export onnx`: int8 is checked against its gates and refused if it misses them.
-    fp32 = OnnxFromWeights(weights)
-    (fp32 if precision == "fp32" else Int8OnnxFromOnnx(fp32, calib))(path)
-
-
-def _openvino(weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int]) -> None:
-    if not _is_reusable(f"onnx:{path}", precision, _sha(weights), _calibration_sha256(calib) if calib else None):
-        _onnx(weights, path, precision, calib, size)
-
-
-def _sha(weights: Path) -> str:
-    from treefuse.checkpoint import load_weights
-
-    return load_weights(weights).sha256
-
-
-def _executorch(weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int]) -> None:
-    from treefuse.export.pt2e.executorch import export_executorch
-
-    export_executorch(weights, path, precision, calib if precision == "int8" else None, max_hw=size)
-
-
-def _litert(weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int]) -> None:
-    from treefuse.export.pt2e.litert import export_litert
-
-    export_litert(weights, path, precision, calib if precision == "int8" else None, size=size)
-
-
-EXPORTERS: dict[str, Callable[[Path, Path, str, Path | None, tuple[int, int]], None]] = {
-    "onnx": _onnx, "openvino": _openvino, "executorch": _executorch, "litert": _litert}
+    row = format_of(kind)
+    maker = format_of(row.artifact_of) if row.artifact_of else row
+    calibration = calib if maker.precision(precision).calibrated else None
+    if row.artifact_of and _is_reusable(f"{maker.kind}:{path}", precision, source_sha256, calibration and calib_sha256):
+        return
+    shape = {"range": {"min_hw": maker.shape.min_hw, "max_hw": size}, "fixed": {"size": size}}.get(maker.shape.style, {})
+    run_export(ExportRequest(maker.kind, weights, path, precision, calibration, **shape))

@@ -1,5 +1,10 @@
-"""Export checks its own output with the same gates and the same parity code that `treefuse parity` uses,
-so whatever export approves, parity with the defaults passes."""
+"""Every export checks itself: the staged artifact runs through its own runner against its source on
+real images and is judged by its precision's gates (treefuse/gates.py) before it is moved into place,
+with the same parity code `treefuse parity` uses, so whatever export approves, parity passes.
+
+The images are the paired images when given (then the task PSNR is judged too), else the first
+images of the calibration set, else two images made here (float precisions need no data).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,12 +12,12 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from treefuse.errors import GateFailed
-from treefuse.gates import Gates
+from treefuse.errors import GateFailed, TreefuseError
+from treefuse.gates import Gates, gates_for
 from treefuse.runtimes.measurements.parity import ParityGates, Sample, parity_over
 
-QAT_HINT = ("fine-tune for INT8 with `treefuse qat --data PAIRS --out RUN`, then `treefuse export onnx "
-            "--precision int8 --qat RUN` (on CPUs without VNNI its 7-bit weights also avoid ORT's int16 saturation)")
+MAX_CALIBRATION_SAMPLES = 4  # a calibration set holds up to hundreds of crops: a few judge a broken export
+SELF_MADE_HW = (64, 64)
 
 
 def samples_from_batches(rainy: Iterable[np.ndarray], clean: Iterable[np.ndarray | None] | None = None,
@@ -24,17 +29,99 @@ def samples_from_batches(rainy: Iterable[np.ndarray], clean: Iterable[np.ndarray
     return [(f"{name} {i}", r, c) for i, (r, c) in enumerate(zip(rainy_images, clean_images))]
 
 
-def verify_onnx_export(fp32_path: Path, candidate_path: Path, samples: list[Sample], gates: Gates,
-                       what: str) -> dict[str, Any]:
-    """Parity of `candidate_path` against the FP32 model on `samples`; GateFailed (exit 1) when it misses `gates`."""
-    from treefuse.runtimes.backends.onnx_runner import OnnxRuntimeRunner
+def self_made_samples(hw: tuple[int, int] = SELF_MADE_HW) -> list[Sample]:
+    """Two deterministic rainy-looking images: smooth gradients with bright slanted streaks."""
+    rows, cols = np.mgrid[0:hw[0], 0:hw[1]].astype(np.float32)
+    samples = []
+    for index in range(2):
+        rng = np.random.default_rng(index)
+        base = np.stack([(rows / hw[0]) * 0.6 + 0.2, (cols / hw[1]) * 0.5 + 0.1,
+                         0.5 + 0.3 * np.sin((rows + cols) / 7.0 + index)], axis=-1)
+        streaks = ((rows * 0.3 + cols + rng.integers(0, 9)) % 9 < 1).astype(np.float32)[..., None] * 0.35
+        samples.append((f"self-made {index}", np.clip(base + streaks, 0, 1).astype(np.float32), None))
+    return samples
 
-    with OnnxRuntimeRunner(fp32_path) as reference, OnnxRuntimeRunner(candidate_path) as candidate:
+
+def check_samples(calibration: Path | None, paired_images: Path | None,
+                  hw_range: tuple[tuple[int, int], tuple[int, int]] | None = None) -> tuple[list[Sample], str]:
+    """The images an export is judged on, each fitted into the artifact's accepted size range, and what they are."""
+    if paired_images is not None:
+        from treefuse.runtimes.measurements.parity import folder_samples, image_set
+
+        samples, what = list(folder_samples(image_set(paired_images))), f"the paired images {paired_images}"
+    elif calibration is not None:
+        from treefuse.calib.store import load_calibration_set
+
+        calibration_set = load_calibration_set(calibration)
+        batches = [calibration_set.images[:MAX_CALIBRATION_SAMPLES]]
+        samples = samples_from_batches(batches, name="calibration image")
+        what = f"{len(samples)} images of the calibration set {calibration}"
+    else:
+        hw = SELF_MADE_HW if hw_range is None else tuple(
+            min(max(side, low), high) for side, low, high in zip(SELF_MADE_HW, *hw_range))
+        samples, what = self_made_samples(hw), "two self-made images"  # type: ignore[arg-type]
+    return [_fitted(sample, hw_range) for sample in samples], what
+
+
+def _fitted(sample: Sample, hw_range: tuple[tuple[int, int], tuple[int, int]] | None) -> Sample:
+    """Centre-crop an image larger than the artifact's maximum; refuse one below its minimum."""
+    if hw_range is None:
+        return sample
+    (min_h, min_w), (max_h, max_w) = hw_range
+    name, rainy, clean = sample
+    height, width = rainy.shape[:2]
+    if height < min_h or width < min_w:
+        raise TreefuseError(f"{name} is {height}x{width}, below the export's minimum {min_h}x{min_w}; "
+                            "lower --min-size or judge on larger images")
+    top, left = (height - min(height, max_h)) // 2, (width - min(width, max_w)) // 2
+    crop = (slice(top, top + min(height, max_h)), slice(left, left + min(width, max_w)))
+    return name, rainy[crop], None if clean is None else clean[crop]
+
+
+def verify_export(reference_spec: str, candidate_spec: str, samples: list[Sample], gates: Gates, what: str,
+                  advice: str = "") -> dict[str, Any]:
+    """Parity of the candidate against its reference on `samples`; GateFailed (exit 1) when it misses `gates`."""
+    from treefuse.runtimes.backends.registry import make_runner
+
+    with make_runner(reference_spec) as reference, make_runner(candidate_spec) as candidate:
         result = parity_over(reference, candidate, samples, ParityGates(gates))
     verdict = {"passed": result["passed"], "failures": result["failures"], "gates": result["gates"],
                "output_psnr_db": result["output_psnr_db"], "task": result.get("task"), "verified_on": what,
                "image_count": len(samples)}
     if not result["passed"]:
         raise GateFailed(f"the {gates.precision} export misses its gates on {what}: {'; '.join(result['failures'])}; "
-                         f"nothing was written: {QAT_HINT}")
+                         f"nothing was written" + (f": {advice}" if advice else ""))
     return verdict
+
+
+def verify_staged(kind: str, staged: Path, weights: Path, precision: str, calibration: Path | None,
+                  paired_images: Path | None, hw_range: tuple[tuple[int, int], tuple[int, int]] | None = None,
+                  advice: str = "") -> dict[str, Any]:
+    """Judge a staged artifact of `kind` against the FP32 PyTorch reference of its source weights."""
+    samples, what = check_samples(calibration, paired_images, hw_range)
+    return verify_export(f"torch:{weights}", f"{kind}:{staged}", samples, gates_for(precision), what, advice)
+
+
+def gate_miss_advice(kind: str, precision: str, qat_target: str | None = None) -> str:
+    """What to try when an export of `kind` at `precision` misses its gate: the cheapest route first."""
+    from treefuse.formats import format_of
+
+    row = format_of(kind)
+    if row.precision(precision).scheme is None:
+        if precision != "fp32" and "fp32" in row.precision_names:
+            return "export fp32 instead, or check the source weights"
+        return "check the source weights and the runtime's version: a float export that misses is broken"
+    routes = []
+    if row.mixed_precision:
+        routes.append("keep the most sensitive layers in float: add --paired-images PAIRS")
+    target = qat_target or kind
+    routes.append(f"fine-tune for it: `treefuse qat --weights W --data PAIRS --target {target} --out RUN`, then "
+                  f"`treefuse export {kind} --precision {precision} --qat RUN`")
+    return "; or ".join(routes)
+
+
+def verify_onnx_export(fp32_path: Path, candidate_path: Path, samples: list[Sample], gates: Gates,
+                       what: str, qat_target: str | None = None) -> dict[str, Any]:
+    """An ONNX INT8 candidate judged against the FP32 ONNX model it was quantized from."""
+    advice = gate_miss_advice("onnx", "int8", qat_target)
+    return verify_export(f"onnx:{fp32_path}", f"onnx:{candidate_path}", samples, gates, what, advice)

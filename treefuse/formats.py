@@ -1,30 +1,83 @@
 """The format table: every artifact format treefuse exports or runs, in one declarative list.
 
-It drives the CLI's backend kinds and `export` sub-commands, `--help`, the runner registry
-and `treefuse info --json`. A new format is one new exporter/runner module plus one row.
-Modules are named as strings and imported only when used, so a missing optional backend
-never breaks the others.
+Each row names everything about its format: the runner, the exporter (one signature:
+`export(request: ExportRequest) -> str`), the precisions with the gate row that judges each and
+the INT8 scheme each needs, the shape options export takes, what else must be present for it
+to run, and whether `treefuse benchmark` exports it. The CLI's backend kinds and `export`
+sub-commands, `--precision` choices and help, the runner registry, `treefuse info --json`, the
+benchmark matrix and the table-driven tests are all read off it. A new format is one exporter
+folder (or none, for a runtime-only format), one runner module and one row. Modules are named
+as strings and imported only when used, so a missing optional backend never breaks the others.
 """
 from __future__ import annotations
 
+import importlib
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+# The INT8 arithmetic a quantized artifact computes; a QAT run fake-quantizes one of these exactly.
+QUANT_SCHEMES: dict[str, str] = {
+    "ort-qdq": "ONNX Runtime QDQ: uint8 asymmetric activations, int8 symmetric per-channel weights",
+    "trt-qdq": "TensorRT explicit QDQ: int8 symmetric activations (zero point 0), int8 symmetric per-channel weights",
+    "xnnpack-int8": "XNNPACK (PT2E): int8 activations in [-128, 127], int8 symmetric per-channel weights [-127, 127]",
+    "coreml-w8a8": "Core ML w8a8: coremltools LinearQuantizer, 8-bit symmetric weights and activations",
+}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One precision of a format: the gate row that judges it and, when quantized, its INT8 scheme."""
+
+    name: str
+    gate: str  # the row of treefuse/gates.py's DEFAULT_GATES
+    scheme: str | None = None  # a QUANT_SCHEMES key when activations are 8-bit
+    calibrated: bool = False  # post-training activation ranges: export needs --calib (or --qat RUN)
+    benchmarked: bool = True  # part of `treefuse benchmark`'s matrix when the format is
+
+
+@dataclass(frozen=True)
+class Shape:
+    """The input-shape options `treefuse export KIND` takes: none, a range, one size, or TensorRT profiles."""
+
+    style: str = "dynamic"  # "dynamic" | "range" (--min-size/--max-size) | "fixed" (--size) | "profile"
+    min_hw: tuple[int, int] = (16, 16)
+    max_hw: tuple[int, int] = (1088, 1920)
+    size: tuple[int, int] = (256, 256)
 
 
 @dataclass(frozen=True)
 class Format:
-    """One artifact format: what it is called, what makes it, what runs it."""
+    """One artifact format: what it is called, what makes it, what runs it, how it is judged."""
 
     kind: str  # the KIND in KIND:PATH on the command line
     suffix: str  # the artifact's file (or package folder) suffix
-    precisions: tuple[str, ...]
+    precisions: tuple[Precision, ...]
     description: str
     runner: str  # "module:Class" of its Runner
     requires: tuple[str, ...] = ()  # Python modules the runner needs
     extra: str | None = None  # the pip extra that installs them (None: part of the core)
-    export_cli: str | None = None  # module of its `treefuse export KIND` sub-command
+    exporter: str | None = None  # "module:function" taking an ExportRequest; None: runtime-only
+    export_options: str | None = None  # module whose add_arguments(parser) adds the format's own options
     export_help: str = ""
+    default_precision: str = "fp32"
+    source: str = "weights"  # what export starts from: "weights", or "onnx" (an ONNX model)
+    shape: Shape = field(default_factory=Shape)
+    available: str | None = None  # "module:function" -> None or why it cannot run here, beyond `requires`
+    not_benchmarked: str | None = None  # why `treefuse benchmark` leaves it out even when installed
+    artifact_of: str | None = None  # the format whose files it runs (OpenVINO runs ONNX files)
+    mixed_precision: bool = False  # INT8 export keeps the most sensitive layers in float given --paired-images
     is_folder: bool = False  # the artifact is a folder (a package), not a file
+
+    @property
+    def precision_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.precisions)
+
+    def precision(self, name: str) -> Precision:
+        for precision in self.precisions:
+            if precision.name == name:
+                return precision
+        raise KeyError(f"{self.kind} has no precision {name!r}")
 
     def missing_modules(self) -> list[str]:
         return [name for name in self.requires if importlib.util.find_spec(name) is None]
@@ -32,43 +85,101 @@ class Format:
     def unavailable_reason(self) -> str | None:
         """None when this format runs here, else why not and how to fix it (one line)."""
         missing = self.missing_modules()
-        if not missing:
-            return None
-        install = f"pip install 'treefuse[{self.extra}]'" if self.extra else "reinstall treefuse"
-        return f"{', '.join(missing)} not installed: {install}"
+        if missing:
+            install = f"pip install 'treefuse[{self.extra}]'" if self.extra else "reinstall treefuse"
+            return f"{', '.join(missing)} not installed: {install}"
+        return resolve(self.available)() if self.available else None
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         reason = self.unavailable_reason()
-        return {"kind": self.kind, "suffix": self.suffix, "precisions": list(self.precisions),
-                "description": self.description, "extra": self.extra, "exportable": self.export_cli is not None,
+        return {"kind": self.kind, "suffix": self.suffix, "precisions": list(self.precision_names),
+                "gates": {p.name: p.gate for p in self.precisions},
+                "int8_schemes": {p.name: p.scheme for p in self.precisions if p.scheme},
+                "description": self.description, "extra": self.extra, "exportable": self.exporter is not None,
+                "export_source": self.source if self.exporter else None, "shape_options": self.shape.style,
+                "benchmarked": self.not_benchmarked is None, "why_not_benchmarked": self.not_benchmarked,
                 "available": reason is None, "why_unavailable": reason}
 
 
-FORMATS: tuple[Format, ...] = (
-    Format("torch", ".safetensors", ("fp32", "fp16", "bf16"), "treefuse weights on PyTorch (the reference)",
-           "treefuse.runtimes.backends.torch_runner:TorchRunner", requires=("torch",)),
-    Format("onnx", ".onnx", ("fp32", "fp16", "int8"), "ONNX model on ONNX Runtime",
-           "treefuse.runtimes.backends.onnx_runner:OnnxRuntimeRunner", requires=("onnxruntime",),
-           export_cli="treefuse.cli.export_onnx", export_help="ONNX (fp32, fp16 or int8 QDQ), folded, simplified, checked"),
-    Format("trt", ".engine", ("fp32", "fp16", "int8"), "TensorRT engine (needs a GPU)",
-           "treefuse.runtimes.backends.trt_runner:TensorRTRunner", requires=("tensorrt",), extra="tensorrt",
-           export_cli="treefuse.cli.export_trt", export_help="TensorRT engine (fp16 or int8) from an ONNX model; needs a GPU"),
-    Format("coreml", ".mlpackage", ("fp32", "fp16", "w8", "w8a8"), "Core ML package (treefuse's evaluator on Linux)",
-           "treefuse.runtimes.backends.coreml_runner:CoreMLRunner", requires=("coremltools",), extra="coreml",
-           export_cli="treefuse.cli.export_coreml", export_help="Core ML ML program (fp32, fp16, w8, w8a8)",
-           is_folder=True),
-    Format("openvino", ".onnx", ("fp32", "bf16", "int8"), "ONNX model on OpenVINO (x86 camera boxes)",
-           "treefuse.runtimes.backends.openvino_runner:OpenVINORunner", requires=("openvino",), extra="openvino"),
-    Format("executorch", ".pte", ("fp32", "int8"), "ExecuTorch program on XNNPACK (Android, embedded Linux)",
-           "treefuse.runtimes.backends.executorch_runner:ExecuTorchRunner", requires=("executorch",), extra="executorch",
-           export_cli="treefuse.cli.export_executorch", export_help="ExecuTorch program (.pte, XNNPACK), fp32 or int8"),
-    Format("litert", ".tflite", ("fp32", "fp16", "int8"), "LiteRT model on XNNPACK (Android, embedded Linux)",
-           "treefuse.runtimes.backends.litert_runner:LiteRTRunner", requires=("ai_edge_litert",), extra="litert",
-           export_cli="treefuse.cli.export_litert", export_help="LiteRT model (.tflite, XNNPACK), fp32, fp16 or int8"),
-)
+def resolve(target: str) -> Callable[..., Any]:
+    """'module:name' -> the object, imported now (rows name their code as strings to stay lazy)."""
+    module_name, _, name = target.partition(":")
+    return getattr(importlib.import_module(module_name), name)
 
-FORMATS_BY_KIND: dict[str, Format] = {fmt.kind: fmt for fmt in FORMATS}
+
+FP32, FP16 = Precision("fp32", "fp32"), Precision("fp16", "fp16")
+
+FORMATS: list[Format] = [
+    Format("torch", ".safetensors", tuple(Precision(name, name, benchmarked=False) for name in ("fp32", "fp16", "bf16")),
+           "treefuse weights on PyTorch (the reference)",
+           "treefuse.runtimes.backends.torch_runner:TorchRunner", requires=("torch",)),
+    Format("onnx", ".onnx", (FP32, FP16, Precision("int8", "int8", "ort-qdq", calibrated=True)),
+           "ONNX model on ONNX Runtime",
+           "treefuse.runtimes.backends.onnx_runner:OnnxRuntimeRunner", requires=("onnxruntime",),
+           exporter="treefuse.export.onnx.request:export", export_options="treefuse.cli.export_onnx",
+           export_help="ONNX (fp32, fp16 or int8 QDQ), folded, simplified, checked", mixed_precision=True),
+    Format("trt", ".engine", (FP16, Precision("int8", "int8", "trt-qdq")),  # INT8 from a QDQ model, or --calib
+           "TensorRT engine (needs a GPU)",
+           "treefuse.runtimes.backends.trt_runner:TensorRTRunner", requires=("tensorrt",), extra="tensorrt",
+           exporter="treefuse.export.tensorrt.request:export", export_options="treefuse.cli.export_trt",
+           export_help="TensorRT engine (fp16 or int8) from an ONNX model; needs a GPU",
+           default_precision="fp16", source="onnx", shape=Shape("profile"),
+           available="treefuse.export.tensorrt.request:gpu_missing",
+           not_benchmarked="TensorRT engines are built on the GPU that runs them: `treefuse export trt` there "
+                           "(docs/tensorrt.md)"),
+    Format("coreml", ".mlpackage", (Precision("fp32", "fp32", benchmarked=False), FP16,
+                                    Precision("w8", "w8", benchmarked=False),
+                                    Precision("w8a8", "w8a8", "coreml-w8a8", calibrated=True)),
+           "Core ML package (treefuse's evaluator on Linux)",
+           "treefuse.runtimes.backends.coreml_runner:CoreMLRunner", requires=("coremltools",), extra="coreml",
+           exporter="treefuse.export.coreml.exporter:export", export_options="treefuse.cli.export_coreml",
+           export_help="Core ML ML program (fp32, fp16, w8, w8a8)", default_precision="fp16",
+           shape=Shape("range", min_hw=(64, 64), max_hw=(2048, 2048)), is_folder=True),
+    Format("openvino", ".onnx", (FP32, Precision("bf16", "bf16", benchmarked=False),
+                                 Precision("int8", "int8", "ort-qdq", calibrated=True)),
+           "ONNX model on OpenVINO (x86 camera boxes)",
+           "treefuse.runtimes.backends.openvino_runner:OpenVINORunner", requires=("openvino",), extra="openvino",
+           artifact_of="onnx"),
+    Format("executorch", ".pte", (FP32, Precision("int8", "int8", "xnnpack-int8", calibrated=True)),
+           "ExecuTorch program on XNNPACK (Android, embedded Linux)",
+           "treefuse.runtimes.backends.executorch_runner:ExecuTorchRunner", requires=("executorch",),
+           extra="executorch", exporter="treefuse.export.pt2e.executorch:export",
+           export_options="treefuse.cli.export_executorch",
+           export_help="ExecuTorch program (.pte, XNNPACK), fp32 or int8",
+           shape=Shape("range", min_hw=(16, 16), max_hw=(1088, 1920))),
+    Format("litert", ".tflite", (FP32, FP16, Precision("int8", "int8", "xnnpack-int8", calibrated=True)),
+           "LiteRT model on XNNPACK (Android, embedded Linux)",
+           "treefuse.runtimes.backends.litert_runner:LiteRTRunner", requires=("ai_edge_litert",), extra="litert",
+           exporter="treefuse.export.pt2e.litert:export", export_options="treefuse.cli.export_litert",
+           export_help="LiteRT model (.tflite, XNNPACK), fp32, fp16 or int8", shape=Shape("fixed"),
+           available="treefuse.export.pt2e.litert:converter_missing"),
+]
+
+
+def formats_by_kind() -> dict[str, Format]:
+    """kind -> row, read now (a test may add a row to FORMATS)."""
+    return {fmt.kind: fmt for fmt in FORMATS}
+
+
+def format_of(kind: str) -> Format:
+    """The row of `kind`, or one line naming the kinds there are."""
+    from treefuse.errors import TreefuseError
+
+    rows = formats_by_kind()
+    if kind not in rows:
+        raise TreefuseError(f"unknown format {kind!r}; known formats: {', '.join(rows)}")
+    return rows[kind]
 
 
 def exportable_formats() -> list[Format]:
-    return [fmt for fmt in FORMATS if fmt.export_cli]
+    return [fmt for fmt in FORMATS if fmt.exporter]
+
+
+def benchmark_matrix() -> tuple[tuple[str, str], ...]:
+    """(kind, precision) of every cell `treefuse benchmark` makes, in the table's order."""
+    return tuple((fmt.kind, p.name) for fmt in FORMATS for p in fmt.precisions if p.benchmarked)
+
+
+def not_benchmarked() -> dict[str, str]:
+    """kind -> why the benchmark lists it without exporting it."""
+    return {fmt.kind: fmt.not_benchmarked for fmt in FORMATS if fmt.not_benchmarked}

@@ -60,9 +60,22 @@ DEFAULT_GATES: dict[str, Gates] = {
 
 
 def gates_for(precision: str | None) -> Gates:
-    """Default gates of a precision; an unknown one gets the loosest (int8) gates, named as such."""
+    """Default gates of a precision; one without a row is refused (it must get a row, not borrow one)."""
     base = (precision or "fp32").split("+")[0].lower()  # 'int8+bf16' (OpenVINO) is judged as int8
-    return DEFAULT_GATES.get(base, replace(DEFAULT_GATES["int8"], precision=base))
+    if base not in DEFAULT_GATES:
+        raise TreefuseError(f"no gates for precision {base!r}; known precisions: {', '.join(DEFAULT_GATES)}")
+    return DEFAULT_GATES[base]
+
+
+@dataclass(frozen=True)
+class Fp16RangeGates:
+    """When a layer is unsafe in FP16 (export's range check): it overflows, or too many values flush to zero."""
+
+    max_abs: float = 65504.0  # FP16's largest value
+    max_flushed_fraction: float = 0.01  # of a layer's non-zero values below FP16's smallest subnormal (2^-24)
+
+
+FP16_RANGE_GATES = Fp16RangeGates()
 
 
 def gates_table() -> str:

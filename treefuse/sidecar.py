@@ -21,11 +21,17 @@ def sidecar_path(artifact: str | Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
+def sidecar_document(artifact_name: str, artifact_sha256: str, metadata: dict[str, str],
+                     record: dict[str, Any]) -> dict[str, Any]:
+    """The sidecar's content: flat `treefuse.*` metadata and the provenance `record`, bound to the artifact's bytes."""
+    return {"format": FORMAT, "artifact": artifact_name, "artifact_sha256": artifact_sha256,
+            "metadata": metadata, "provenance": record}
+
+
 def write_sidecar(artifact: str | Path, metadata: dict[str, str], record: dict[str, Any]) -> Path:
     """Write flat `treefuse.*` metadata and the provenance `record` beside `artifact`, bound to its bytes."""
     path = sidecar_path(artifact)
-    write_json_atomic(path, {"format": FORMAT, "artifact": Path(artifact).name, "artifact_sha256": sha256_file(artifact),
-                             "metadata": metadata, "provenance": record})
+    write_json_atomic(path, sidecar_document(Path(artifact).name, sha256_file(artifact), metadata, record))
     return path
 
 

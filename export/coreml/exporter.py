@@ -6,7 +6,10 @@ read back with coremltools' own loader before it is moved into place.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +20,7 @@ import torch
 from treefuse.checkpoint import load_weights
 from treefuse.errors import TreefuseError, one_line
 from treefuse.artifact import artifact_metadata
+from treefuse.export.request import ExportRequest, check_request
 from treefuse.files import atomic_path
 from treefuse.folding import fold
 from treefuse.provenance import provenance
@@ -28,6 +32,7 @@ DEFAULT_LICENSE = "internal research use (weights trained on public deraining be
 # Consts with more values than this become int8: every conv weight of the default model (the
 # smallest, the tail's 3x16, has 48 values) but not its 16-value biases.
 WEIGHT_QUANT_THRESHOLD = 16
+DEFAULT_MIN_HW, DEFAULT_MAX_HW = (64, 64), (2048, 2048)
 
 
 @dataclass(frozen=True)
@@ -50,21 +55,48 @@ PRECISIONS: dict[str, CoreMLPrecision] = {
 }
 
 
-def check_hw_range(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> None:
-    """Refuse a flexible size range that is empty or not positive."""
-    if min(min_hw) < 1 or any(low > high for low, high in zip(min_hw, max_hw)):
-        raise TreefuseError(f"size range {min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]} is empty; "
-                            "give --min-size no larger than --max-size, both positive")
+def export(request: ExportRequest) -> str:
+    """The format table's entry: a Core ML package as `request` asks (FP16 ranges first when asked); the line to print."""
+    if request.qat_run is not None:
+        raise TreefuseError("coreml --qat is not supported by this version; export with --calib")
+    min_hw, max_hw = request.min_hw or DEFAULT_MIN_HW, request.max_hw or DEFAULT_MAX_HW
+    ranges = _fp16_ranges(request)
+    export_coreml(request.source, request.out, request.precision, min_hw, max_hw, request.calibration,
+                  paired_images=request.paired_images)
+    line = f"wrote {request.out} ({request.precision}, inputs {min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]})"
+    if ranges is not None:
+        from treefuse.export.fp16_range import write_report
+
+        line += f"\nFP16 ranges: {write_report(ranges, request.out.with_name(request.out.name + '.fp16-ranges.json'))}"
+    return line
+
+
+def _fp16_ranges(request: ExportRequest) -> dict | None:
+    """FP16 safety of the network Core ML will compute in FP16 (export/fp16_range.py), when asked for."""
+    check_fp16, strict = request.options.get("check_fp16"), request.options.get("strict_fp16", False)
+    if check_fp16 is None:
+        if strict:
+            raise TreefuseError("--strict-fp16 needs a calibration set to measure ranges on: pass --check-fp16 CALIB_DIR")
+        return None
+    if request.precision == "fp32":
+        raise TreefuseError("--check-fp16 judges FP16 compute; fp32 computes in FP32: drop it or choose fp16/w8/w8a8")
+    from treefuse.export.fp16_range import fp16_report_for_weights
+
+    return fp16_report_for_weights(request.source, check_fp16, strict=strict)
 
 
 def export_coreml(weights_path: str | Path, out_path: str | Path, precision: str = "fp16",
-                  min_hw: tuple[int, int] = (64, 64), max_hw: tuple[int, int] = (2048, 2048),
-                  calibration: Any = None, license_text: str = DEFAULT_LICENSE) -> Path:
-    """Export treefuse weights to a Core ML package at `out_path`; returns the path."""
-    from treefuse.runtimes.backends.coreml_mil import import_coremltools, load_program
+                  min_hw: tuple[int, int] = DEFAULT_MIN_HW, max_hw: tuple[int, int] = DEFAULT_MAX_HW,
+                  calibration: Any = None, license_text: str = DEFAULT_LICENSE,
+                  paired_images: Path | None = None) -> Path:
+    """Export treefuse weights to a Core ML package at `out_path`; returns the path.
+
+    The staged package runs on treefuse's Core ML evaluator against PyTorch and must pass its precision's gate first."""
+    from treefuse.export.verify import gate_miss_advice, verify_staged
+    from treefuse.runtimes.backends.coreml_mil import import_coremltools
 
     out_path = Path(out_path)
-    recipe = _check_request(out_path, precision, min_hw, max_hw, calibration)
+    recipe = _check_request(out_path, precision, min_hw, max_hw, calibration, paired_images)
     loaded = load_weights(weights_path)  # bad weights are refused before coremltools' slow import
     ct = import_coremltools()
     example = torch.rand(1, loaded.config.in_channels, *_default_hw(min_hw, max_hw),
@@ -78,7 +110,9 @@ def export_coreml(weights_path: str | Path, out_path: str | Path, precision: str
     _stamp(mlmodel, record, license_text)
     with atomic_path(out_path, directory=True, same_kind=_is_mlpackage) as staged:
         mlmodel.save(str(staged))
-        load_program(staged)  # coremltools' loader must read back the program and its weight file
+        verify_staged("coreml", staged, Path(weights_path), precision,
+                      calibration if isinstance(calibration, (str, Path)) else None, paired_images, (min_hw, max_hw),
+                      gate_miss_advice("coreml", precision))
     return out_path
 
 
@@ -87,27 +121,15 @@ def _is_mlpackage(folder: Path) -> bool:
 
 
 def _check_request(out_path: Path, precision: str, min_hw: tuple[int, int], max_hw: tuple[int, int],
-                   calibration: Any) -> CoreMLPrecision:
+                   calibration: Any, paired_images: Path | None) -> CoreMLPrecision:
     """Refuse a bad request before any work is done; returns the precision's recipe."""
     from treefuse.runtimes.backends.coreml_mil import MANIFEST
 
-    if precision not in PRECISIONS:
-        raise TreefuseError(f"unsupported Core ML precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if out_path.suffix != ".mlpackage":
-        raise TreefuseError(f"Core ML output must end in .mlpackage, got {out_path.name}")
+    check_request(ExportRequest("coreml", out_path, out_path, precision, calibration, paired_images,
+                                min_hw=min_hw, max_hw=max_hw))
     if out_path.exists() and not (out_path / MANIFEST).is_file():
         raise TreefuseError(f"{out_path} exists and is not a Core ML package; remove it or choose another --out")
-    check_hw_range(min_hw, max_hw)
-    recipe = PRECISIONS[precision]
-    if recipe.int8_activations and calibration is None:
-        raise TreefuseError("w8a8 needs a calibration set: pass --calib DIR (build one with `treefuse calib build`)")
-    if not recipe.int8_activations and calibration is not None:
-        raise TreefuseError(f"--calib is only used by w8a8, not by {precision}; drop it or choose w8a8")
-    if isinstance(calibration, (str, Path)):
-        from treefuse.calib.store import load_calibration_set
-
-        load_calibration_set(calibration)  # a bad set is refused before coremltools loads and converts
-    return recipe
+    return PRECISIONS[precision]
 
 
 def _default_hw(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> tuple[int, int]:
@@ -136,15 +158,22 @@ def _convert(ct: Any, model: torch.nn.Module, recipe: CoreMLPrecision, example: 
     shape = ct.Shape(shape=(1, example.shape[1], height, width))
     compute = ct.precision.FLOAT16 if recipe.compute == "fp16" else ct.precision.FLOAT32
     try:
-        mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=[ct.TensorType(name=INPUT_NAME, shape=shape)],
-                             outputs=[ct.TensorType(name=OUTPUT_NAME)], compute_precision=compute,
-                             minimum_deployment_target=getattr(ct.target, recipe.target))
+        with _progress_only_on_a_terminal():
+            mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=[ct.TensorType(name=INPUT_NAME, shape=shape)],
+                                 outputs=[ct.TensorType(name=OUTPUT_NAME)], compute_precision=compute,
+                                 minimum_deployment_target=getattr(ct.target, recipe.target))
     except Exception as exc:  # a converter failure is a bug or an unsupported torch version, stated in one line
         raise TreefuseError(f"coremltools could not convert the model ({one_line(exc)}); "
                             "check the coremltools version against pyproject's coreml extra") from None
     if recipe.int8_weights and not recipe.int8_activations:
-        mlmodel = _quantize_weights(mlmodel)
+        with _progress_only_on_a_terminal():
+            mlmodel = _quantize_weights(mlmodel)
     return mlmodel
+
+
+def _progress_only_on_a_terminal() -> contextlib.AbstractContextManager:
+    """coremltools draws progress bars on stderr: keep them for a person at a terminal, not for logs and pipes."""
+    return contextlib.nullcontext() if sys.stderr.isatty() else contextlib.redirect_stderr(io.StringIO())
 
 
 def _quantize_weights(mlmodel: Any) -> Any:

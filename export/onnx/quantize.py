@@ -202,7 +202,7 @@ def sensitivity_path_for(out_path: Path) -> Path:
 
 
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | Path, *, method: str = "minmax",
-                  paired_dir: str | Path | None = None, max_task_drop_db: float = 0.1, max_pairs: int | None = None,
+                  paired_dir: str | Path | None = None, max_task_drop_db: float | None = None, max_pairs: int | None = None,
                   crop: int | None = None, log: Callable[[str], None] = print, progress: bool = False,
                   target: str = "onnxruntime") -> Int8Result:
     """Static INT8 QDQ of an FP32 ONNX model for `target`; with a paired set, keep layers float to meet the budget."""
@@ -211,7 +211,11 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
     from treefuse.calib.store import load_calibration_set
     from treefuse.export.onnx.sensitivity import load_paired_set
 
+    from treefuse.gates import gates_for
+
     fp32_path, out_path = Path(fp32_path), Path(out_path)
+    if max_task_drop_db is None:  # the one gate table's budget (the CLI checks a user's value against it)
+        max_task_drop_db = gates_for("int8").max_task_drop_db
     if target not in TARGETS:
         raise TreefuseError(f"--target must be one of {TARGETS}, got {target!r}")
     fp32_model = _load_fp32(fp32_path)

@@ -2,7 +2,7 @@
 
 Height and width are dynamic between a declared minimum and maximum (ExecuTorch plans
 its memory for the maximum). A .pte has no metadata field, so provenance goes into a
-hashed sidecar (`m.pte.json`). The program is loaded and run by ExecuTorch's own runtime
+hashed sidecar (`m.pte.json`). The staged program runs on ExecuTorch's own runtime against PyTorch
 before it is moved into place.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from treefuse.artifact import artifact_metadata
 from treefuse.checkpoint import load_weights
 from treefuse.errors import TreefuseError, one_line
-from treefuse.export.request import check_export_request
+from treefuse.export.request import ExportRequest, check_request
 from treefuse.files import atomic_path
 from treefuse.folding import fold
 from treefuse.optional import import_optional
@@ -37,19 +37,28 @@ def import_executorch() -> Any:
     return import_optional("executorch.exir", "executorch: ExecuTorch's exporter", "executorch")
 
 
-def check_hw_range(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> None:
-    """Refuse an empty or too small height/width range (the 3x3 dilation-4 convs need a few pixels)."""
-    if min(min_hw) < 2 or any(low > high for low, high in zip(min_hw, max_hw)):
-        raise TreefuseError(f"size range {min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]} is empty or below 2x2; "
-                            "give --min-size no larger than --max-size")
+def export(request: ExportRequest) -> str:
+    """The format table's entry: an XNNPACK .pte as `request` asks; returns the line to print."""
+    if request.qat_run is not None:
+        raise TreefuseError("executorch --qat is not supported by this version; export with --calib")
+    min_hw, max_hw = request.min_hw or DEFAULT_MIN_HW, request.max_hw or DEFAULT_MAX_HW
+    export_executorch(request.source, request.out, request.precision, request.calibration, min_hw, max_hw,
+                      paired_images=request.paired_images)
+    return (f"wrote {request.out} and {request.out.name}.json ({request.precision}, XNNPACK, inputs "
+            f"{min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]})")
 
 
 def export_executorch(weights_path: str | Path, out_path: str | Path, precision: str = "fp32",
                       calibration: Any = None, min_hw: tuple[int, int] = DEFAULT_MIN_HW,
-                      max_hw: tuple[int, int] = DEFAULT_MAX_HW) -> Path:
-    """Export treefuse weights to an XNNPACK-lowered .pte at `out_path` plus its sidecar; returns the path."""
+                      max_hw: tuple[int, int] = DEFAULT_MAX_HW, paired_images: Path | None = None) -> Path:
+    """Export treefuse weights to an XNNPACK-lowered .pte at `out_path` plus its sidecar; returns the path.
+
+    The staged program runs on ExecuTorch's runtime against PyTorch and must pass its precision's gate first."""
+    from treefuse.export.verify import gate_miss_advice, verify_staged
+
     out_path = Path(out_path)
-    _check_request(out_path, precision, calibration, min_hw, max_hw)
+    check_request(ExportRequest("executorch", Path(weights_path), out_path, precision, calibration, paired_images,
+                                min_hw=min_hw, max_hw=max_hw))
     import_executorch()
     loaded = load_weights(weights_path)
     network = fold(loaded.model)
@@ -74,15 +83,11 @@ def export_executorch(weights_path: str | Path, out_path: str | Path, precision:
                                  source_sha256=loaded.sha256, calibration_sha256=calibration_sha256, target="XNNPACK")
     with atomic_path(out_path) as staged:
         staged.write_bytes(buffer)
-        _run_once(staged, loaded.config.in_channels, min_hw)
+        verify_staged("executorch", staged, Path(weights_path), precision,
+                      calibration if isinstance(calibration, (str, Path)) else None, paired_images, (min_hw, max_hw),
+                      gate_miss_advice("executorch", precision))
     write_sidecar(out_path, metadata, record)
     return out_path
-
-
-def _check_request(out_path: Path, precision: str, calibration: Any, min_hw: tuple[int, int],
-                   max_hw: tuple[int, int]) -> None:
-    check_export_request("ExecuTorch", ".pte", PRECISIONS, out_path, precision, calibration)
-    check_hw_range(min_hw, max_hw)
 
 
 def _example_hw(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> tuple[int, int]:
@@ -125,16 +130,6 @@ def _lower(program: Any) -> bytes:
         raise TreefuseError(f"ExecuTorch could not lower the model ({one_line(exc)[:200]}); "
                             "check the executorch version against pyproject's executorch extra") from None
     return bytes(lowered.buffer)
-
-
-def _run_once(path: Path, channels: int, min_hw: tuple[int, int]) -> None:
-    """Load the written program with ExecuTorch's runtime and run the smallest input it accepts."""
-    from executorch.runtime import Runtime
-
-    method = Runtime.get().load_program(str(path)).load_method("forward")
-    output = method.execute([torch.zeros(1, channels, *min_hw)])[0]
-    if tuple(output.shape) != (1, channels, *min_hw):
-        raise TreefuseError(f"the exported program returned shape {tuple(output.shape)}; this is a treefuse bug")
 
 
 @contextlib.contextmanager

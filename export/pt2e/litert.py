@@ -16,11 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from treefuse.artifact import artifact_metadata
 from treefuse.errors import TreefuseError
-from treefuse.export.request import check_export_request
+from treefuse.export.request import ExportRequest, check_request
 from treefuse.files import atomic_path
 from treefuse.provenance import provenance
 from treefuse.sidecar import write_sidecar
@@ -46,13 +45,35 @@ def converter_python() -> str:
                         f"venv .venv-litert) or set {CONVERTER_ENV} to a Python that has litert-torch==0.10.0")
 
 
+def converter_missing() -> str | None:
+    """The format table's availability check: None when a converter is found, else how to install one."""
+    try:
+        converter_python()
+    except TreefuseError as exc:
+        return str(exc)
+    return None
+
+
+def export(request: ExportRequest) -> str:
+    """The format table's entry: a .tflite as `request` asks; returns the line to print."""
+    if request.qat_run is not None:
+        raise TreefuseError("litert --qat is not supported by this version; export with --calib")
+    export_litert(request.source, request.out, request.precision, request.calibration, request.size or DEFAULT_SIZE,
+                  paired_images=request.paired_images)
+    return f"wrote {request.out} and {request.out.name}.json ({request.precision}, XNNPACK)"
+
+
 def export_litert(weights_path: str | Path, out_path: str | Path, precision: str = "fp32", calibration: Any = None,
-                  size: tuple[int, int] = DEFAULT_SIZE) -> Path:
-    """Export treefuse weights to a .tflite at `out_path` plus its sidecar; returns the path."""
+                  size: tuple[int, int] = DEFAULT_SIZE, paired_images: Path | None = None) -> Path:
+    """Export treefuse weights to a .tflite at `out_path` plus its sidecar; returns the path.
+
+    The staged model runs on LiteRT's interpreter against PyTorch and must pass its precision's gate first."""
+    from treefuse.export.verify import gate_miss_advice, verify_staged
     from treefuse.runtimes.backends.litert_runner import import_interpreter
 
     out_path = Path(out_path)
-    _check_request(out_path, precision, calibration, size)
+    check_request(ExportRequest("litert", Path(weights_path), out_path, precision, calibration, paired_images,
+                                size=size))
     import_interpreter()  # the check below needs LiteRT's interpreter; say so before minutes of conversion
     python = converter_python()
     with atomic_path(out_path) as staged, tempfile.TemporaryDirectory(prefix="treefuse-litert-") as tmp:
@@ -63,7 +84,9 @@ def export_litert(weights_path: str | Path, out_path: str | Path, precision: str
             command += ["--calib", str(calibration)]
         _run_converter(command)
         facts = json.loads(facts_path.read_text())
-        _run_once(staged, size)
+        verify_staged("litert", staged, Path(weights_path), precision,
+                      calibration if isinstance(calibration, (str, Path)) else None, paired_images,
+                      advice=gate_miss_advice("litert", precision))
     record = provenance(config=facts["config"], source_checkpoint=str(weights_path),
                         source_sha256=facts["source_sha256"], precision=precision,
                         precision_detail=PRECISIONS[precision], delegate="XNNPACK", converted_hw=list(size),
@@ -76,28 +99,9 @@ def export_litert(weights_path: str | Path, out_path: str | Path, precision: str
     return out_path
 
 
-def _check_request(out_path: Path, precision: str, calibration: Any, size: tuple[int, int]) -> None:
-    check_export_request("LiteRT", ".tflite", PRECISIONS, out_path, precision, calibration)
-    if min(size) < 8:
-        raise TreefuseError(f"--size {size[0]}x{size[1]} is too small to convert at; use 8x8 or more (e.g. 256x256)")
-    if calibration is not None and isinstance(calibration, (str, Path)):
-        from treefuse.calib.store import load_calibration_set
-
-        load_calibration_set(calibration)  # refuse a bad set here, in one line, before the subprocess
-
-
 def _run_converter(command: list[str]) -> None:
     done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         reason = lines[-1].removeprefix("treefuse: error: ").strip() if lines else f"exit {done.returncode}"
         raise TreefuseError(f"litert: conversion failed ({reason[:300]})")
-
-
-def _run_once(path: Path, size: tuple[int, int]) -> None:
-    """Load the written model with LiteRT's interpreter and run it at the converted size and a smaller one."""
-    from treefuse.runtimes.backends.litert_runner import LiteRTRunner
-
-    with LiteRTRunner(path) as runner:
-        for height, width in (size, (max(8, size[0] // 2), max(8, size[1] // 2 + 1))):
-            runner.infer(np.zeros((1, 3, height, width), np.float32))

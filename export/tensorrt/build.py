@@ -21,6 +21,7 @@ from treefuse.errors import TreefuseError
 from treefuse.export.tensorrt.profile import ShapeProfile, format_shape
 from treefuse.files import atomic_path, sha256_file
 from treefuse.provenance import provenance
+from treefuse.sidecar import sidecar_document, sidecar_path
 
 PRECISIONS = ("fp16", "int8")
 INPUT_NAME = "input"
@@ -83,7 +84,7 @@ class EnginePlan:
     timing_cache: Path | None
     onnx_metadata: dict[str, str]
     tensorrt_check: dict[str, Any] = field(default_factory=dict)  # export/tensorrt/check.py: what the parser will meet
-    fp16_ranges: dict[str, Any] | None = None  # export/tensorrt/fp16_range.py over a calibration set, when one was given
+    fp16_ranges: dict[str, Any] | None = None  # export/fp16_range.py over a calibration set, when one was given
 
 
 def plan_engine(onnx_path: str | Path, out_path: str | Path, *, precision: str, profile: ShapeProfile,
@@ -131,7 +132,7 @@ def _fp16_ranges(onnx_path: Path, calib_dir: str | Path | None, strict: bool,
         if strict:
             raise TreefuseError("--strict-fp16 needs a calibration set to measure ranges on: pass --check-fp16 CALIB_DIR")
         return None
-    from treefuse.export.tensorrt.fp16_range import check_fp16, sidecar_summary
+    from treefuse.export.fp16_range import check_fp16, sidecar_summary
 
     return sidecar_summary(check_fp16(onnx_path, calib_dir, strict=strict, log=log))
 
@@ -192,8 +193,11 @@ def make_config(backend: SimpleNamespace, plan: EnginePlan) -> Any:
                            load_timing_cache=load_cache)
 
 
-def build_engine(plan: EnginePlan, backend: SimpleNamespace | None = None) -> Path:
-    """Build and write the engine, its provenance sidecar and its trtexec command line."""
+def build_engine(plan: EnginePlan, backend: SimpleNamespace | None = None,
+                 check: Callable[[Path], Any] | None = None) -> Path:
+    """Build and write the engine, its provenance sidecar and its trtexec command line.
+
+    `check` judges the staged engine before anything moves into place (export's own gate check)."""
     backend = backend or import_tensorrt()
     pg = backend.pg
     network = pg.NetworkFromOnnxPath(str(plan.onnx_path))
@@ -214,13 +218,23 @@ def build_engine(plan: EnginePlan, backend: SimpleNamespace | None = None) -> Pa
     with atomic_path(plan.out_path) as engine, atomic_path(sidecar_path(plan.out_path)) as record, \
             atomic_path(trtexec_path) as script:
         engine.write_bytes(bytes(serialized))
-        record.write_text(json.dumps(sidecar(plan, backend, command, sha256_file(engine)), indent=2, sort_keys=True))
+        if check is not None:
+            check(engine)
+        document = sidecar_document(plan.out_path.name, sha256_file(engine), engine_metadata(plan),
+                                    sidecar(plan, backend, command, sha256_file(engine)))
+        record.write_text(json.dumps(document, indent=2, sort_keys=True))
         script.write_text(command + "\n")
     return plan.out_path
 
 
-def sidecar_path(engine_path: Path) -> Path:
-    return engine_path.parent / f"{engine_path.name}.json"
+def engine_metadata(plan: EnginePlan) -> dict[str, str]:
+    """The engine's artifact record (treefuse/artifact.py), carried over from the ONNX model it was built from."""
+    from treefuse.artifact import ArtifactRecord, artifact_metadata
+
+    source = ArtifactRecord.from_metadata(plan.onnx_metadata, format="onnx", path=plan.onnx_path, sha256="")
+    return artifact_metadata(format="trt", precision=plan.precision, config=source.config,
+                             source_sha256=source.source_sha256,
+                             calibration_sha256=plan.calib_sha256 or source.calibration_sha256, target="tensorrt")
 
 
 def sidecar(plan: EnginePlan, backend: SimpleNamespace, command: str, engine_sha256: str) -> dict[str, Any]:

@@ -6,12 +6,13 @@ import inspect
 from pathlib import Path
 
 from treefuse.errors import TreefuseError
-from treefuse.formats import FORMATS_BY_KIND
+from treefuse.formats import formats_by_kind
 from treefuse.runtimes.backends.base import Runner
 
-# kind -> (module, class, what the artifact is), read off the one format table.
-BACKENDS: dict[str, tuple[str, str, str]] = {
-    kind: (*fmt.runner.split(":"), f"{fmt.description} ({fmt.suffix})") for kind, fmt in FORMATS_BY_KIND.items()}
+
+def backends() -> dict[str, tuple[str, str, str]]:
+    """kind -> (module, class, what the artifact is), read off the one format table when asked."""
+    return {kind: (*fmt.runner.split(":"), f"{fmt.description} ({fmt.suffix})") for kind, fmt in formats_by_kind().items()}
 
 
 def parse_backend(spec: str) -> tuple[str, Path]:
@@ -19,8 +20,8 @@ def parse_backend(spec: str) -> tuple[str, Path]:
     kind, sep, path = spec.partition(":")
     if not sep or not path:
         raise TreefuseError(f"backend {spec!r} must be KIND:PATH, e.g. torch:weights.safetensors or onnx:model.onnx")
-    if kind not in BACKENDS:
-        raise TreefuseError(f"unknown backend kind {kind!r} in {spec!r}; known kinds: {', '.join(BACKENDS)}")
+    if kind not in backends():
+        raise TreefuseError(f"unknown backend kind {kind!r} in {spec!r}; known kinds: {', '.join(backends())}")
     return kind, Path(path)
 
 
@@ -52,7 +53,7 @@ def make_runner(spec: str, **options: object) -> Runner:
     """The Runner for a 'KIND:PATH[?key=value,...]' spec (not yet activated); spec options win."""
     base_spec, spec_options = split_spec_options(spec)
     kind, path = parse_backend(base_spec)
-    module_name, class_name, _ = BACKENDS[kind]
+    module_name, class_name, _ = backends()[kind]
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:

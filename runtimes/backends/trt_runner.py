@@ -1,13 +1,13 @@
 """TensorRT runner over a serialized engine, through Polygraphy's TrtRunner (needs a GPU)."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 
 from treefuse.errors import TreefuseError
 from treefuse.runtimes.backends.base import Runner
+from treefuse.sidecar import read_sidecar
 
 INPUT_NAME = "input"
 MISSING_TENSORRT = "trt: TensorRT is not installed (it needs an NVIDIA GPU): pip install 'treefuse[tensorrt]'"
@@ -64,23 +64,13 @@ class TensorRTRunner(Runner):
         self.runner = None
 
     def _sidecar(self) -> dict[str, Any]:
-        sidecar = self.path.parent / f"{self.path.name}.json"
-        if not sidecar.is_file():
-            return {}
-        try:
-            record = json.loads(sidecar.read_text())
-        except json.JSONDecodeError:
-            raise TreefuseError(f"trt: {sidecar} is not valid JSON; rebuild the engine with `treefuse export trt`") from None
-        return record if isinstance(record, dict) else {}
+        """The engine's sidecar (`treefuse export trt`), refused when it describes other bytes than the engine."""
+        return read_sidecar(self.path) or {}
 
     def read_metadata_impl(self) -> dict[str, str]:
-        record = self._sidecar()
-        flat = {key: value for key, value in record.items() if isinstance(value, str)}
-        if isinstance(record.get("config"), dict):
-            flat["treefuse.config"] = json.dumps(record["config"])
-        return flat
+        return self._sidecar().get("metadata", {})
 
     def describe_impl(self) -> dict[str, Any]:
-        record = self._sidecar()
+        record = self._sidecar().get("provenance", {})
         return {"backend": "TensorRT", **{key: record.get(key) for key in ("tensorrt_version", "gpu", "onnx_sha256",
                                                                             "profile") if key in record}}

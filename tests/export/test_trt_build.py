@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -42,10 +43,12 @@ def test_fp16_build_calls_and_sidecar(onnx_path, tmp_path):
     assert config["fp16"] is True and config["int8"] is False and config["calibrator"] is None
     assert config["profiles"][0].shapes["input"] == ((1, 3, 16, 16), (1, 3, 32, 48), (2, 3, 64, 64))
     assert backend.pg.calls["NetworkFromOnnxPath"][0][0] == (str(onnx_path),)
-    record = json.loads((tmp_path / "m.engine.json").read_text())
+    record = json.loads((tmp_path / "m.engine.json").read_text())["provenance"]
     assert record["onnx_sha256"] == sha256_file(onnx_path) and record["engine_sha256"] == sha256_file(out)
     assert record["tensorrt_version"] == "10.8.0" and record["gpu"] and record["precision"] == "fp16"
     assert record["source_sha256"] == "ab" * 32 and record["profile"]["input"]["max"] == [2, 3, 64, 64]
+    metadata = json.loads((tmp_path / "m.engine.json").read_text())["metadata"]
+    assert metadata["treefuse.format"] == "trt" and metadata["treefuse.source_sha256"] == "ab" * 32
     command = shlex.split((tmp_path / "m.engine.trtexec.sh").read_text())
     assert command[0] == "trtexec" and "--fp16" in command and "--int8" not in command
     assert "--minShapes=input:1x3x16x16" in command and "--maxShapes=input:2x3x64x64" in command
@@ -77,7 +80,7 @@ def test_int8_calibrator_fed_by_calibration_set(onnx_path, calib_dir, tmp_path):
     np.testing.assert_array_equal(batches[1][0], calib.images[1])
     config = backend.pg.calls["CreateConfig"][0][1]
     assert config["int8"] is True and config["calibrator"].data_loader is feed
-    record = json.loads((tmp_path / "m.engine.json").read_text())
+    record = json.loads((tmp_path / "m.engine.json").read_text())["provenance"]
     assert record["calib_sha256"] == calib.sha256 and record["int8_source"] == "calibrator"
     assert f"--calib={kwargs['cache']}" in (tmp_path / "m.engine.trtexec.sh").read_text()
 
@@ -99,7 +102,7 @@ def test_explicit_qdq_int8_uses_no_calibrator(tmp_path):
     build_engine(plan_engine(model, tmp_path / "q.engine", precision="int8", profile=PROFILE), backend)
     config = backend.pg.calls["CreateConfig"][0][1]
     assert config["int8"] is True and config["calibrator"] is None and "Calibrator" not in backend.pg.calls
-    record = json.loads((tmp_path / "q.engine.json").read_text())
+    record = json.loads((tmp_path / "q.engine.json").read_text())["provenance"]
     assert record["int8_source"] == "qdq" and record["calib_sha256"] == "cd" * 32
 
 
@@ -174,15 +177,59 @@ def test_cli_bad_profile_exit_2(onnx_path, tmp_path, capsys):
     assert code == 2 and "min <= opt <= max" in capsys.readouterr().err
 
 
+def _engine_runs(monkeypatch, onnx_path, scale: float) -> None:
+    """TensorRT's runner at its boundary: the 'engine' computes the ONNX model (on ONNX Runtime) times `scale`."""
+    import onnxruntime as ort
+
+    from treefuse.runtimes.backends import trt_runner
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+    class Engine:
+        def get_tensor_profile_shape(self, name, index):
+            return [(1, 3, 16, 16), (1, 3, 32, 48), (2, 3, 64, 64)]
+
+    class Runner:
+        def __init__(self, engine, optimization_profile=None):
+            pass
+
+        def activate(self):
+            pass
+
+        def deactivate(self):
+            pass
+
+        def infer(self, feed):
+            return {"output": session.run(None, {session.get_inputs()[0].name: feed["input"]})[0] * scale}
+
+    pg = SimpleNamespace(EngineFromBytes=lambda data: (lambda: Engine()), TrtRunner=Runner)
+    monkeypatch.setattr(trt_runner, "_import_backend", lambda: pg)
+
+
 def test_cli_builds_with_mocked_backend(onnx_path, calib_dir, tmp_path, monkeypatch, capsys):
     from treefuse.cli import main
 
     backend = fake_backend()
     monkeypatch.setattr(tensorrt_build, "import_tensorrt", lambda: backend)
+    _engine_runs(monkeypatch, onnx_path, scale=1.0)
     out = tmp_path / "m.engine"
     assert main(["export", "trt", "--onnx", str(onnx_path), "--precision", "int8", "--calib", str(calib_dir),
-                 "--min-shape", "1x3x16x16", "--opt-shape", "1x3x32x48", "--out", str(out)]) == 0
+                 "--min-shape", "1x3x16x16", "--opt-shape", "1x3x32x48", "--max-shape", "2x3x64x64",
+                 "--out", str(out)]) == 0
     assert out.read_bytes() == b"ENGINE" and "trtexec" in capsys.readouterr().out
+
+
+def test_cli_engine_that_misses_its_gate_is_not_written(onnx_path, tmp_path, monkeypatch, capsys):
+    from treefuse.cli import main
+
+    monkeypatch.setattr(tensorrt_build, "import_tensorrt", lambda: fake_backend())
+    _engine_runs(monkeypatch, onnx_path, scale=0.9)  # an engine 10% off: far below the fp16 gate
+    out = tmp_path / "m.engine"
+    code = main(["export", "trt", "--onnx", str(onnx_path), "--precision", "fp16", "--min-shape", "1x3x16x16",
+                 "--opt-shape", "1x3x32x48", "--max-shape", "2x3x64x64", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "misses its gates" in err and "nothing was written" in err
+    assert not out.exists() and not (tmp_path / "m.engine.json").exists()
 
 
 def test_live_tensorrt_build(onnx_path, tmp_path):

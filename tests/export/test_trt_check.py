@@ -118,7 +118,7 @@ def test_check_records_into_the_sidecar(tmp_path):
     path = qdq_conv(tmp_path / "m.onnx")
     out = tmp_path / "m.engine"
     tensorrt_build.build_engine(plan_engine(path, out, precision="int8", profile=PROFILE), fake_backend())
-    record = json.loads((tmp_path / "m.engine.json").read_text())
+    record = json.loads((tmp_path / "m.engine.json").read_text())["provenance"]
     assert record["tensorrt_check"]["ok"] and record["tensorrt_check"]["qdq_nodes"] == 3
     assert "not measured" in record["fp16_ranges"]
     trtexec = record["trtexec"].split()

@@ -1,4 +1,4 @@
-"""FP16 safety (export/tensorrt/fp16_range.py): ranges per layer, the overflow and flush-to-zero gates, the sidecar."""
+"""FP16 safety (export/fp16_range.py): ranges per layer, the overflow and flush-to-zero gates, the sidecar."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 from treefuse.calib.build import build_calibration_set
 from treefuse.errors import GateFailed
 from treefuse.export.tensorrt import build as tensorrt_build
-from treefuse.export.tensorrt.fp16_range import FP16_MAX, check_fp16, fp16_report
+from treefuse.export.fp16_range import FP16_MAX, check_fp16, fp16_report
 from treefuse.export.tensorrt.build import build_engine, plan_engine
 from treefuse.export.tensorrt.profile import ShapeProfile
 
@@ -64,7 +64,7 @@ def test_engine_sidecar_holds_the_fp16_ranges(tmp_path, calib_dir):
     plan = plan_engine(scaled_conv(tmp_path / "m.onnx", 2.0), out, precision="fp16", profile=PROFILE,
                        fp16_calib=calib_dir, log=lambda _: None)
     build_engine(plan, fake_backend())
-    ranges = json.loads((tmp_path / "m.engine.json").read_text())["fp16_ranges"]
+    ranges = json.loads((tmp_path / "m.engine.json").read_text())["provenance"]["fp16_ranges"]
     assert ranges["safe"] and ranges["calib_sha256"] and all(row["kind"] == "activation" for row in ranges["layers"])
 
 
@@ -86,7 +86,7 @@ def test_strict_fp16_refuses_the_build_with_exit_1(tmp_path, calib_dir, monkeypa
 
 @pytest.mark.slow
 def test_coreml_fp16_check_measures_the_folded_network(tmp_path, calib_dir, weights_path):
-    from treefuse.export.tensorrt.fp16_range import fp16_report_for_weights
+    from treefuse.export.fp16_range import fp16_report_for_weights
 
     report = fp16_report_for_weights(weights_path, calib_dir, log=lambda _: None)
     assert report["model"].startswith("folded FP32 network") and report["smallest_margin"]["max_abs"] > 0

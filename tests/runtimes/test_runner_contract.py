@@ -2,7 +2,7 @@
 
 Same input -> an output of the input's shape, finite; a complete artifact record (format,
 precision, model config, sha256, source weights); deactivate releases and infer then refuses.
-A format added to the table without an artifact maker here fails `test_every_format_is_covered`.
+Artifacts are made through each row's exporter, so a format added to the table is covered here as it is.
 """
 from __future__ import annotations
 
@@ -12,60 +12,40 @@ import numpy as np
 import pytest
 
 from treefuse.checkpoint import load_weights
-from treefuse.formats import FORMATS, FORMATS_BY_KIND
+from treefuse.formats import FORMATS, format_of
 from treefuse.runtimes.backends.registry import make_runner
 
-NOT_RUNNABLE_HERE = {"trt": "TensorRT needs an NVIDIA GPU (tested against a stand-in in test_trt_*.py)"}
-
-
-def _torch(weights: Path, folder: Path) -> str:
-    return f"torch:{weights}"
-
-
-def _onnx(weights: Path, folder: Path) -> str:
-    from treefuse.export.onnx.exporter import export_onnx
-
-    return f"onnx:{export_onnx(weights, folder / 'm.onnx')}"
-
-
-def _openvino(weights: Path, folder: Path) -> str:
-    from treefuse.export.onnx.exporter import export_onnx
-
-    return f"openvino:{export_onnx(weights, folder / 'ov.onnx')}"
-
-
-def _coreml(weights: Path, folder: Path) -> str:
-    from treefuse.export.coreml.exporter import export_coreml
-
-    return f"coreml:{export_coreml(weights, folder / 'm.mlpackage', 'fp32', min_hw=(16, 16), max_hw=(128, 128))}"
-
-
-def _executorch(weights: Path, folder: Path) -> str:
-    from treefuse.export.pt2e.executorch import export_executorch
-
-    return f"executorch:{export_executorch(weights, folder / 'm.pte', 'fp32', min_hw=(16, 16), max_hw=(128, 128))}"
-
-
-def _litert(weights: Path, folder: Path) -> str:
-    from treefuse.errors import TreefuseError
-    from treefuse.export.pt2e.litert import export_litert
-
-    try:  # LiteRT's converter lives in its own environment (docs/mobile.md)
-        return f"litert:{export_litert(weights, folder / 'm.tflite', 'fp32', size=BATCH_HW)}"
-    except TreefuseError as exc:
-        if "converter" not in str(exc).lower() and "litert-torch" not in str(exc):
-            raise
-        pytest.skip(f"LiteRT converter not installed here: {exc}")
-
-
 BATCH_HW = (24, 40)  # LiteRT models have one fixed size: the test's
-ARTIFACT_MAKERS = {"torch": _torch, "onnx": _onnx, "openvino": _openvino, "coreml": _coreml,
-                   "executorch": _executorch, "litert": _litert}
+SHAPE = {"range": {"min_hw": (16, 16), "max_hw": (128, 128)}, "fixed": {"size": BATCH_HW}}
 
 
-def test_every_format_is_covered():
-    uncovered = {fmt.kind for fmt in FORMATS} - set(ARTIFACT_MAKERS) - set(NOT_RUNNABLE_HERE)
-    assert not uncovered, f"add an artifact maker for {sorted(uncovered)} to this contract test"
+def contract_kinds() -> list[str]:
+    """Every kind of the format table, read when called."""
+    return sorted(fmt.kind for fmt in FORMATS)
+
+
+def make_artifact(kind: str, weights: Path, folder: Path) -> str:
+    """An fp32 artifact of `kind` through its row's exporter (or the row whose files it runs); its KIND:PATH."""
+    from treefuse.errors import TreefuseError
+    from treefuse.export.request import ExportRequest, run_export
+
+    row = format_of(kind)
+    if kind == "torch":
+        return f"torch:{weights}"
+    maker = format_of(row.artifact_of) if row.artifact_of else row
+    out = folder / f"m{maker.suffix}"
+    source = weights
+    if maker.source == "onnx":
+        source = Path(make_artifact("onnx", weights, folder).partition(":")[2])
+        out = folder / f"m.fp16{maker.suffix}"
+    precision = "fp32" if "fp32" in maker.precision_names else maker.default_precision
+    try:
+        run_export(ExportRequest(maker.kind, source, out, precision, **SHAPE.get(maker.shape.style, {})))
+    except TreefuseError as exc:
+        if "converter" not in str(exc).lower():
+            raise
+        pytest.skip(f"{kind}: its converter is not installed here: {exc}")  # LiteRT's lives in its own venv
+    return f"{kind}:{out}"
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +65,12 @@ SLOW_TO_EXPORT = {"coreml", "executorch", "litert"}  # a conversion takes 10-40 
 
 
 @pytest.mark.parametrize("kind", [pytest.param(kind, marks=pytest.mark.slow) if kind in SLOW_TO_EXPORT else kind
-                                  for kind in sorted(FORMATS_BY_KIND)])
+                                  for kind in contract_kinds()])
 def test_runner_contract(kind, tiny_weights_path, tmp_path):
-    if kind in NOT_RUNNABLE_HERE:
-        pytest.skip(NOT_RUNNABLE_HERE[kind])
-    reason = FORMATS_BY_KIND[kind].unavailable_reason()
+    reason = format_of(kind).unavailable_reason()
     if reason:
         pytest.skip(reason)
-    spec = ARTIFACT_MAKERS[kind](tiny_weights_path, tmp_path)
+    spec = make_artifact(kind, tiny_weights_path, tmp_path)
     batch = np.random.default_rng(0).random((1, 3, *BATCH_HW), dtype=np.float32)
     runner = make_runner(spec)
     with runner:
@@ -101,7 +79,8 @@ def test_runner_contract(kind, tiny_weights_path, tmp_path):
     assert first.shape == batch.shape and np.isfinite(first).all()
     assert np.array_equal(first, second)  # the same input gives the same output
     artifact = facts["artifact"]
-    assert artifact["format"] == kind and artifact["precision"] == "fp32" and len(artifact["sha256"]) == 64
+    expected = "fp32" if "fp32" in format_of(kind).precision_names else format_of(kind).default_precision
+    assert artifact["format"] == kind and artifact["precision"] == expected and len(artifact["sha256"]) == 64
     assert artifact["config"] == load_weights(tiny_weights_path).config.to_dict()
     assert artifact["source_sha256"] == load_weights(tiny_weights_path).sha256
     assert artifact["tool_versions"].get("torch")

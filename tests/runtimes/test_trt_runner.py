@@ -1,7 +1,6 @@
 """The trt: runner with Polygraphy's TensorRT backend mocked (no GPU or TensorRT here)."""
 from __future__ import annotations
 
-import json
 import sys
 from types import SimpleNamespace
 
@@ -11,6 +10,7 @@ import pytest
 from treefuse.errors import TreefuseError
 from treefuse.runtimes.backends import trt_runner
 from treefuse.runtimes.backends.registry import make_runner
+from treefuse.sidecar import write_sidecar
 
 
 class FakeEngine:
@@ -40,9 +40,17 @@ def engine_path(tmp_path, monkeypatch):
     monkeypatch.setattr(trt_runner, "_import_backend", lambda: fake_pg)
     path = tmp_path / "m.engine"
     path.write_bytes(b"ENGINE")
-    (tmp_path / "m.engine.json").write_text(json.dumps({"precision": "int8", "calib_sha256": "ef" * 32,
-                                                        "tensorrt_version": "10.8.0", "gpu": "NVIDIA H100"}))
+    write_sidecar(path, {"treefuse.precision": "int8", "treefuse.calibration_sha256": "ef" * 32},
+                  {"tensorrt_version": "10.8.0", "gpu": "NVIDIA H100"})
     return path
+
+
+def test_a_sidecar_of_another_engine_is_refused(engine_path):
+    engine_path.write_bytes(b"ENGINE")  # same bytes: accepted
+    make_runner(f"trt:{engine_path}").artifact()
+    engine_path.write_bytes(b"REBUILT")  # a rebuilt engine beside the old sidecar
+    with pytest.raises(TreefuseError, match="describes other bytes"):
+        make_runner(f"trt:{engine_path}").artifact()
 
 
 def test_runs_inside_profile(engine_path):

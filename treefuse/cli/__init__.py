@@ -22,27 +22,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "blend": ("treefuse.cli.blend_cmd", "mix fine-tuned weights back toward their base (WiSE-FT), no training"),
     "evaluate": ("treefuse.cli.evaluate_cmd", "PSNR/SSIM of a backend against ground truth on a paired folder"),
     "qat": ("treefuse.cli.qat_cmd", "quantization-aware fine-tuning when post-training INT8 misses its gate (resumable)"),
-    "export": ("treefuse.cli.export_cmd", "convert weights to ONNX, TensorRT, Core ML, ExecuTorch or LiteRT (the format table)"),
+    "export": ("treefuse.cli.export_cmd", "convert weights to a deployable artifact, checked by its own gate "
+               "(one FORMAT per exportable row of the format table)"),
     "calib": ("treefuse.cli.calib_cmd", "build, verify and inspect INT8 calibration sets"),
     "check": ("treefuse.cli.check_cmd", "check an ONNX model against a runtime's rules before building (tensorrt)"),
     "parity": ("treefuse.cli.parity_cmd", "check a candidate backend's output against a reference backend"),
     "bench": ("treefuse.cli.bench_cmd", "measure latency of several backends side by side"),
     "sweep": ("treefuse.cli.sweep_cmd", "latency and parity of backends across resolutions, for a device report"),
     "benchmark": ("treefuse.cli.benchmark_cmd", "export every format x precision, check parity, time all side by side"),
+    "pack": ("treefuse.cli.pack_cmd", "a device bundle: artifact, golden inputs/outputs, gates; runs without torch"),
     "report": ("treefuse.cli.report_cmd", "merge result files into a Markdown and HTML report"),
     "derain": ("treefuse.cli.derain_cmd", "derain image files or folders with any backend"),
     "info": ("treefuse.cli.info_cmd", "version, default weights, model size and installed backends"),
 }
 
 EPILOG = """\
-backends are named KIND:PATH, for example:
-  torch:weights.safetensors    PyTorch (the reference)
-  onnx:model.onnx              ONNX Runtime
-  trt:model.engine             TensorRT (needs a GPU and the tensorrt extra)
-  coreml:model.mlpackage       Core ML (runs on Linux through treefuse's own evaluator)
-  openvino:model.onnx          OpenVINO (x86 camera boxes)
-  executorch:model.pte         ExecuTorch on XNNPACK (Android, embedded Linux)
-  litert:model.tflite          LiteRT on XNNPACK (Android, embedded Linux)
+backends are named KIND:PATH, one KIND per row of the format table:
+{backends}
 options follow a '?': 'openvino:m.onnx?precision=bf16', 'torch:w.safetensors?device=cuda,dtype=fp16'
 
 the pipeline, from weights to a verified engine:
@@ -86,7 +82,8 @@ def _epilog_with_exit_codes(epilog: str | None) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = UsageParser(
         prog="treefuse", description="Deraining network from training to a verified engine on the camera.",
-        epilog=_epilog_with_exit_codes(EPILOG), formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=_epilog_with_exit_codes(EPILOG.format(backends=_backend_lines())),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=UsageParser)
     for name, (module_name, help_text) in COMMANDS.items():
@@ -97,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
             _load(module_name).add_arguments(command)
             _add_exit_codes(command)
     return parser
+
+
+def _backend_lines() -> str:
+    from treefuse.formats import FORMATS
+
+    return "\n".join(f"  {fmt.kind + ':model' + fmt.suffix:<29}{fmt.description}" for fmt in FORMATS)
 
 
 def _add_exit_codes(parser: argparse.ArgumentParser) -> None:

@@ -33,22 +33,11 @@ def positive_int(option: str, minimum: int = 1) -> Callable[[str], int]:
     return parse
 
 
-def add_export_options(parser: argparse.ArgumentParser, kind: str, out_help: str, calib_for: str = "int8",
-                       default_precision: str = "fp32") -> None:
-    """--weights, --precision (the format table's), --calib and --out: what every `export KIND` takes."""
-    from treefuse.formats import FORMATS_BY_KIND
-
-    parser.add_argument("--weights", type=Path, default=None, help="treefuse weights (default: the shipped ones)")
-    parser.add_argument("--precision", choices=FORMATS_BY_KIND[kind].precisions, default=default_precision,
-                        help=f"default {default_precision}")
-    parser.add_argument("--calib", type=Path, default=None, metavar="CALIB_DIR",
-                        help=f"calibration set folder (`treefuse calib build`); required for {calib_for}")
-    parser.add_argument("--out", type=Path, required=True, help=out_help)
-
-
 def add_backend_option(parser: argparse.ArgumentParser, name: str = "--backend", **kwargs) -> None:
-    parser.add_argument(name, metavar="KIND:PATH", help="backend and artifact, e.g. torch:w.safetensors, "
-                        "onnx:m.onnx, trt:m.engine, coreml:m.mlpackage", **kwargs)
+    from treefuse.formats import FORMATS
+
+    examples = ", ".join(f"{fmt.kind}:m{fmt.suffix}" for fmt in FORMATS)
+    parser.add_argument(name, metavar="KIND:PATH", help=f"backend and artifact, one of {examples}", **kwargs)
 
 
 def add_json_option(parser: argparse.ArgumentParser, required: bool = False) -> None:

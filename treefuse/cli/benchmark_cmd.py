@@ -28,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="paired folder (rain/ + clean/) the weights never trained on")
     parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW", help="timed size (default 512x512)")
     parser.add_argument("--formats", default=None, metavar="KIND[,KIND...]",
-                        help="formats to include (default: onnx,openvino,executorch,litert,trt,coreml)")
+                        help="formats to include (default: every benchmarked row of the format table, "
+                             "`treefuse info --json`)")
     parser.add_argument("--calib", type=Path, default=None, metavar="CALIB_DIR",
                         help="calibration set for the int8 cells (without it they are listed as not run)")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmark"), help="folder for artifacts and results")
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import default_weights
     from treefuse.device import cpu_flags_text
     from treefuse.errors import TreefuseError
-    from treefuse.export.matrix import DEFAULT_MATRIX, export_matrix
+    from treefuse.export.matrix import export_matrix
+    from treefuse.formats import benchmark_matrix
     from treefuse.files import check_output_folder, check_output_path
     from treefuse.images import is_paired_folder
     from treefuse.provenance import provenance
@@ -55,11 +57,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         check_output_path(args.json)
     kinds = [k.strip() for k in args.formats.split(",")] if args.formats else None
-    known = {kind for kind, _ in DEFAULT_MATRIX}
+    known = {kind for kind, _ in benchmark_matrix()}
     unknown = sorted(set(kinds or ()) - known)
     if unknown:
         raise TreefuseError(f"--formats: unknown format(s) {unknown}; choose from {', '.join(sorted(known))}")
-    matrix = tuple(cell for cell in DEFAULT_MATRIX if kinds is None or cell[0] in kinds)
+    matrix = tuple(cell for cell in benchmark_matrix() if kinds is None or cell[0] in kinds)
     weights = args.weights or default_weights()
     largest = _largest_image_hw(args.images, args.size)
     cells = [cell.to_json() for cell in export_matrix(weights, args.out, largest, args.calib, matrix)]

@@ -10,13 +10,14 @@ Used by `export trt` (engine sidecar) and `export coreml` (FP16 compute) before 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from treefuse.errors import GateFailed, TreefuseError
+from treefuse.gates import FP16_RANGE_GATES, Fp16RangeGates
 
 FP16_MAX = 65504.0
 FP16_SMALLEST_SUBNORMAL = 2.0 ** -24
@@ -24,14 +25,6 @@ FP16_SMALLEST_NORMAL = 2.0 ** -14
 SMALL_PERCENTILE = 1.0  # the "small values" of a layer: this percentile of its non-zero magnitudes
 _EXPONENTS = 300  # log2 histogram bins, frexp exponents -160..139 (float32 spans -148..128)
 _OFFSET = 160
-
-
-@dataclass(frozen=True)
-class Fp16Gates:
-    """When a layer is unsafe in FP16: it overflows, or too many of its non-zero values flush to zero."""
-
-    max_abs: float = FP16_MAX
-    max_flushed_fraction: float = 0.01  # of a layer's non-zero values below FP16's smallest subnormal
 
 
 class _LayerStats:
@@ -98,7 +91,7 @@ def activation_ranges(onnx_path: str | Path, images: np.ndarray) -> list[dict[st
     return layers
 
 
-def judge(layers: list[dict[str, Any]], gates: Fp16Gates) -> list[str]:
+def judge(layers: list[dict[str, Any]], gates: Fp16RangeGates) -> list[str]:
     """One line per layer that FP16 would overflow or flush to zero."""
     problems = []
     for row in layers:
@@ -111,7 +104,7 @@ def judge(layers: list[dict[str, Any]], gates: Fp16Gates) -> list[str]:
     return problems
 
 
-def fp16_report(onnx_path: str | Path, calib_dir: str | Path, gates: Fp16Gates = Fp16Gates()) -> dict[str, Any]:
+def fp16_report(onnx_path: str | Path, calib_dir: str | Path, gates: Fp16RangeGates = FP16_RANGE_GATES) -> dict[str, Any]:
     """The FP16 safety report of an ONNX model over a calibration set: per layer, the smallest margin, verdict."""
     from treefuse.calib.store import load_calibration_set
     from treefuse.files import sha256_file
