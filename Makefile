@@ -10,11 +10,11 @@ DEMO   ?= outputs/demo
 install: $(STAMP)
 
 # torch is pinned to 2.13.0: that CPU build lies on disk here; any other spec downloads GBs.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml treefuse/formats.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,coreml,report,video,openvino,executorch,litert]'
+	$(BIN)/pip install -q -e '.[test,report,video,$(shell $(PYTHON) treefuse/formats.py)]'
 	touch $(STAMP)
 
 # LiteRT's converter (litert-torch) downgrades typing-extensions and pulls jax: its own venv, called as a subprocess.

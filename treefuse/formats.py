@@ -183,3 +183,15 @@ def benchmark_matrix() -> tuple[tuple[str, str], ...]:
 def not_benchmarked() -> dict[str, str]:
     """kind -> why the benchmark lists it without exporting it."""
     return {fmt.kind: fmt.not_benchmarked for fmt in FORMATS if fmt.not_benchmarked}
+
+
+GPU_ONLY_EXTRAS = ("tensorrt",)  # its wheels install only beside CUDA: `make install` leaves it to GPU machines
+
+
+def format_extras() -> list[str]:
+    """The pip extras that install every format's runtime on a CPU machine, in table order (for the Makefile)."""
+    return list(dict.fromkeys(fmt.extra for fmt in FORMATS if fmt.extra and fmt.extra not in GPU_ONLY_EXTRAS))
+
+
+if __name__ == "__main__":  # `python3 treefuse/formats.py`: what `make install` installs, before treefuse is
+    print(",".join(format_extras()))

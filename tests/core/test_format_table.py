@@ -87,3 +87,15 @@ def _test_module(relative: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_every_row_extra_is_a_pyproject_extra_and_make_install_takes_them():
+    import tomllib
+    from pathlib import Path
+
+    from treefuse.formats import format_extras
+
+    root = Path(__file__).resolve().parents[2]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert {fmt.extra for fmt in FORMATS if fmt.extra} <= set(extras)
+    assert "treefuse/formats.py" in (root / "Makefile").read_text() and format_extras()
