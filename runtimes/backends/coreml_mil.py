@@ -8,7 +8,6 @@ their outputs to FP16), its quantize ops produce real int8/uint8 values.
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from treefuse.errors import TreefuseError, one_line
+from treefuse.quiet import quiet_import
 
 WEIGHTS_DIR = Path("Data") / "com.apple.CoreML" / "weights"
 MANIFEST = "Manifest.json"
@@ -26,15 +26,11 @@ EXTRA_HINT = "install the Core ML extra: pip install 'treefuse[coreml]'"
 
 def import_coremltools() -> Any:
     """coremltools, imported quietly (it warns about macOS-only parts on Linux), or a one-line error."""
-    quiet = logging.getLogger("coremltools")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        import coremltools
-    except ImportError:
-        raise TreefuseError(f"coremltools is not installed; {EXTRA_HINT}") from None
-    finally:
-        quiet.setLevel(level)
+    with quiet_import():
+        try:
+            import coremltools
+        except ImportError:
+            raise TreefuseError(f"coremltools is not installed; {EXTRA_HINT}") from None
     return coremltools
 
 
@@ -87,16 +83,18 @@ def load_program(path: str | Path) -> PackageProgram:
     ct = import_coremltools()
     from coremltools.converters.mil.frontend.milproto.load import load
 
+    from google.protobuf.message import DecodeError
+
     try:
         spec = ct.utils.load_spec(str(path))
-    except Exception as exc:  # coremltools raises bare Exceptions for unreadable packages
+    except (DecodeError, RuntimeError, OSError) as exc:  # a corrupt spec, a bad Manifest.json, a missing file
         raise TreefuseError(f"{path} is not a readable Core ML package ({one_line(exc)}); re-export it") from None
     if spec.WhichOneof("Type") != "mlProgram":
         raise TreefuseError(f"{path} holds a {spec.WhichOneof('Type')} model, not an ML program; re-export it")
     try:
         program = load(spec, specification_version=spec.specificationVersion,
                        file_weights_dir=str(path / WEIGHTS_DIR))
-    except Exception as exc:  # a truncated or corrupt weight.bin fails deep inside the reader
+    except (RuntimeError, ValueError, OSError) as exc:  # weight.bin missing, its sentinel or offsets wrong
         raise TreefuseError(f"{path}: cannot read its ML program or weights ({one_line(exc)}); "
                             "the package is corrupt, re-export it") from None
     return PackageProgram(spec, program, path)

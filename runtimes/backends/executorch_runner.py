@@ -1,18 +1,33 @@
 """ExecuTorch runner: a .pte program on ExecuTorch's own runtime (XNNPACK delegate) on this CPU."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from treefuse.errors import TreefuseError, one_line
 from treefuse.optional import import_optional
+from treefuse.quiet import held_stderr
 from treefuse.runtimes.backends.base import Runner
 from treefuse.sidecar import read_sidecar
+
+# ExecuTorch's runtime reports a program or input it cannot handle as a RuntimeError ("Failed to load
+# program, error: 0x23", "set_inputs() ... failed"); anything else is not the program's fault.
+EXECUTORCH_ERRORS = (RuntimeError,)
 
 
 def _import_runtime() -> Any:
     return import_optional("executorch.runtime", "executorch: ExecuTorch", "executorch")
+
+
+def _check_identifier(path: Path) -> None:
+    """Refuse a file without a .pte's "ETnn" identifier: the runtime's own log of it aborts the process."""
+    with open(path, "rb") as handle:
+        identifier = handle.read(8)[4:]
+    if len(identifier) != 4 or identifier[:2] != b"ET" or not identifier[2:].isdigit():
+        raise TreefuseError(f"executorch: cannot load {path}: not an ExecuTorch program (no .pte identifier); "
+                            "export one with `treefuse export executorch`")
 
 
 class ExecuTorchRunner(Runner):
@@ -34,9 +49,11 @@ class ExecuTorchRunner(Runner):
             from executorch.extension.pybindings import portable_lib
 
             portable_lib._unsafe_reset_threadpool(self.threads)  # the runtime's one shared pool
+        _check_identifier(self.path)
         try:
-            self.method = runtime.Runtime.get().load_program(str(self.path)).load_method("forward")
-        except Exception as exc:  # the runtime raises untyped errors for malformed programs
+            with held_stderr(EXECUTORCH_ERRORS):  # a load logs cpuinfo probes and the loader's complaints line by line
+                self.method = runtime.Runtime.get().load_program(str(self.path)).load_method("forward")
+        except EXECUTORCH_ERRORS as exc:
             raise TreefuseError(f"executorch: cannot load {self.path} ({one_line(exc)[:200]}); "
                                 "is it a .pte from `treefuse export executorch`?") from None
         if self.method is None:
@@ -65,7 +82,7 @@ class ExecuTorchRunner(Runner):
         try:
             outputs = [self.method.execute([torch.from_numpy(np.ascontiguousarray(image[None]))])[0].numpy()
                        for image in batch]
-        except Exception as exc:  # the runtime's untyped errors: this program cannot run this input
+        except EXECUTORCH_ERRORS as exc:  # this program cannot run this input
             raise TreefuseError(f"executorch: {self.path} failed on a {'x'.join(map(str, batch.shape))} input "
                                 f"({one_line(exc)[:200]})") from None
         return np.concatenate(outputs, axis=0)

@@ -11,8 +11,13 @@ import numpy as np
 
 from treefuse.errors import TreefuseError, one_line
 from treefuse.optional import import_optional
+from treefuse.quiet import held_stderr
 from treefuse.runtimes.backends.base import Runner
 from treefuse.sidecar import read_sidecar
+
+
+# What LiteRT's interpreter raises for a file or input it cannot handle; anything else is not the model's fault.
+LITERT_ERRORS = (ValueError, RuntimeError)
 
 
 def import_interpreter() -> Any:
@@ -35,8 +40,9 @@ class LiteRTRunner(Runner):
         interpreter_class = import_interpreter()
         read_sidecar(self.path)  # a stale sidecar is refused before anything runs
         try:
-            self.interpreter = interpreter_class(model_path=str(self.path), num_threads=self.threads or None)
-        except Exception as exc:  # the interpreter raises untyped ValueErrors for malformed files
+            with held_stderr(LITERT_ERRORS):  # "INFO: Created TensorFlow Lite XNNPACK delegate" on every load
+                self.interpreter = interpreter_class(model_path=str(self.path), num_threads=self.threads or None)
+        except LITERT_ERRORS as exc:
             raise TreefuseError(f"litert: cannot load {self.path} ({one_line(exc)[:200]}); "
                                 "is it a .tflite from `treefuse export litert`?") from None
         inputs, outputs = self.interpreter.get_input_details(), self.interpreter.get_output_details()
@@ -51,12 +57,13 @@ class LiteRTRunner(Runner):
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         try:
             if batch.shape != self.shape:
-                self.interpreter.resize_tensor_input(self.input_index, list(batch.shape))
-                self.interpreter.allocate_tensors()
+                with held_stderr(LITERT_ERRORS):
+                    self.interpreter.resize_tensor_input(self.input_index, list(batch.shape))
+                    self.interpreter.allocate_tensors()
                 self.shape = batch.shape
             self.interpreter.set_tensor(self.input_index, np.ascontiguousarray(batch))
             self.interpreter.invoke()
-        except Exception as exc:  # the interpreter's untyped errors: this model cannot run this input
+        except LITERT_ERRORS as exc:  # this model cannot run this input
             self.shape = None
             raise TreefuseError(f"litert: {self.path} failed on a {'x'.join(map(str, batch.shape))} input "
                                 f"({one_line(exc)[:200]})") from None

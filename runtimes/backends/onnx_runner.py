@@ -7,7 +7,17 @@ import numpy as np
 
 from treefuse.artifact import read_onnx_metadata
 from treefuse.errors import TreefuseError, one_line
+from treefuse.quiet import held_stderr
 from treefuse.runtimes.backends.base import Runner
+
+
+def ort_errors() -> tuple[type[Exception], ...]:
+    """ONNX Runtime's own exception classes (Fail, InvalidArgument, InvalidGraph, NoSuchFile, ...): the model's fault.
+
+    Anything else (a MemoryError, a bug in treefuse) propagates and is reported as one."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return tuple(value for value in vars(state).values() if isinstance(value, type) and issubclass(value, Exception))
 
 
 class OnnxRuntimeRunner(Runner):
@@ -39,8 +49,9 @@ class OnnxRuntimeRunner(Runner):
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
-        except Exception as exc:  # ORT raises its own untyped errors for malformed models
+            with held_stderr(ort_errors()):
+                self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
+        except ort_errors() as exc:
             first = one_line(exc)
             raise TreefuseError(f"onnx: cannot load {self.path} ({first[:200]})") from None
         inputs = self.session.get_inputs()
@@ -59,7 +70,7 @@ class OnnxRuntimeRunner(Runner):
         feed = batch.astype(np.float16) if self.input_is_fp16 else batch
         try:
             return self.session.run(None, {self.input_name: feed})[0]
-        except Exception as exc:  # ORT's untyped errors: the model cannot run this input (bad shape, bad graph)
+        except ort_errors() as exc:  # the model cannot run this input (bad shape, bad graph)
             raise TreefuseError(f"onnx: {self.path} failed on a {'x'.join(map(str, batch.shape))} input "
                                 f"({one_line(exc)[:200]})") from None
 

@@ -8,6 +8,7 @@ import numpy as np
 from treefuse.artifact import read_onnx_metadata
 from treefuse.errors import TreefuseError, one_line
 from treefuse.optional import import_optional
+from treefuse.quiet import held_stderr
 from treefuse.runtimes.backends.base import Runner
 
 # What the user asks for -> OpenVINO's inference precision hint for the float parts of the graph.
@@ -39,10 +40,13 @@ class OpenVINORunner(Runner):
         if self.precision == "bf16" and "BF16" not in self._capabilities():
             raise TreefuseError(f"openvino: {self.device} has no BF16 support here; use precision=fp32")
         try:
-            self.model = self.core.read_model(str(self.path))
-        except Exception as exc:  # OpenVINO raises untyped RuntimeErrors for malformed files
-            first = one_line(exc)
-            raise TreefuseError(f"openvino: cannot read {self.path} ({first[:200]})") from None
+            with held_stderr((RuntimeError,)):  # its other frontends log absl lines while they try the file
+                self.model = self.core.read_model(str(self.path))
+        except RuntimeError as exc:  # OpenVINO's error for a file it cannot read
+            said = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("Exception from ")]
+            detail = " ".join(said[0].split()) if said else one_line(exc)  # the other lines are source locations
+            raise TreefuseError(f"openvino: cannot read {self.path} ({detail[:160]}); "
+                                "is it an ONNX model from `treefuse export onnx`?") from None
         if len(self.model.inputs) != 1:
             raise TreefuseError(f"openvino: {self.path} must have one image input, found {len(self.model.inputs)}")
         self.model_precision = self.artifact().precision
