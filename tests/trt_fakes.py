@@ -46,38 +46,70 @@ class FakeBuildError(Exception):
     """Stands in for polygraphy.exception.PolygraphyException."""
 
 
+# What Polygraphy's CreateConfig passes on to its base (_CreateConfigCommon) through **kwargs.
+CONFIG_COMMON_OPTIONS = (
+    "profiles", "precision_constraints", "load_timing_cache", "algorithm_selector", "sparse_weights",
+    "tactic_sources", "restricted", "profiling_verbosity", "memory_pool_limits", "refittable", "strip_plan",
+    "preview_features", "engine_capability", "direct_io", "builder_optimization_level",
+    "hardware_compatibility_level", "max_aux_streams", "version_compatible", "exclude_lean_runtime",
+    "quantization_flags", "error_on_timing_cache_miss", "disable_compilation_cache", "progress_monitor",
+    "weight_streaming", "runtime_platform", "tiling_optimization_level")
+
+
+class FakeProfile(dict):
+    """polygraphy.backend.trt.Profile: input name -> (min, opt, max)."""
+
+    def __init__(self, dct=None):
+        super().__init__(dct or {})
+
+    def add(self, name, min, opt, max):
+        self[name] = (tuple(min), tuple(opt), tuple(max))
+        return self
+
+    @property
+    def shapes(self) -> dict:
+        return dict(self)
+
+
 class FakePolygraphy:
-    """Records the loader calls treefuse makes; builds b'ENGINE', or returns None / raises when told to fail."""
+    """Records the loader calls treefuse makes; builds b'ENGINE', or returns None / raises when told to fail.
+
+    Every method takes exactly the parameters of its namesake in polygraphy.backend.trt (tests/export/
+    test_trt_fakes.py compares them), so a call the real API would refuse fails here too."""
+
+    Profile = FakeProfile
 
     def __init__(self, engine_bytes: bytes | None = b"ENGINE", raises: bool = False) -> None:
         self.calls: dict[str, list] = {}
         self.engine_bytes = engine_bytes
         self.raises = raises
 
-        class Profile:
-            def __init__(self):
-                self.shapes = {}
-
-            def add(self, name, min, opt, max):
-                self.shapes[name] = (tuple(min), tuple(opt), tuple(max))
-                return self
-
-        self.Profile = Profile
-
     def _record(self, name, *args, **kwargs):
         self.calls.setdefault(name, []).append((args, kwargs))
 
-    def NetworkFromOnnxPath(self, path, **kwargs):
-        self._record("NetworkFromOnnxPath", path, **kwargs)
+    def NetworkFromOnnxPath(self, path, flags=None, plugin_instancenorm=None, strongly_typed=None,
+                            mark_unfused_tensors_as_debug_tensors=None, enable_uint8_asymmetric_quantization_dla=None,
+                            config=None):
+        self._record("NetworkFromOnnxPath", path, flags=flags, plugin_instancenorm=plugin_instancenorm,
+                     strongly_typed=strongly_typed, config=config)
         return ("network", path)
 
-    def Calibrator(self, data_loader, **kwargs):
-        self._record("Calibrator", data_loader, **kwargs)
-        return SimpleNamespace(data_loader=data_loader, **kwargs)
+    def Calibrator(self, data_loader, cache=None, BaseClass=None, batch_size=None, quantile=None,
+                   regression_cutoff=None, algo=None):
+        options = dict(cache=cache, BaseClass=BaseClass, batch_size=batch_size, quantile=quantile,
+                       regression_cutoff=regression_cutoff, algo=algo)
+        self._record("Calibrator", data_loader, **options)
+        return SimpleNamespace(data_loader=data_loader, **options)
 
-    def CreateConfig(self, **kwargs):
-        self._record("CreateConfig", **kwargs)
-        return ("config", kwargs)
+    def CreateConfig(self, tf32=None, fp16=None, int8=None, fp8=None, bf16=None, calibrator=None, use_dla=None,
+                     allow_gpu_fallback=None, **kwargs):
+        unknown = sorted(set(kwargs) - set(CONFIG_COMMON_OPTIONS))
+        if unknown:
+            raise TypeError(f"CreateConfig got unexpected keyword argument(s) {unknown}")
+        options = dict(tf32=tf32, fp16=fp16, int8=int8, fp8=fp8, bf16=bf16, calibrator=calibrator, use_dla=use_dla,
+                       allow_gpu_fallback=allow_gpu_fallback, **kwargs)
+        self._record("CreateConfig", **options)
+        return ("config", options)
 
     def EngineBytesFromNetwork(self, network, config=None, save_timing_cache=None):
         self._record("EngineBytesFromNetwork", network, config=config, save_timing_cache=save_timing_cache)
@@ -90,6 +122,41 @@ class FakePolygraphy:
             return self.engine_bytes
 
         return build
+
+
+class FakeEngine:
+    """A deserialized engine with one optimization profile for 'input'."""
+
+    def get_tensor_profile_shape(self, name, index):
+        assert (name, index) == ("input", 0)
+        return [(1, 3, 16, 16), (1, 3, 32, 32), (2, 3, 64, 64)]
+
+
+def FakeEngineFromBytes(serialized_engine, runtime=None, dla_workspace_allocation_strategy=None):
+    """polygraphy.backend.trt.EngineFromBytes: a loader giving an engine for b'ENGINE', None for other bytes."""
+    return lambda: FakeEngine() if serialized_engine == b"ENGINE" else None
+
+
+class FakeTrtRunner:
+    """polygraphy.backend.trt.TrtRunner over FakeEngine: the output is half the input."""
+
+    def __init__(self, engine, name=None, optimization_profile=None, allocation_strategy=None,
+                 weight_streaming_budget=None, weight_streaming_percent=None, debug_listener=None):
+        self.engine, self.optimization_profile, self.active = engine, optimization_profile, False
+
+    def activate(self):
+        self.active = True
+
+    def infer(self, feed_dict, check_inputs=True, *args, **kwargs):
+        return {"output": feed_dict["input"] * 0.5}
+
+    def deactivate(self):
+        self.active = False
+
+
+def fake_runner_backend() -> SimpleNamespace:
+    """What the trt: runner imports from Polygraphy, faked."""
+    return SimpleNamespace(EngineFromBytes=FakeEngineFromBytes, TrtRunner=FakeTrtRunner)
 
 
 def fake_backend(**kwargs) -> SimpleNamespace:

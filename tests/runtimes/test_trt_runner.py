@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,32 +11,12 @@ from treefuse.runtimes.backends import trt_runner
 from treefuse.runtimes.backends.registry import make_runner
 from treefuse.sidecar import write_sidecar
 
-
-class FakeEngine:
-    def get_tensor_profile_shape(self, name, index):
-        assert (name, index) == ("input", 0)
-        return [(1, 3, 16, 16), (1, 3, 32, 32), (2, 3, 64, 64)]
-
-
-class FakeTrtRunner:
-    def __init__(self, engine, optimization_profile=None):
-        self.engine, self.active = engine, False
-
-    def activate(self):
-        self.active = True
-
-    def infer(self, feed):
-        return {"output": feed["input"] * 0.5}
-
-    def deactivate(self):
-        self.active = False
+from trt_fakes import fake_runner_backend
 
 
 @pytest.fixture()
 def engine_path(tmp_path, monkeypatch):
-    fake_pg = SimpleNamespace(EngineFromBytes=lambda data: (lambda: FakeEngine() if data == b"ENGINE" else None),
-                              TrtRunner=FakeTrtRunner)
-    monkeypatch.setattr(trt_runner, "_import_backend", lambda: fake_pg)
+    monkeypatch.setattr(trt_runner, "_import_backend", fake_runner_backend)
     path = tmp_path / "m.engine"
     path.write_bytes(b"ENGINE")
     write_sidecar(path, {"treefuse.precision": "int8", "treefuse.calibration_sha256": "ef" * 32},
