@@ -98,27 +98,30 @@ def pack_all(artifacts: dict[str, Path | str], work: Path, sizes: str, count: in
     return bundles
 
 
-def run_bundle(command: list[str], log: Path) -> tuple[int, float]:
+Run = tuple[int, float, str]  # exit code, wall seconds, the error line when it failed
+
+
+def run_bundle(command: list[str], log: Path) -> Run:
     start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
     with open(log, "a") as out:
-        out.write(f"\n$ {' '.join(command)}\n")
-        out.flush()
-        code = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT).returncode
-    return code, time.perf_counter() - start
+        out.write(f"\n$ {' '.join(command)}\n{done.stdout}{done.stderr}")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("run.py:")]
+    return done.returncode, time.perf_counter() - start, errors[0] if errors else ""
 
 
-def run_x86(bundle: Path, results: Path, outputs: Path, log: Path) -> tuple[int, float]:
+def run_x86(bundle: Path, results: Path, outputs: Path, log: Path) -> Run:
     return run_bundle([sys.executable, str(bundle / "run.py"), "--json", str(results / f"{bundle.name}.json"),
                        "--iters", "10", "--threads", "2", "--save-outputs", str(outputs / f"{bundle.name}.npz")], log)
 
 
-def run_arm64(bundle: Path, root: Path, results: Path, outputs: Path, log: Path) -> tuple[int, float]:
+def run_arm64(bundle: Path, root: Path, results: Path, outputs: Path, log: Path) -> Run:
     """Copy the bundle into the arm64 root, run it there with the root's Python, bring the files back."""
     inside = root / "work" / "bundles" / bundle.name
     shutil.rmtree(inside, ignore_errors=True)
     shutil.copytree(bundle, inside)
     (root / "work" / "results").mkdir(parents=True, exist_ok=True)
-    code, seconds = run_bundle(["chroot", str(root), ARM_PYTHON, f"/work/bundles/{bundle.name}/run.py", "--json",
+    run = run_bundle(["chroot", str(root), ARM_PYTHON, f"/work/bundles/{bundle.name}/run.py", "--json",
                                 f"/work/results/{bundle.name}.json", "--iters", "2", "--threads", "2",
                                 "--save-outputs", f"/work/results/{bundle.name}.npz"], log)
     for produced, target in ((f"{bundle.name}.json", results / f"{bundle.name}.json"),
@@ -126,7 +129,7 @@ def run_arm64(bundle: Path, root: Path, results: Path, outputs: Path, log: Path)
                              (f"{bundle.name}.npz", outputs / f"{bundle.name}.npz")):
         if (root / "work" / "results" / produced).is_file():
             shutil.copyfile(root / "work" / "results" / produced, target)
-    return code, seconds
+    return run
 
 
 def mount_for_chroot(root: Path) -> None:
@@ -164,9 +167,9 @@ def compare(name: str, x86: Path, arm: Path, outputs_x86: Path, outputs_arm: Pat
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    def verdict(side: dict[str, Any] | None) -> str:
+    def verdict(side: dict[str, Any] | None, error: str = "") -> str:
         if not side:
-            return "not run"
+            return f"no result: {error.removeprefix('run.py: error: ')}" if error else "not run"
         word = "passed" if side["passed"] else "FAILED"
         return f"{word}: {side['output_psnr_min_db']:.2f} dB, task Δ {side['task_delta_db']:+.3f} dB"
 
@@ -177,7 +180,9 @@ def table(rows: list[dict[str, Any]]) -> str:
         arm = row.get("arm64") or {}
         seen = ("yes" if arm.get("runtime_saw_cpu_features") else "no (cpuinfo_initialize failed)") if arm else "—"
         cross_text = (f"{cross['max_abs_diff']:.2e}, {cross['psnr_min_db']:.1f} dB" if cross else "—")
-        lines.append(f"| {row['bundle']} | {verdict(row.get('x86'))} | {verdict(row.get('arm64'))} | {cross_text} | "
+        runs = row.get("runs", {})
+        lines.append(f"| {row['bundle']} | {verdict(row.get('x86'), runs.get('x86_error', ''))} | "
+                     f"{verdict(row.get('arm64'), runs.get('arm64_error', runs.get('skipped', '')))} | {cross_text} | "
                      f"{seen}; hwcaps {', '.join(arm.get('cpu', {}).get('isa_flags', [])) or '—'} |")
     return "\n".join(lines)
 
@@ -209,16 +214,38 @@ def main(argv: list[str] | None = None) -> int:
             runs[name] = {"skipped": bundle}
             print(f"{name}: not run: {bundle}", flush=True)
             continue
-        x86_code, x86_s = run_x86(bundle, x86, outputs_x86, log)
-        arm_code, arm_s = run_arm64(bundle, args.root, arm, outputs_arm, log)
-        runs[name] = {"x86_exit": x86_code, "x86_wall_s": round(x86_s, 1), "arm64_exit": arm_code,
-                      "arm64_wall_s": round(arm_s, 1)}
-        print(f"{name}: x86 exit {x86_code} ({x86_s:.0f} s), arm64 exit {arm_code} ({arm_s:.0f} s)", flush=True)
+        for label, folder in (("x86", x86), ("arm64", arm)):  # a stale result must not stand for this run
+            for stale in (folder / f"{name}.json", folder / f"{name}.bench.json"):
+                stale.unlink(missing_ok=True)
+        x86_run = run_x86(bundle, x86, outputs_x86, log)
+        arm_run = run_arm64(bundle, args.root, arm, outputs_arm, log)
+        runs[name] = {f"{label}_{key}": value for label, run in (("x86", x86_run), ("arm64", arm_run))
+                      for key, value in zip(("exit", "wall_s", "error"), (run[0], round(run[1], 1), run[2]))}
+        print(f"{name}: x86 exit {x86_run[0]} ({x86_run[1]:.0f} s) {x86_run[2]}; "
+              f"arm64 exit {arm_run[0]} ({arm_run[1]:.0f} s) {arm_run[2]}", flush=True)
     rows = [{**compare(name, x86, arm, outputs_x86, outputs_arm), "runs": runs[name]} for name in runs]
     write_json_atomic(args.out / "x86-vs-arm64.json", {"rows": rows, "sizes": args.sizes, "count": args.count})
     (args.out / "x86-vs-arm64.md").write_text(table(rows) + "\n")
     print(table(rows))
+    report_and_verify(args.out, [b for b in bundles.values() if isinstance(b, Path)], log)
     return 0
+
+
+def report_and_verify(out: Path, bundles: list[Path], log: Path) -> None:
+    """One report over both machines' results, and every result checked against its bundle (verify.txt)."""
+    results = [str(p) for folder in (out / "x86", out / "arm64") for p in sorted(folder.glob("*.json"))]
+    if not results:
+        return
+    note = ("Arm64 figures come from Arm's own runtime builds under qemu-user on this x86 host: their parity verdicts "
+            "are Arm kernels' verdicts, their latency is marked emulated and means nothing. x86: the same bundles on "
+            "the 2-core AMD EPYC (AVX2+FMA, no AVX-512/VNNI), shared with training.")
+    treefuse("report", *results, "--out", str(out), "--note", note, log=log)
+    done = subprocess.run([sys.executable, "-m", "treefuse", "report", "--verify", str(out / "report.md"), *results,
+                           *[arg for b in bundles for arg in ("--bundle", str(b))]], capture_output=True, text=True,
+                          cwd=REPO)
+    (out / "verify.txt").write_text(f"$ treefuse report --verify reports/device/report.md reports/device/{{x86,arm64}}/*.json "
+                                    "--bundle outputs/arm64-check/bundles/...\n"
+                                    f"{done.stdout}{done.stderr}exit {done.returncode}\n")
 
 
 if __name__ == "__main__":

@@ -24,19 +24,19 @@ class Check:
         return self.status in ("changed", "missing")
 
 
-def locate(path: str, anchor: Path) -> Path | None:
-    """A recorded path as it exists now: absolute, else relative to the current folder, else to `anchor`'s folders."""
+def locate(path: str, anchor: Path, bases: tuple[Path, ...] = ()) -> Path | None:
+    """A recorded path as it exists now: absolute, else relative to the current folder, `anchor`'s folders or `bases`."""
     candidate = Path(path)
     if candidate.is_absolute():
         return candidate if candidate.exists() else None
-    for base in [Path.cwd(), *anchor.resolve().parents]:
+    for base in [Path.cwd(), *anchor.resolve().parents, *bases]:
         if (base / candidate).exists():
             return base / candidate
     return None
 
 
-def check_file(what: str, recorded: str, expected_sha256: str, anchor: Path) -> Check:
-    found = locate(recorded, anchor)
+def check_file(what: str, recorded: str, expected_sha256: str, anchor: Path, bases: tuple[Path, ...] = ()) -> Check:
+    found = locate(recorded, anchor, bases)
     if found is None:
         return Check("missing", what, recorded, "not found (run --verify from the folder the results were made in)")
     actual = sha256_file(found)
@@ -83,14 +83,16 @@ def verify_result(path: Path, bundles: tuple[Path, ...] = ()) -> list[Check]:
     return [check_file("artifact", r["path"], r["sha256"], path) for r in records] + chain_checks(records)
 
 
-def verify_report(path: Path) -> list[Check]:
+def verify_report(path: Path, bundles: tuple[Path, ...] = ()) -> list[Check]:
     """Re-hash the results a report names, their artifacts, and the artifacts the report itself recorded."""
     manifest = read_manifest(path)
     checks = []
     for entry in manifest["results"]:
         check = check_file("result", str((path.parent / entry["path"])), entry["sha256"], path)
         checks.append(Check(check.status, "result", entry["path"], check.detail))
-    checks += [check_file("artifact", a["path"], a["sha256"], path) for a in manifest["artifacts"]]
+    # A device result names its artifact inside its bundle ('BUNDLE/artifact/m.onnx'): look beside the bundles given.
+    bases = tuple(bundle.resolve().parent for bundle in bundles)
+    checks += [check_file("artifact", a["path"], a["sha256"], path, bases) for a in manifest["artifacts"]]
     return checks + chain_checks(manifest["artifacts"])
 
 
@@ -99,7 +101,7 @@ def verify(paths: list[Path], bundles: tuple[Path, ...] = ()) -> list[Check]:
     checks: list[Check] = []
     for path in paths:
         if path.suffix.lower() in (".md", ".html", ".htm"):
-            checks += verify_report(path)
+            checks += verify_report(path, bundles)
         else:
             checks += verify_result(path, bundles)
     return checks

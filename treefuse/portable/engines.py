@@ -48,16 +48,22 @@ def captured_stderr(lines: list[str]) -> Iterator[None]:
 
 def import_runtime(kind: str) -> tuple[Any, str]:
     """The runtime module for `kind` and its package's 'name version'; MissingRuntime naming what to install."""
+    broken = []
     for module_name, package in RUNTIMES[kind]:
         try:
             module = import_module(module_name)
         except ImportError:
+            continue
+        except Exception as exc:  # installed but cannot start here (a missing shared library, a wrong build)
+            broken.append(f"{package} is installed but fails to import ({_first_line(exc)})")
             continue
         try:
             return module, f"{package} {version(package)}"
         except PackageNotFoundError:
             return module, package
     wanted = " or ".join(package for _, package in RUNTIMES[kind])
+    if broken:
+        raise MissingRuntime(f"{broken[0]}; reinstall it for this machine: pip install {wanted}")
     raise MissingRuntime(f"this bundle needs the {kind} runtime, which is not installed; pip install {wanted}")
 
 
