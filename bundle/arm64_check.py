@@ -169,7 +169,7 @@ def compare(name: str, x86: Path, arm: Path, outputs_x86: Path, outputs_arm: Pat
 def table(rows: list[dict[str, Any]]) -> str:
     def verdict(side: dict[str, Any] | None, error: str = "") -> str:
         if not side:
-            return f"no result: {error.removeprefix('run.py: error: ')}" if error else "not run"
+            return f"no result: {error.removeprefix('run.py: error: ')[:110]}…" if error else "not run"
         word = "passed" if side["passed"] else "FAILED"
         return f"{word}: {side['output_psnr_min_db']:.2f} dB, task Δ {side['task_delta_db']:+.3f} dB"
 
@@ -178,13 +178,30 @@ def table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         cross = row.get("x86_vs_arm64")
         arm = row.get("arm64") or {}
-        seen = ("yes" if arm.get("runtime_saw_cpu_features") else "no (cpuinfo_initialize failed)") if arm else "—"
+        seen = ("yes" if arm.get("runtime_saw_cpu_features") else "no: its cpuinfo failed") if arm else "—"
+        if arm and row["bundle"].startswith("litert"):  # LiteRT says when it applies XNNPACK (x86 does)
+            xnnpack = any("XNNPACK delegate" in note for note in arm.get("runtime_notes", []))
+            seen += "; XNNPACK delegate " + ("created" if xnnpack else "not reported")
         cross_text = (f"{cross['max_abs_diff']:.2e}, {cross['psnr_min_db']:.1f} dB" if cross else "—")
         runs = row.get("runs", {})
         lines.append(f"| {row['bundle']} | {verdict(row.get('x86'), runs.get('x86_error', ''))} | "
                      f"{verdict(row.get('arm64'), runs.get('arm64_error', runs.get('skipped', '')))} | {cross_text} | "
                      f"{seen}; hwcaps {', '.join(arm.get('cpu', {}).get('isa_flags', [])) or '—'} |")
     return "\n".join(lines)
+
+
+def page(rows: list[dict[str, Any]], sizes: str, count: int) -> str:
+    """The table with what it was measured on, for reports/device/x86-vs-arm64.md."""
+    x86_cpu = next((row["x86"]["cpu"] for row in rows if row.get("x86")), {"model": "?", "isa_flags": []})
+    return (f"# The same bundles on x86 and on Arm64 (`make arm64-check`, {time.strftime('%Y-%m-%d')})\n\n"
+            f"Each bundle: {count} centre crops of {sizes} from `../shared/data/heavy-rain-sample5`, reference outputs "
+            "from the shipped FP32 weights in PyTorch, the gates of the artifact's precision. x86: this "
+            f"{x86_cpu.get('logical_cores', '?')}-core {x86_cpu['model']} ({', '.join(x86_cpu['isa_flags'])}) with the "
+            "project's runtimes. Arm64: the aarch64 wheels of the runtimes "
+            "in a Debian arm64 root under qemu-user (emulated: verdicts are the Arm builds' kernels, latency means "
+            "nothing). 'hwcaps' are the features qemu offers the process; the runtimes' own CPU probe (cpuinfo) "
+            "failed under emulation, so they may have chosen generic kernels. The last column but one compares the "
+            "two machines' outputs directly.\n\n" + table(rows) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
               f"arm64 exit {arm_run[0]} ({arm_run[1]:.0f} s) {arm_run[2]}", flush=True)
     rows = [{**compare(name, x86, arm, outputs_x86, outputs_arm), "runs": runs[name]} for name in runs]
     write_json_atomic(args.out / "x86-vs-arm64.json", {"rows": rows, "sizes": args.sizes, "count": args.count})
-    (args.out / "x86-vs-arm64.md").write_text(table(rows) + "\n")
+    (args.out / "x86-vs-arm64.md").write_text(page(rows, args.sizes, args.count))
     print(table(rows))
     report_and_verify(args.out, [b for b in bundles.values() if isinstance(b, Path)], log)
     return 0
