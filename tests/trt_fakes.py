@@ -4,6 +4,7 @@ from __future__ import annotations
 import types
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -124,21 +125,22 @@ class FakePolygraphy:
         return build
 
 
+PROFILE = [(1, 3, 16, 16), (1, 3, 32, 32), (2, 3, 64, 64)]
+
+
 class FakeEngine:
-    """A deserialized engine with one optimization profile for 'input'."""
+    """A deserialized engine with one optimization profile for 'input'; it computes `outputs(input)`."""
+
+    def __init__(self, profile: list[tuple[int, ...]], outputs: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.profile, self.outputs = profile, outputs
 
     def get_tensor_profile_shape(self, name, index):
         assert (name, index) == ("input", 0)
-        return [(1, 3, 16, 16), (1, 3, 32, 32), (2, 3, 64, 64)]
-
-
-def FakeEngineFromBytes(serialized_engine, runtime=None, dla_workspace_allocation_strategy=None):
-    """polygraphy.backend.trt.EngineFromBytes: a loader giving an engine for b'ENGINE', None for other bytes."""
-    return lambda: FakeEngine() if serialized_engine == b"ENGINE" else None
+        return self.profile
 
 
 class FakeTrtRunner:
-    """polygraphy.backend.trt.TrtRunner over FakeEngine: the output is half the input."""
+    """polygraphy.backend.trt.TrtRunner over a FakeEngine."""
 
     def __init__(self, engine, name=None, optimization_profile=None, allocation_strategy=None,
                  weight_streaming_budget=None, weight_streaming_percent=None, debug_listener=None):
@@ -148,15 +150,27 @@ class FakeTrtRunner:
         self.active = True
 
     def infer(self, feed_dict, check_inputs=True, *args, **kwargs):
-        return {"output": feed_dict["input"] * 0.5}
+        return {"output": self.engine.outputs(feed_dict["input"])}
 
     def deactivate(self):
         self.active = False
 
 
-def fake_runner_backend() -> SimpleNamespace:
-    """What the trt: runner imports from Polygraphy, faked."""
-    return SimpleNamespace(EngineFromBytes=FakeEngineFromBytes, TrtRunner=FakeTrtRunner)
+def fake_runner_backend(outputs: Callable[[np.ndarray], np.ndarray] = lambda image: image * 0.5,
+                        profile: list[tuple[int, ...]] = PROFILE) -> SimpleNamespace:
+    """What the trt: runner imports from Polygraphy (its TensorRT backend and its error type), faked:
+    b'ENGINE' deserializes to an engine computing `outputs`; other bytes raise, as Polygraphy's
+    EngineFromBytes does (G_LOGGER.critical) when TensorRT cannot deserialize them."""
+    def EngineFromBytes(serialized_engine, runtime=None, dla_workspace_allocation_strategy=None):
+        def load():
+            if serialized_engine != b"ENGINE":
+                raise FakeBuildError("Could not deserialize engine. See log for details.")
+            return FakeEngine(profile, outputs)
+
+        return load
+
+    return SimpleNamespace(pg=SimpleNamespace(EngineFromBytes=EngineFromBytes, TrtRunner=FakeTrtRunner),
+                           error=FakeBuildError)
 
 
 def fake_backend(**kwargs) -> SimpleNamespace:

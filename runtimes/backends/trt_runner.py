@@ -1,11 +1,13 @@
 """TensorRT runner over a serialized engine, through Polygraphy's TrtRunner (needs a GPU)."""
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from treefuse.errors import TreefuseError
+from treefuse.errors import TreefuseError, one_line
+from treefuse.quiet import held_stderr
 from treefuse.runtimes.backends.base import Runner
 from treefuse.sidecar import read_sidecar
 
@@ -13,14 +15,15 @@ INPUT_NAME = "input"
 MISSING_TENSORRT = "trt: TensorRT is not installed (it needs an NVIDIA GPU): pip install 'treefuse[tensorrt]'"
 
 
-def _import_backend() -> Any:
-    """Polygraphy's TensorRT backend; the one place the runner imports TensorRT."""
+def _import_backend() -> SimpleNamespace:
+    """Polygraphy's TensorRT backend (`pg`) and its one error type; the one place the runner imports TensorRT."""
     try:
         import tensorrt  # noqa: F401  (Polygraphy imports it lazily; fail here, clearly)
         from polygraphy.backend import trt as polygraphy_trt
+        from polygraphy.exception import PolygraphyException
     except ImportError:
         raise TreefuseError(MISSING_TENSORRT) from None
-    return polygraphy_trt
+    return SimpleNamespace(pg=polygraphy_trt, error=PolygraphyException)
 
 
 class TensorRTRunner(Runner):
@@ -36,10 +39,14 @@ class TensorRTRunner(Runner):
         self.runner = None
 
     def activate_impl(self) -> None:
-        pg = _import_backend()
-        engine = pg.EngineFromBytes(self.path.read_bytes())()
-        if engine is None:
-            raise TreefuseError(f"trt: {self.path} is not an engine this TensorRT can load; rebuild it here")
+        backend = _import_backend()
+        pg = backend.pg
+        try:
+            with held_stderr((backend.error,)):  # TensorRT's own log of why, then Polygraphy's CRITICAL line
+                engine = pg.EngineFromBytes(self.path.read_bytes())()
+        except backend.error as exc:  # Polygraphy raises this (never returns None) when TensorRT cannot deserialize
+            raise TreefuseError(f"trt: {self.path} is not an engine this TensorRT can load ({one_line(exc)[:120]}); "
+                                "rebuild it here with `treefuse export trt`") from None
         low, opt, high = engine.get_tensor_profile_shape(INPUT_NAME, self.profile_index)
         self.profile = {"min": tuple(low), "opt": tuple(opt), "max": tuple(high)}
         self.runner = pg.TrtRunner(engine, optimization_profile=self.profile_index)

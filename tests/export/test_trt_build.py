@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import shlex
 import sys
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from treefuse.export.tensorrt.profile import ShapeProfile, parse_shape
 from treefuse.files import sha256_file
 
 from media import write_images
-from trt_fakes import fake_backend, fake_tensorrt_module, tiny_onnx
+from trt_fakes import fake_backend, fake_runner_backend, fake_tensorrt_module, tiny_onnx
 
 PROFILE = ShapeProfile((1, 3, 16, 16), (1, 3, 32, 48), (2, 3, 64, 64))
 
@@ -185,25 +184,11 @@ def _engine_runs(monkeypatch, onnx_path, scale: float) -> None:
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
 
-    class Engine:
-        def get_tensor_profile_shape(self, name, index):
-            return [(1, 3, 16, 16), (1, 3, 32, 48), (2, 3, 64, 64)]
+    def outputs(image):
+        return session.run(None, {session.get_inputs()[0].name: image})[0] * scale
 
-    class Runner:
-        def __init__(self, engine, optimization_profile=None):
-            pass
-
-        def activate(self):
-            pass
-
-        def deactivate(self):
-            pass
-
-        def infer(self, feed):
-            return {"output": session.run(None, {session.get_inputs()[0].name: feed["input"]})[0] * scale}
-
-    pg = SimpleNamespace(EngineFromBytes=lambda data: (lambda: Engine()), TrtRunner=Runner)
-    monkeypatch.setattr(trt_runner, "_import_backend", lambda: pg)
+    backend = fake_runner_backend(outputs, profile=[(1, 3, 16, 16), (1, 3, 32, 48), (2, 3, 64, 64)])
+    monkeypatch.setattr(trt_runner, "_import_backend", lambda: backend)
 
 
 def test_cli_builds_with_mocked_backend(onnx_path, calib_dir, tmp_path, monkeypatch, capsys):
