@@ -13,11 +13,11 @@ import numpy as np
 
 from treefuse.config import ModelConfig
 from treefuse.errors import TreefuseError
-from treefuse.images import (check_image, from_batch, image_size, is_image_path, list_images, read_picture, to_batch,
-                             write_picture)
+from treefuse.images import check_image, from_batch, image_size, is_image_path, list_images, to_batch
 from treefuse.progress import progress_bar
 from treefuse.runtimes.backends.base import Runner
 from treefuse.runtimes.measurements.memory import available_memory_bytes
+from treefuse.runtimes.applications.picture import read_picture, write_picture
 from treefuse.runtimes.applications.tiling import check_tiling, derain_tiled, exact_overlap, receptive_radius
 from treefuse.runtimes.applications.video import check_video, derain_video, is_video_path
 

@@ -5,7 +5,7 @@ from PIL import Image
 
 from treefuse.cli import main
 from treefuse.errors import TreefuseError
-from treefuse.images import Picture, _apply_orientation, read_picture, write_picture
+from treefuse.runtimes.applications.picture import Picture, _apply_orientation, read_picture, write_picture
 
 png = pytest.importorskip("png", reason="pypng is not installed (a core dependency: pip install pypng)")
 
