@@ -29,8 +29,10 @@ mirror() {  # the Debian mirror this host already uses (deb822 or one-line sourc
 }
 
 host_tools() {
-  command -v debootstrap >/dev/null && [ -x /usr/bin/qemu-aarch64-static ] && return 0
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static binfmt-support debootstrap >/dev/null
+  command -v debootstrap >/dev/null && [ -x /usr/bin/qemu-aarch64-static ] && command -v aarch64-linux-gnu-gcc >/dev/null \
+    && return 0
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-user-static binfmt-support \
+    debootstrap gcc-aarch64-linux-gnu >/dev/null
 }
 
 binfmt() {  # the F flag lets the chroot run arm64 binaries without qemu inside it
@@ -73,9 +75,16 @@ chroot_venv() {
   touch "$ROOT$VENV/.done"
 }
 
+cuda_stubs() {  # ExecuTorch's runtime imports torch, whose aarch64 wheel links CUDA: stand-ins let it load
+  [ -e "$ROOT/opt/cuda-stubs/.done" ] && return 0
+  python3 "$(dirname "$0")/cuda_stubs.py" "$ROOT" || die "building the CUDA stand-in libraries failed"
+  touch "$ROOT/opt/cuda-stubs/.done"
+}
+
 host_tools
 binfmt
 debian_root
 wheels
 chroot_venv
+cuda_stubs
 echo "arm64_root: ready: $ROOT (python: chroot $ROOT $VENV/bin/python)"

@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--iters", type=int, default=10, help="timed runs (default 10; use 1-2 under emulation)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs first (default 1)")
     parser.add_argument("--threads", type=int, default=None, help="runtime threads (default: the runtime's choice)")
+    parser.add_argument("--emulated", action="store_true", help="say this device is emulated (qemu): its latency "
+                        "is then labelled so and kept out of ratios")
     parser.add_argument("--save-outputs", type=Path, metavar="NPZ", help="also save this device's outputs (.npz), "
                         "to compare two devices output by output")
     args = parser.parse_args(argv)
@@ -141,7 +143,8 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     rows, outputs = run_parity(engine, samples, y)
     judged = quality.judge_rows(rows, gates, y)
     latency = run_bench(engine, bench_size, args.warmup, args.iters)
-    device = fingerprint.device_facts(args.threads, {"numpy": np.__version__, **_runtime_version(engine.runtime)})
+    device = fingerprint.device_facts(args.threads, {"numpy": np.__version__, **_runtime_version(engine.runtime)},
+                                      args.emulated)
     device["runtime_notes"] = sorted(set(engine.notes))[:20]  # e.g. `cpuinfo_initialize failed` under emulation
     device["runtime_saw_cpu_features"] = not any("cpuinfo" in note and "fail" in note for note in engine.notes)
     bundle_ref = {"name": root.resolve().name, "manifest_sha256": manifest_sha256(root), "format": manifest["format"]}

@@ -69,9 +69,18 @@ def cpu_facts(cpuinfo: dict[str, str] | None = None, machine: str | None = None)
     return facts
 
 
-def device_facts(threads: int | None, versions: dict[str, str]) -> dict[str, Any]:
-    """The device record every result carries (same keys as treefuse.device.device_fingerprint)."""
+def device_facts(threads: int | None, versions: dict[str, str], declared_emulated: bool = False) -> dict[str, Any]:
+    """The device record every result carries (same keys as treefuse.device.device_fingerprint).
+
+    `declared_emulated`: the caller knows this runs under an emulator (one that shows an Arm
+    /proc/cpuinfo cannot be told apart from inside); its CPU is then named as emulated.
+    """
     cpu = cpu_facts()
+    if declared_emulated and not cpu.get("emulated"):
+        cpu["model"], cpu["emulated"] = f"{cpu['model']} (emulated)", True
     return {"hostname": platform.node(), "os": f"{platform.system()} {platform.release()}",
             "machine": platform.machine(), "cpu": cpu, "gpus": [], "threads_used": threads,
-            "emulated": bool(cpu.get("emulated")), "versions": {"python": platform.python_version(), **versions}}
+            "emulated": bool(cpu.get("emulated")),
+            "emulation": "declared by the caller" if declared_emulated else
+            "detected (the host's /proc/cpuinfo seen by an Arm process)" if cpu.get("emulated") else "none seen",
+            "versions": {"python": platform.python_version(), **versions}}
