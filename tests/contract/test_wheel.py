@@ -19,17 +19,22 @@ import pytest
 tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11's tomllib")
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE_FOLDERS = ("treefuse", "train", "export", "runtimes", "calib", "report", "data", "bundle")
 
 
 def setuptools_config() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
 
 
+# The stage folders, and any folder a later stage maps in pyproject.
+SOURCE_FOLDERS = sorted({"treefuse", "train", "export", "runtimes", "calib", "report", "data", "bundle",
+                         *setuptools_config()["package-dir"].values()})
+
+
 def wheel_path_of(source: Path, package_dir: dict[str, str]) -> str:
     """Where a file under the repo lands in the wheel: its top folder replaced by the package mapped to it."""
     top, *rest = source.relative_to(ROOT).parts
-    package = next(name for name, folder in package_dir.items() if folder == top)
+    package = next((name for name, folder in package_dir.items() if folder == top), None)
+    assert package, f"{top}/ is mapped to no package in pyproject's package-dir"
     return "/".join([*package.split("."), *rest])
 
 
