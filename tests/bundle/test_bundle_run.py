@@ -121,3 +121,21 @@ def test_pack_refuses_other_weights_as_reference(paired_dir, committed_onnx, wei
     with pytest.raises(TreefuseError, match="not the weights the artifact was made from"):
         pack(PackRequest(f"onnx:{committed_onnx}", paired_dir, tmp_path / "b", sizes=((32, 32),),
                          reference=f"torch:{weights_path}"))
+
+
+def test_unwritable_output_is_one_line(onnx_bundle, run_bundle, tmp_path):
+    (tmp_path / "taken").mkdir()
+    done = run_bundle(onnx_bundle, "--json", str(tmp_path / "taken"), "--iters", "1")
+    assert done.returncode == 2 and "cannot write" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_forged_gate_is_refused_even_with_a_consistent_manifest(onnx_bundle, run_bundle, tmp_path):
+    from treefuse.portable.manifest import write_manifest
+
+    bundle = copy_of(onnx_bundle, tmp_path)
+    gates = json.loads((bundle / "gates.json").read_text())
+    (bundle / "gates.json").write_text(json.dumps({**gates, "min_output_psnr_db": "nan"}))
+    files = list(json.loads((bundle / "manifest.json").read_text())["files"])
+    write_manifest(bundle, files, {})  # the forger re-hashed everything
+    done = run_bundle(bundle, "--iters", "1")
+    assert done.returncode == 2 and "not a finite number" in done.stderr

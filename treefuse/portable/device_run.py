@@ -58,6 +58,14 @@ def read_json(root: Path, name: str) -> dict[str, Any]:
     return value
 
 
+def check_gates(gates: dict[str, Any]) -> None:
+    """The bundle's thresholds must be finite numbers (a NaN would pass everything)."""
+    for key in ("min_output_psnr_db", "max_task_drop_db"):
+        value = gates.get(key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+            raise BundleError(f"gates.json: {key} is {value!r}, not a finite number; re-pack the bundle")
+
+
 def load_samples(root: Path, bundle: dict[str, Any]) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]]:
     """(name, rainy, reference output, clean or None) per golden sample, HxWx3 float32; no pickles."""
     try:
@@ -137,6 +145,7 @@ def _run(root: Path, args: argparse.Namespace) -> int:
         bench_size = list(bundle["bench_size"])
     except (KeyError, TypeError):
         raise BundleError("bundle.json lacks kind, artifact_file, test_y_channel or bench_size; re-pack the bundle") from None
+    check_gates(gates)
     samples = load_samples(root, bundle)
     artifact_path = inside(root, artifact_file)
     engine = Engine(kind, artifact_path, args.threads)
@@ -162,11 +171,14 @@ def _run(root: Path, args: argparse.Namespace) -> int:
                                                         "runner_overhead_s": wall_s - engine.runtime_s},
                            size=bench_size, batch=1, warmup=args.warmup, iters=args.iters,
                            backends=[{**candidate, **latency, "ratio_to_first_p50": 1.0}])
-    if args.json:
-        records.write_json(args.json, parity)
-        records.write_json(bench_path(args.json), bench)
-    if args.save_outputs:
-        _save_outputs(args.save_outputs, outputs)
+    try:
+        if args.json:
+            records.write_json(args.json, parity)
+            records.write_json(bench_path(args.json), bench)
+        if args.save_outputs:
+            _save_outputs(args.save_outputs, outputs)
+    except OSError as exc:  # a read-only or full disk, a folder where the file goes: the user's to fix
+        raise BundleError(f"cannot write {exc.filename or args.json} ({exc.strerror}); choose a writable path") from None
     _print_summary(parity, latency, device, bench_size)
     print(f"run.py's own time {wall_s - engine.runtime_s:.2f} s (manifest, judging, records) beside the runtime's "
           f"{engine.runtime_s:.2f} s")
