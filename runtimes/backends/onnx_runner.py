@@ -45,6 +45,8 @@ class OnnxRuntimeRunner(Runner):
         # Idle worker threads would otherwise spin after each call and steal the CPU from the
         # next backend in an interleaved bench, flattering ONNX Runtime's ratio.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # A failing run is reported by its exception (one line); ORT's own ERROR log would be a second line.
+        options.log_severity_level = 4
         if self.threads:
             options.intra_op_num_threads = self.threads
             options.inter_op_num_threads = 1

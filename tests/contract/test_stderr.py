@@ -86,6 +86,22 @@ def test_corrupt_tflite_is_one_line(picture, tmp_path):
     assert_one_error_line(result, "corrupt.tflite")
 
 
+def test_a_model_failing_at_inference_is_one_line(picture, tmp_path):
+    # ONNX Runtime logs a failing kernel itself (in colour) before it raises: a Reshape to a fixed size.
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 3, 7, 7])
+    graph = helper.make_graph([helper.make_node("Reshape", ["input", "shape"], ["output"])], "fixed",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    result = treefuse("derain", "--backend", "onnx:fixed.onnx", str(picture), "--out", "out", cwd=tmp_path)
+    assert_one_error_line(result, "failed on a 1x3x24x32 input")
+
+
 def test_a_successful_export_and_derain_print_nothing_on_stderr(tiny_weights, picture, tmp_path):
     exported = treefuse("export", "onnx", "--weights", str(tiny_weights), "--out", "m.onnx", cwd=tmp_path)
     assert exported.returncode == 0 and exported.stderr == "", exported.stderr
