@@ -20,6 +20,12 @@ def _import_openvino() -> Any:
     return import_optional("openvino", "openvino: OpenVINO", "openvino")
 
 
+def _detail(exc: RuntimeError) -> str:
+    """The last line of OpenVINO's message: the lines before it are source locations and checks."""
+    said = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("Exception from ")]
+    return (" ".join(said[-1].split()) if said else one_line(exc))[:160]
+
+
 class OpenVINORunner(Runner):
     """Runs an ONNX model with OpenVINO; `precision` is the float precision hint ("fp32" or "bf16")."""
 
@@ -43,9 +49,7 @@ class OpenVINORunner(Runner):
             with held_stderr((RuntimeError,)):  # its other frontends log absl lines while they try the file
                 self.model = self.core.read_model(str(self.path))
         except RuntimeError as exc:  # OpenVINO's error for a file it cannot read
-            said = [line for line in str(exc).splitlines() if line.strip() and not line.startswith("Exception from ")]
-            detail = " ".join(said[0].split()) if said else one_line(exc)  # the other lines are source locations
-            raise TreefuseError(f"openvino: cannot read {self.path} ({detail[:160]}); "
+            raise TreefuseError(f"openvino: cannot read {self.path} ({_detail(exc)}); "
                                 "is it an ONNX model from `treefuse export onnx`?") from None
         if len(self.model.inputs) != 1:
             raise TreefuseError(f"openvino: {self.path} must have one image input, found {len(self.model.inputs)}")
@@ -70,12 +74,17 @@ class OpenVINORunner(Runner):
             config = {"INFERENCE_PRECISION_HINT": PRECISIONS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
             if self.threads:
                 config["INFERENCE_NUM_THREADS"] = self.threads
-            self.compiled[shape] = self.core.compile_model(model, self.device, config)
+            with held_stderr((RuntimeError,)):
+                self.compiled[shape] = self.core.compile_model(model, self.device, config)
         return self.compiled[shape]
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
-        compiled = self._compiled_for(batch.shape)
-        return compiled(batch)[compiled.outputs[0]]
+        try:
+            compiled = self._compiled_for(batch.shape)
+            return compiled(batch)[compiled.outputs[0]]
+        except RuntimeError as exc:  # OpenVINO's error: this model cannot be reshaped to or run on this input
+            raise TreefuseError(f"openvino: {self.path} failed on a {'x'.join(map(str, batch.shape))} input "
+                                f"({_detail(exc)})") from None
 
     def deactivate_impl(self) -> None:
         self.compiled, self.model = {}, None

@@ -86,8 +86,10 @@ def test_corrupt_tflite_is_one_line(picture, tmp_path):
     assert_one_error_line(result, "corrupt.tflite")
 
 
-def test_a_model_failing_at_inference_is_one_line(picture, tmp_path):
+@pytest.mark.parametrize("kind", ["onnx", "openvino"])
+def test_a_model_failing_at_inference_is_one_line(kind, picture, tmp_path):
     # ONNX Runtime logs a failing kernel itself (in colour) before it raises: a Reshape to a fixed size.
+    pytest.importorskip(kind if kind == "openvino" else "onnxruntime", reason=f"{kind} is not installed")
     import onnx
     from onnx import TensorProto, helper
 
@@ -98,7 +100,7 @@ def test_a_model_failing_at_inference_is_one_line(picture, tmp_path):
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "fixed.onnx"))
-    result = treefuse("derain", "--backend", "onnx:fixed.onnx", str(picture), "--out", "out", cwd=tmp_path)
+    result = treefuse("derain", "--backend", f"{kind}:fixed.onnx", str(picture), "--out", "out", cwd=tmp_path)
     assert_one_error_line(result, "failed on a 1x3x24x32 input")
 
 

@@ -157,3 +157,34 @@ def test_executorch_memory_error_or_bug_while_loading_is_exit_3(bug, picture, tm
     program = tmp_path / "m.pte"
     program.write_bytes(b"\x1c\0\0\0ET12" + bytes(120))
     assert_bug(*derain(f"executorch:{program}", picture, tmp_path / "out", capsys), type(bug).__name__)
+
+
+# -- OpenVINO: a model that cannot take this input is the model's fault, a MemoryError is not ----------------
+
+def test_openvino_model_that_cannot_take_the_input_is_one_line(picture, tmp_path, capsys):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'treefuse[openvino]')")
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 3, 7, 7])
+    graph = helper.make_graph([helper.make_node("Reshape", ["input", "shape"], ["output"])], "fixed",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    code, lines = derain(f"openvino:{tmp_path / 'fixed.onnx'}", picture, tmp_path / "out", capsys)
+    assert_bad_input(code, lines)
+    assert "failed on a 1x3x24x32 input" in lines[0]
+
+
+@pytest.mark.parametrize("bug", BUGS, ids=lambda bug: type(bug).__name__)
+def test_openvino_memory_error_or_bug_while_compiling_is_exit_3(bug, identity_onnx, picture, tmp_path, capsys,
+                                                                 monkeypatch):
+    ov = pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'treefuse[openvino]')")
+
+    def raises(*args, **kwargs):
+        raise bug
+
+    monkeypatch.setattr(ov.Core, "compile_model", raises)
+    assert_bug(*derain(f"openvino:{identity_onnx}", picture, tmp_path / "out", capsys), type(bug).__name__)
