@@ -42,20 +42,18 @@ def quiet_import() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def held_stderr(expected: tuple[type[BaseException], ...] = (), keep_terminal: bool = False) -> Iterator[None]:
+def held_stderr(expected: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Hold back what a third-party call writes to stderr; replay it only if a bug escapes.
 
-    `expected`: the library's own errors for a bad input, reported by the caller in one line (a
-    TreefuseError always is). `keep_terminal` lets a person at a terminal still see progress bars."""
-    if keep_terminal and sys.stderr.isatty():
-        yield
-        return
+    `expected`: the library's own errors for a bad input, which the caller reports in one line (a
+    TreefuseError always is one)."""
     with _held_fd(python_too=True, expected=expected):
         yield
 
 
 @contextlib.contextmanager
 def _held_fd(python_too: bool, expected: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """File descriptor 2 (and, with `python_too`, sys.stderr) into a buffer for the duration."""
     sys.stderr.flush()
     python_held = io.StringIO()
     with tempfile.TemporaryFile() as c_held:
