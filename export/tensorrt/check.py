@@ -46,13 +46,14 @@ class TrtCheck:
 def load_onnx(path: str | Path) -> Any:
     """The ONNX graph at `path` (no external data), or a one-line error."""
     import onnx
+    from google.protobuf.message import DecodeError
 
     path = Path(path)
     if not path.is_file():
         raise TreefuseError(f"ONNX model not found: {path}; export one with `treefuse export onnx`")
     try:
         return onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf raises its own error types on a corrupt file
+    except DecodeError as exc:  # protobuf's error for a corrupt file; anything else is not the file's fault
         raise TreefuseError(f"{path} is not a readable ONNX model ({type(exc).__name__})") from None
 
 
