@@ -107,6 +107,8 @@ def run_bundle(command: list[str], log: Path) -> Run:
     with open(log, "a") as out:
         out.write(f"\n$ {' '.join(command)}\n{done.stdout}{done.stderr}")
     errors = [line for line in done.stderr.splitlines() if line.startswith("run.py:")]
+    if done.returncode < 0:  # the runtime took the process down: outside run.py's exit contract, said as such
+        errors.insert(0, f"the runtime crashed the process (signal {-done.returncode})")
     return done.returncode, time.perf_counter() - start, errors[0] if errors else ""
 
 
@@ -167,19 +169,29 @@ def compare(name: str, out: Path, work: Path, views: tuple[ArmView, ...]) -> dic
 
 def cell(result: dict[str, Any] | None, error: str = "", cross: dict[str, Any] | None = None) -> str:
     if not result:
-        return f"no result: {error.removeprefix('run.py: error: ')[:90]}…" if error else "not run"
-    text = (f"{'passed' if result['passed'] else 'FAILED'} {result['output_psnr_min_db']:.2f} dB, "
+        reason = error.removeprefix("run.py: error: ")
+        return f"no result: {reason[:90]}{'…' if len(reason) > 90 else ''}" if error else "not run"
+    # float(): JSON keeps an infinite PSNR (identical outputs) as the string "inf"
+    text = (f"{'passed' if result['passed'] else 'FAILED'} {float(result['output_psnr_min_db']):.2f} dB, "
             f"Δ {result['task_delta_db']:+.3f}")
-    return text + (f"; vs x86 {cross['psnr_min_db']:.1f} dB (max {cross['max_abs_diff']:.1e})" if cross else "")
+    return text + (f"; vs x86 {float(cross['psnr_min_db']):.1f} dB (max {cross['max_abs_diff']:.1e})" if cross else "")
+
+
+def run_error(runs: dict[str, Any], label: str) -> str:
+    """Why a run left no result: its error line, a crash, or why it was skipped."""
+    code = runs.get(f"{label}_exit")
+    if isinstance(code, int) and code < 0 and not runs.get(f"{label}_error"):
+        return f"the runtime crashed the process (signal {-code})"
+    return runs.get(f"{label}_error") or runs.get("skipped", "")
 
 
 def table(rows: list[dict[str, Any]], views: tuple[ArmView, ...]) -> str:
     lines = ["| bundle | x86 | " + " | ".join(v.name for v in views) + " |", "|---" * (len(views) + 2) + "|"]
     for row in rows:
         runs = row.get("runs", {})
-        cells = [cell(row["views"][v.name]["result"], runs.get(f"{v.name}_error", runs.get("skipped", "")),
-                      row["views"][v.name]["vs_x86"]) for v in views]
-        lines.append(f"| {row['bundle']} | {cell(row['x86'], runs.get('x86_error', runs.get('skipped', '')))} | "
+        cells = [cell(row["views"][v.name]["result"], run_error(runs, v.name), row["views"][v.name]["vs_x86"])
+                 for v in views]
+        lines.append(f"| {row['bundle']} | {cell(row['x86'], run_error(runs, 'x86'))} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines)
 

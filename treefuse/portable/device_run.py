@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def probe_failed(note: str) -> bool:
+    """A runtime's message that it could not read the CPU (cpuinfo), or that XNNPACK refused to start."""
+    return ("cpuinfo" in note and "fail" in note.lower()) or "XNNPACK status" in note
+
+
 def read_json(root: Path, name: str) -> dict[str, Any]:
     try:
         value = json.loads(inside(root, name).read_text())
@@ -155,7 +160,7 @@ def _run(root: Path, args: argparse.Namespace) -> int:
     device = fingerprint.device_facts(args.threads, {"numpy": np.__version__, **_runtime_version(engine.runtime)},
                                       args.emulated)
     device["runtime_notes"] = sorted(set(engine.notes))[:20]  # e.g. `cpuinfo_initialize failed` under emulation
-    device["runtime_saw_cpu_features"] = not any("cpuinfo" in note and "fail" in note for note in engine.notes)
+    device["runtime_saw_cpu_features"] = not any(probe_failed(note) for note in engine.notes)
     bundle_ref = {"name": root.resolve().name, "manifest_sha256": manifest_sha256(root), "format": manifest["format"]}
     candidate = {"kind": kind, "spec": f"{kind}:{root.resolve().name}/{artifact_file}",
                  "path": f"{root.resolve().name}/{artifact_file}", "sha256": artifact.get("sha256"),
