@@ -114,9 +114,14 @@ def gate_miss_advice(kind: str, precision: str, qat_target: str | None = None) -
     routes = []
     if row.mixed_precision:
         routes.append("keep the most sensitive layers in float: add --paired-images PAIRS")
-    target = qat_target or kind
-    routes.append(f"fine-tune for it: `treefuse qat --weights W --data PAIRS --target {target} --out RUN`, then "
-                  f"`treefuse export {kind} --precision {precision} --qat RUN`")
+    from treefuse.qat_run import qat_command, target_named
+
+    target = target_named(qat_target or row.precision(precision).scheme or kind).name
+    if target == "trt-qdq":  # TensorRT builds from the QDQ ONNX model the run writes
+        export = "treefuse export onnx --precision int8 --target tensorrt --qat RUN --out m.trt.onnx"
+    else:
+        export = f"treefuse export {kind} --precision {precision} --qat RUN"
+    routes.append(f"fine-tune for it: `{qat_command(target)}`, then `{export}`")
     return "; or ".join(routes)
 
 

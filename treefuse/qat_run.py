@@ -177,4 +177,17 @@ def learned_record(run_dir: str | Path, settings: dict[str, Any], metadata: dict
     return {"run": str(run_dir), "target": settings["target"], "step": int(metadata.get("step", 0)),
             "steps": int(metadata.get("steps", 0)), "learned_sha256": sha256_file(Path(run_dir) / LEARNED_NAME),
             "weights_sha256": settings.get("weights_sha256"), "distill": settings.get("distill"),
-            "calib_sha256": settings.get("calib_sha256")}
+            "calib_sha256": settings.get("calib_sha256"), "calibration_set": settings.get("calibration_set")}
+
+
+def miss_advice(run_dir: str | Path, export_command: str) -> str:
+    """What to try when an export of a QAT run misses its gate: more fine-tuning, then judging where it matters."""
+    settings = read_settings(run_dir)
+    try:
+        steps = int(read_state(Path(run_dir) / LEARNED_NAME, "")[1].get("steps", 0))
+    except TreefuseError:
+        steps = 0
+    target = target_named(settings["target"]).name
+    return (f"fine-tune longer from the same weights: `treefuse qat --weights {settings['weights']} --data PAIRS "
+            f"--target {target} --steps {max(2 * steps, 1000)} --out RUN2`, then `{export_command} --qat RUN2`; "
+            "judge it on the camera's own pairs with --paired-images PAIRS")

@@ -57,12 +57,16 @@ PRECISIONS: dict[str, CoreMLPrecision] = {
 
 def export(request: ExportRequest) -> str:
     """The format table's entry: a Core ML package as `request` asks (FP16 ranges first when asked); the line to print."""
-    if request.qat_run is not None:
-        raise TreefuseError("coreml --qat is not supported by this version; export with --calib")
     min_hw, max_hw = request.min_hw or DEFAULT_MIN_HW, request.max_hw or DEFAULT_MAX_HW
     ranges = _fp16_ranges(request)
-    export_coreml(request.source, request.out, request.precision, min_hw, max_hw, request.calibration,
-                  paired_images=request.paired_images)
+    if request.qat_run is not None:  # the run's own source weights: what it learned from them is written as is
+        from treefuse.export.observed_qat import source_weights
+
+        export_coreml(source_weights(request.qat_run), request.out, request.precision, min_hw, max_hw,
+                      paired_images=request.paired_images, qat_run=request.qat_run)
+    else:
+        export_coreml(request.source, request.out, request.precision, min_hw, max_hw, request.calibration,
+                      paired_images=request.paired_images)
     line = f"wrote {request.out} ({request.precision}, inputs {min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]})"
     if ranges is not None:
         from treefuse.export.fp16_range import write_report
@@ -88,32 +92,54 @@ def _fp16_ranges(request: ExportRequest) -> dict | None:
 def export_coreml(weights_path: str | Path, out_path: str | Path, precision: str = "fp16",
                   min_hw: tuple[int, int] = DEFAULT_MIN_HW, max_hw: tuple[int, int] = DEFAULT_MAX_HW,
                   calibration: Any = None, license_text: str = DEFAULT_LICENSE,
-                  paired_images: Path | None = None) -> Path:
+                  paired_images: Path | None = None, qat_run: Path | None = None) -> Path:
     """Export treefuse weights to a Core ML package at `out_path`; returns the path.
+
+    With `qat_run` (a `treefuse qat --target coreml-w8a8` run of these weights) the w8a8 package holds the
+    run's learned weights and scales instead of calibrated ones.
 
     The staged package runs on treefuse's Core ML evaluator against PyTorch and must pass its precision's gate first."""
     from treefuse.export.verify import gate_miss_advice, verify_staged
     from treefuse.runtimes.backends.coreml_mil import import_coremltools
 
     out_path = Path(out_path)
+    if qat_run is not None:
+        from treefuse.qat_run import require_target
+
+        calibration = require_target(qat_run, "coreml-w8a8")["calibration_set"]  # judged on the run's images
     recipe = _check_request(out_path, precision, min_hw, max_hw, calibration, paired_images)
     loaded = load_weights(weights_path)  # bad weights are refused before coremltools' slow import
     ct = import_coremltools()
     example = torch.rand(1, loaded.config.in_channels, *_default_hw(min_hw, max_hw),
                          generator=torch.Generator().manual_seed(0))
-    model, calibration_sha256 = _model_to_trace(loaded.model, recipe, calibration, example)
+    qat, advice = None, gate_miss_advice("coreml", precision)
+    if qat_run is not None:
+        model, qat, advice = _learned_to_trace(qat_run)
+        calibration_sha256 = qat["calib_sha256"]
+    else:
+        model, calibration_sha256 = _model_to_trace(loaded.model, recipe, calibration, example)
     mlmodel = _convert(ct, model, recipe, example, min_hw, max_hw)
     record = provenance(config=loaded.config.to_dict(), source_checkpoint=str(weights_path),
                         source_sha256=loaded.sha256, precision=precision, precision_detail=recipe.description,
                         deployment_target=recipe.target, min_hw=list(min_hw), max_hw=list(max_hw),
-                        calibration_sha256=calibration_sha256)
+                        calibration_sha256=calibration_sha256, qat=qat)
     _stamp(mlmodel, record, license_text)
     with atomic_path(out_path, directory=True, same_kind=_is_mlpackage) as staged:
         mlmodel.save(str(staged))
         verify_staged("coreml", staged, Path(weights_path), precision,
                       calibration if isinstance(calibration, (str, Path)) else None, paired_images, (min_hw, max_hw),
-                      gate_miss_advice("coreml", precision))
+                      advice)
     return out_path
+
+
+def _learned_to_trace(qat_run: Path) -> tuple[torch.nn.Module, dict[str, Any], str]:
+    """A QAT run's finalized network, its provenance record and the advice should it miss its gate."""
+    from treefuse.export.coreml.qat import finalized_from_run
+    from treefuse.qat_run import learned_record, miss_advice, read_settings
+
+    model, metadata = finalized_from_run(qat_run)
+    return (model, learned_record(qat_run, read_settings(qat_run), metadata),
+            miss_advice(qat_run, "treefuse export coreml --precision w8a8"))
 
 
 def _is_mlpackage(folder: Path) -> bool:

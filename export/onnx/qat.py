@@ -1,4 +1,8 @@
-"""The ONNX Runtime QDQ INT8 graph as a differentiable PyTorch module, and its learned values written back.
+"""A QDQ INT8 ONNX graph (ONNX Runtime's or TensorRT's layout) as a differentiable PyTorch module, written back.
+
+TensorRT's layout (export/tensorrt/qdq.py) is read the same way: its activations are s8 with zero
+point 0 (levels -128..127, taken from the zero point's type), its biases stay float and are learned
+as they are, and its Relu and Concat nodes run as themselves.
 
 Quantization-aware fine-tuning must see exactly what ONNX Runtime will run, so the module is
 built from the INT8 export itself (after the fold, the split concatenations, the padded head

@@ -120,8 +120,9 @@ def export_qat_int8(run_dir: str | Path, out_path: str | Path, paired_dir: str |
 def _verify(run_dir: Path, candidate: Path, settings: dict[str, Any], paired_dir: str | Path | None) -> dict[str, Any]:
     from treefuse.calib.store import load_calibration_set
     from treefuse.export.onnx.sensitivity import load_paired_set
-    from treefuse.export.verify import samples_from_batches, verify_onnx_export
+    from treefuse.export.verify import samples_from_batches, verify_export
     from treefuse.gates import gates_for
+    from treefuse.qat_run import miss_advice
 
     if paired_dir is not None:
         paired = load_paired_set(paired_dir)
@@ -129,4 +130,7 @@ def _verify(run_dir: Path, candidate: Path, settings: dict[str, Any], paired_dir
     else:
         calibration = load_calibration_set(settings["calibration_set"])
         samples, what = samples_from_batches(calibration.batches(8)), "the calibration set (inputs only: no task PSNR)"
-    return verify_onnx_export(run_dir / BASE_DIR / FP32_ONNX, candidate, samples, gates_for("int8"), what)
+    command = "treefuse export onnx --precision int8" + (" --target tensorrt" if LAYOUTS[
+        target_named(settings["target"]).name] == "tensorrt" else "")
+    return verify_export(f"onnx:{run_dir / BASE_DIR / FP32_ONNX}", f"onnx:{candidate}", samples, gates_for("int8"),
+                         what, miss_advice(run_dir, command))

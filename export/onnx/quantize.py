@@ -246,7 +246,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
             fp32_path, conv_layers(source), make, paired, max_task_drop_db, log, progress)
         float_layers = search.float_layers if search else []
         final_path = make(float_layers, "final.onnx")
-        verification = _verify(fp32_path, final_path, calibration, paired, max_task_drop_db)
+        verification = _verify(fp32_path, final_path, calibration, paired, max_task_drop_db, target)
         model = onnx.load(str(final_path))
     task = None if search is None else {"fp32_psnr_db": search.fp32_psnr, "int8_psnr_db": search.fp32_psnr - search.drop_db,
                                         "drop_db": search.drop_db, "max_task_drop_db": max_task_drop_db,
@@ -267,7 +267,8 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
     return Int8Result(out_path, float_layers, task, report_path)
 
 
-def _verify(fp32_path: Path, final_path: Path, calibration: Any, paired: Any, max_task_drop_db: float) -> dict[str, Any]:
+def _verify(fp32_path: Path, final_path: Path, calibration: Any, paired: Any, max_task_drop_db: float,
+            target: str = "onnxruntime") -> dict[str, Any]:
     """The INT8 gates of the one gate table, checked on the paired set (or the calibration images)."""
     from treefuse.export.verify import samples_from_batches, verify_onnx_export
     from treefuse.gates import gates_for
@@ -277,7 +278,8 @@ def _verify(fp32_path: Path, final_path: Path, calibration: Any, paired: Any, ma
         samples, what = samples_from_batches(paired.rainy, paired.clean, "pair"), paired.source
     else:
         samples, what = samples_from_batches(calibration.batches(8)), "the calibration set (inputs only: no task PSNR)"
-    return verify_onnx_export(fp32_path, final_path, samples, gates, what)
+    return verify_onnx_export(fp32_path, final_path, samples, gates, what,
+                              qat_target="trt-qdq" if target == "tensorrt" else "ort-qdq")
 
 
 def _budget_search(fp32_path: Path, layers: list[str], make: Callable[[Sequence[str], str], Path], paired: Any,

@@ -64,8 +64,5 @@ def _int8(request: ExportRequest, fp32, target: str) -> str:
 def _from_qat(request: ExportRequest, target: str) -> str:
     from treefuse.export.onnx.qat_export import export_qat_int8
 
-    if target != "onnxruntime":
-        raise TreefuseError("--qat with --target tensorrt needs a run trained for TensorRT's layout: "
-                            "`treefuse qat --target trt`")
-    export_qat_int8(request.qat_run, request.out, request.paired_images)
-    return f"wrote {request.out} (int8 QDQ with the scales and weights learned in {request.qat_run})"
+    export_qat_int8(request.qat_run, request.out, request.paired_images, target)
+    return f"wrote {request.out} (int8 QDQ for {target} with the scales and weights learned in {request.qat_run})"

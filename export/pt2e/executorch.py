@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -39,9 +40,14 @@ def import_executorch() -> Any:
 
 def export(request: ExportRequest) -> str:
     """The format table's entry: an XNNPACK .pte as `request` asks; returns the line to print."""
-    if request.qat_run is not None:
-        raise TreefuseError("executorch --qat is not supported by this version; export with --calib")
     min_hw, max_hw = request.min_hw or DEFAULT_MIN_HW, request.max_hw or DEFAULT_MAX_HW
+    if request.qat_run is not None:  # the run's own source weights: what it learned from them is written as is
+        from treefuse.export.observed_qat import source_weights
+
+        export_executorch(source_weights(request.qat_run), request.out, request.precision, None, min_hw, max_hw,
+                          paired_images=request.paired_images, qat_run=request.qat_run)
+        return (f"wrote {request.out} and {request.out.name}.json (int8 with the weights and scales learned in "
+                f"{request.qat_run}, XNNPACK, inputs {min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]})")
     export_executorch(request.source, request.out, request.precision, request.calibration, min_hw, max_hw,
                       paired_images=request.paired_images)
     return (f"wrote {request.out} and {request.out.name}.json ({request.precision}, XNNPACK, inputs "
@@ -50,25 +56,35 @@ def export(request: ExportRequest) -> str:
 
 def export_executorch(weights_path: str | Path, out_path: str | Path, precision: str = "fp32",
                       calibration: Any = None, min_hw: tuple[int, int] = DEFAULT_MIN_HW,
-                      max_hw: tuple[int, int] = DEFAULT_MAX_HW, paired_images: Path | None = None) -> Path:
+                      max_hw: tuple[int, int] = DEFAULT_MAX_HW, paired_images: Path | None = None,
+                      qat_run: Path | None = None) -> Path:
     """Export treefuse weights to an XNNPACK-lowered .pte at `out_path` plus its sidecar; returns the path.
 
-    The staged program runs on ExecuTorch's runtime against PyTorch and must pass its precision's gate first."""
+    With `qat_run` (a `treefuse qat --target xnnpack-int8` run of these weights) the INT8 program holds the
+    run's learned weights and scales instead of calibrated ones. The staged program runs on ExecuTorch's
+    runtime against PyTorch and must pass its precision's gate first."""
     from treefuse.export.verify import gate_miss_advice, verify_staged
 
     out_path = Path(out_path)
     check_request(ExportRequest("executorch", Path(weights_path), out_path, precision, calibration, paired_images,
-                                min_hw=min_hw, max_hw=max_hw))
+                                qat_run, min_hw=min_hw, max_hw=max_hw))
     import_executorch()
     loaded = load_weights(weights_path)
     network = fold(loaded.model)
     example = torch.rand(1, loaded.config.in_channels, *_example_hw(min_hw, max_hw),
                          generator=torch.Generator().manual_seed(0))
     dynamic = _dynamic_shapes(min_hw, max_hw)
-    calibration_sha256 = None
+    calibration_sha256, qat, advice = None, None, gate_miss_advice("executorch", precision)
     with _quiet():
         program = torch.export.export(network, (example,), dynamic_shapes=dynamic)
-        if precision == "int8":
+        if qat_run is not None:
+            from treefuse.export.pt2e.qat import program_from_run
+            from treefuse.qat_run import miss_advice
+
+            program, qat = program_from_run(qat_run, example, dynamic)
+            calibration, calibration_sha256 = qat["calibration_set"], qat["calib_sha256"]
+            advice = miss_advice(qat_run, "treefuse export executorch --precision int8")
+        elif precision == "int8":
             from treefuse.export.calibration_images import calibration_from
 
             images = calibration_from(calibration)
@@ -78,14 +94,14 @@ def export_executorch(weights_path: str | Path, out_path: str | Path, precision:
     record = provenance(config=loaded.config.to_dict(), source_checkpoint=str(weights_path),
                         source_sha256=loaded.sha256, precision=precision, precision_detail=PRECISIONS[precision],
                         delegate="XNNPACK", min_hw=list(min_hw), max_hw=list(max_hw), folded=True,
-                        calibration_sha256=calibration_sha256, tool_versions=tool_versions(TOOLS))
+                        calibration_sha256=calibration_sha256, tool_versions=tool_versions(TOOLS), qat=qat)
     metadata = artifact_metadata(format="executorch", precision=precision, config=loaded.config.to_dict(),
                                  source_sha256=loaded.sha256, calibration_sha256=calibration_sha256, target="XNNPACK")
     with atomic_path(out_path) as staged:
         staged.write_bytes(buffer)
         verify_staged("executorch", staged, Path(weights_path), precision,
                       calibration if isinstance(calibration, (str, Path)) else None, paired_images, (min_hw, max_hw),
-                      gate_miss_advice("executorch", precision))
+                      advice)
     write_sidecar(out_path, metadata, record)
     return out_path
 
@@ -134,13 +150,16 @@ def _lower(program: Any) -> bytes:
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """Hide torch.export's and torchao's warning chatter; errors still raise."""
+    """Hide torch.export's and torchao's warning chatter (loggers, stdout, stderr); errors still raise."""
+    from treefuse.quiet import held_stderr
+
     quiet_loggers = [logging.getLogger(name) for name in ("torch._export", "torch.export", "torchao", "executorch")]
     levels = [logger.level for logger in quiet_loggers]
     for logger in quiet_loggers:
         logger.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), held_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch's pytree deprecations, ~9 per lowering
             yield
     finally:
         for logger, level in zip(quiet_loggers, levels):

@@ -57,7 +57,9 @@ def converter_missing() -> str | None:
 def export(request: ExportRequest) -> str:
     """The format table's entry: a .tflite as `request` asks; returns the line to print."""
     if request.qat_run is not None:
-        raise TreefuseError("litert --qat is not supported by this version; export with --calib")
+        raise TreefuseError("litert --qat is not supported yet (litert-torch's QAT annotation fails on this torch and a "
+                            "converted XNNPACK graph converts with an INT8 input); the same xnnpack-int8 run exports "
+                            "with `treefuse export executorch --precision int8 --qat RUN`, or use --calib here")
     export_litert(request.source, request.out, request.precision, request.calibration, request.size or DEFAULT_SIZE,
                   paired_images=request.paired_images)
     return f"wrote {request.out} and {request.out.name}.json ({request.precision}, XNNPACK)"
@@ -78,10 +80,12 @@ def export_litert(weights_path: str | Path, out_path: str | Path, precision: str
     python = converter_python()
     with atomic_path(out_path) as staged, tempfile.TemporaryDirectory(prefix="treefuse-litert-") as tmp:
         facts_path = Path(tmp) / "facts.json"
-        command = [python, "-m", "treefuse.export.pt2e.litert_convert", "--weights", str(weights_path), "--out",
-                   str(staged), "--precision", precision, "--size", f"{size[0]}x{size[1]}", "--facts", str(facts_path)]
+        # Resolved paths: the converter runs with the repository as its working folder, not the user's.
+        command = [python, "-m", "treefuse.export.pt2e.litert_convert", "--weights", str(Path(weights_path).resolve()),
+                   "--out", str(staged.resolve()), "--precision", precision, "--size", f"{size[0]}x{size[1]}",
+                   "--facts", str(facts_path.resolve())]
         if calibration is not None:
-            command += ["--calib", str(calibration)]
+            command += ["--calib", str(Path(calibration).resolve())]
         _run_converter(command)
         facts = json.loads(facts_path.read_text())
         verify_staged("litert", staged, Path(weights_path), precision,

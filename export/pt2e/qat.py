@@ -77,3 +77,14 @@ def converted_from_run(run_dir: str | Path, quantizer: Any = None,
     network = load_network(run_dir, quantizer)
     metadata = load_learned(network, run_dir)
     return convert_pt2e(network, fold_quantize=fold_quantize), metadata
+
+
+def program_from_run(run_dir: str | Path, example: torch.Tensor, dynamic: dict[str, Any] | None
+                     ) -> tuple[Any, dict[str, Any]]:
+    """The learned network converted and re-exported at the artifact's shapes, and the run's provenance record."""
+    from treefuse.qat_run import learned_record, require_target
+
+    settings = require_target(run_dir, TARGET)
+    converted, metadata = converted_from_run(run_dir)
+    program = torch.export.export(converted, (example,), dynamic_shapes=dynamic)
+    return program, learned_record(run_dir, settings, metadata)
