@@ -237,3 +237,10 @@ def test_a_post_training_miss_names_the_cheapest_route_then_its_formats_qat(tiny
         err = capsys.readouterr().err
         assert err.index("--paired-images") < err.index(f"treefuse qat --weights W --data PAIRS --target {scheme}")
         assert ("--target tensorrt --qat RUN" in err) == (target == "tensorrt") and not out.exists()
+
+
+def test_litert_qat_is_refused_in_one_line_naming_the_executorch_route(xnnpack_run, tmp_path, capsys):
+    out = tmp_path / "m.int8.tflite"
+    assert main(["export", "litert", "--precision", "int8", "--qat", str(xnnpack_run), "--out", str(out)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "export executorch --precision int8 --qat" in errors[0] and not out.exists()
