@@ -21,7 +21,7 @@ import numpy as np
 
 from treefuse.errors import TreefuseError
 from treefuse.files import write_json_atomic
-from treefuse.bundle.arm64_views import VIEWS, ArmView, chroot_command, mount_for_chroot, show_cpu
+from treefuse.bundle.arm64_views import VIEWS, ArmView, chroot_command, mount_for_chroot, show_cpu, unmount_chroot
 from treefuse.portable.quality import psnr
 
 REPO = Path(__file__).resolve().parents[1]
@@ -262,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                                    f"{view.name}_error": error})
                 print(f"{view.name} {name}: exit {code} ({seconds:.0f} s) {error}", flush=True)
     finally:
-        show_cpu(args.root, VIEWS[0], "")  # the host's /proc/cpuinfo again
+        unmount_chroot(args.root)
     rows = [{**compare(name, args.out, args.work, VIEWS), "runs": runs[name]} for name in bundles]
     write_json_atomic(args.out / "x86-vs-arm64.json", {"rows": rows, "sizes": args.sizes, "count": args.count,
                                                        "views": [v.__dict__ for v in VIEWS]})

@@ -79,3 +79,10 @@ def mount_for_chroot(root: Path) -> None:
     for source, target, options in (("proc", root / "proc", ["-t", "proc"]), ("/dev", root / "dev", ["--bind"])):
         if subprocess.run(["mountpoint", "-q", str(target)]).returncode != 0:
             subprocess.run(["mount", *options, source, str(target)], check=True)
+
+
+def unmount_chroot(root: Path) -> None:
+    """Undo mount_for_chroot: a later `rm -rf` of the cached root must never reach the host's /dev."""
+    for target in (root / "proc" / "cpuinfo", root / "dev", root / "proc"):
+        if subprocess.run(["mountpoint", "-q", str(target)]).returncode == 0:
+            subprocess.run(["umount", str(target)], check=True)
