@@ -120,9 +120,6 @@ def test_a_successful_coreml_export_prints_no_progress_bars_into_a_log(tiny_core
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="export/pt2e/executorch.py: torch's FutureWarning 'isinstance(treespec, LeafSpec) "
-                                       "is deprecated' reaches stderr ~9 times while lowering; its _quiet() should "
-                                       "hold stderr (treefuse.quiet.held_stderr) and filter that warning")
 def test_a_successful_executorch_export_prints_nothing_on_stderr(tiny_coreml_weights, tmp_path):
     pytest.importorskip("executorch", reason="ExecuTorch is not installed (pip install 'treefuse[executorch]')")
     result = treefuse("export", "executorch", "--weights", str(tiny_coreml_weights), "--min-size", "16x16",
@@ -131,9 +128,6 @@ def test_a_successful_executorch_export_prints_nothing_on_stderr(tiny_coreml_wei
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="export/pt2e/litert.py runs its converter with cwd= the repository, so a "
-                                       "relative --out (its staged path) lands elsewhere: 'artifact not found'; "
-                                       "pass the converter resolved paths")
 def test_a_successful_litert_export_with_a_relative_out_prints_nothing_on_stderr(tiny_coreml_weights, tmp_path):
     from treefuse.export.pt2e.litert import converter_missing
 
