@@ -25,6 +25,8 @@ class Cell:
     reason: str | None = None
     export_s: float | None = None
     reused: bool = False
+    route: str = "ptq"  # "qat": the artifact holds what a `treefuse qat` run learned (qat_run)
+    qat_run: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +72,39 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
             log(f"{kind} {precision}: {what} ({exc})")
             continue
         cells.append(Cell(kind, precision, spec, str(path), export_s=round(time.perf_counter() - start, 1)))
+    return cells
+
+
+def qat_cells(runs: list[Path], out_dir: Path, size: tuple[int, int], kinds: set[str] | None = None,
+              log: Callable[[str], None] = print) -> list[Cell]:
+    """One cell per (run, format whose INT8 scheme the run learned): exported with --qat, never reused."""
+    from treefuse.export.request import ExportRequest, run_export
+    from treefuse.formats import benchmark_matrix, format_of
+    from treefuse.qat_run import read_settings, target_named
+
+    cells: list[Cell] = []
+    for run in runs:
+        scheme = target_named(read_settings(run)["target"]).name
+        for kind, precision in benchmark_matrix():
+            row = format_of(kind)
+            if row.precision(precision).scheme != scheme or row.artifact_of or (kinds and kind not in kinds):
+                continue
+            reason = row.unavailable_reason() or row.not_benchmarked
+            path = out_dir / f"model.{precision}.qat-{run.name}{row.suffix}"
+            if reason is None:
+                log(f"{kind} {precision} (QAT {run}): exporting {path} ...")
+                shape = {"range": {"min_hw": row.shape.min_hw, "max_hw": size}, "fixed": {"size": size}}.get(
+                    row.shape.style, {})
+                try:
+                    start = time.perf_counter()
+                    run_export(ExportRequest(kind, run, path, precision, qat_run=run, **shape))
+                    cells.append(Cell(kind, precision, f"{kind}:{path}", str(path),
+                                      export_s=round(time.perf_counter() - start, 1), route="qat", qat_run=str(run)))
+                    continue
+                except (TreefuseError, GateFailed) as exc:
+                    reason = f"{'export refused by its own gate' if isinstance(exc, GateFailed) else 'export failed'}: {exc}"
+            log(f"{kind} {precision} (QAT {run}): not run ({reason})")
+            cells.append(Cell(kind, precision, reason=reason, route="qat", qat_run=str(run)))
     return cells
 
 

@@ -39,8 +39,8 @@ def run_benchmark(reference_spec: str, cells: list[dict[str, Any]], images_dir: 
     rows = [_row(cell, parity.to_json(), latency, bench.backends[0])
             for cell, parity, latency in zip(runnable, parities, bench.backends[1:])]
     rows.insert(0, _reference_row(bench.backends[0], parities))
-    rows += [{"format": cell["kind"], "precision": cell["precision"], "verdict": "not run", "reason": cell["reason"]}
-             for cell in cells if not cell.get("spec")]
+    rows += [{"format": cell["kind"], "precision": cell["precision"], "route": cell.get("route", "ptq"),
+              "verdict": "not run", "reason": cell["reason"]} for cell in cells if not cell.get("spec")]
     return {"rows": rows, "bench": bench.to_json(), "parity": [parity.to_json() for parity in parities]}
 
 
@@ -56,8 +56,8 @@ def _reference_row(latency: dict[str, Any], parities: list[Any]) -> dict[str, An
 def _row(cell: dict[str, Any], parity: dict[str, Any], latency: dict[str, Any],
          reference: dict[str, Any]) -> dict[str, Any]:
     task = parity.get("task") or {}
-    return {"format": cell["kind"], "precision": cell["precision"], "spec": cell["spec"],
-            "file_bytes": artifact_size_bytes(cell["path"]),
+    return {"format": cell["kind"], "precision": cell["precision"], "route": cell.get("route", "ptq"),
+            "spec": cell["spec"], "file_bytes": artifact_size_bytes(cell["path"]),
             "output_psnr_db": (parity.get("output_psnr_db") or {}).get("min"),
             "task_psnr_db": task.get("cand_psnr_db"),
             "task_drop_db": task["ref_psnr_db"] - task["cand_psnr_db"] if task else None,
@@ -69,17 +69,21 @@ def _row(cell: dict[str, Any], parity: dict[str, Any], latency: dict[str, Any],
 
 def format_benchmark_table(rows: list[dict[str, Any]]) -> str:
     """The benchmark as a fixed-width table; rows that did not run show their reason."""
-    header = (f"{'format':<11} {'prec':<5} {'size KB':>8} {'out PSNR':>9} {'task PSNR':>9} {'drop dB':>8} "
+    header = (f"{'format':<11} {'prec':<9} {'size KB':>8} {'out PSNR':>9} {'task PSNR':>9} {'drop dB':>8} "
               f"{'p50 ms':>8} {'p90 ms':>8} {'x torch':>8}  verdict")
     lines = [header, "-" * len(header)]
     for row in rows:
         if row["verdict"] == "not run":
-            lines.append(f"{row['format']:<11} {row['precision']:<5} not run: {row['reason']}")
+            lines.append(f"{row['format']:<11} {_precision(row):<9} not run: {row['reason']}")
             continue
-        lines.append(f"{row['format']:<11} {row['precision']:<5} {row['file_bytes'] / 1024:>8.0f} "
+        lines.append(f"{row['format']:<11} {_precision(row):<9} {row['file_bytes'] / 1024:>8.0f} "
                      f"{_db(row['output_psnr_db']):>9} {_db(row['task_psnr_db']):>9} {_db(row['task_drop_db'], 3):>8} "
                      f"{row['p50_ms']:>8.1f} {row['p90_ms']:>8.1f} {row['speedup_vs_torch']:>8.2f}  {row['verdict']}")
     return "\n".join(lines)
+
+
+def _precision(row: dict[str, Any]) -> str:
+    return row["precision"] + (" QAT" if row.get("route") == "qat" else "")  # QAT rows beside their PTQ rows
 
 
 def _db(value: float | None, digits: int = 2) -> str:

@@ -244,3 +244,28 @@ def test_litert_qat_is_refused_in_one_line_naming_the_executorch_route(xnnpack_r
     assert main(["export", "litert", "--precision", "int8", "--qat", str(xnnpack_run), "--out", str(out)]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and "export executorch --precision int8 --qat" in errors[0] and not out.exists()
+
+
+def test_benchmark_puts_the_qat_row_beside_post_training_and_advises_qat_on_a_miss(tiny_weights, paired_dir,
+                                                                                   calib_dir, tmp_path, capsys,
+                                                                                   monkeypatch):
+    from treefuse import gates
+
+    run = tmp_path / "ort-run"
+    assert main(qat_args(tiny_weights, paired_dir, calib_dir, run, "onnx")) == 0
+    bench = ["benchmark", "--weights", str(tiny_weights), "--images", str(paired_dir), "--formats", "onnx",
+             "--calib", str(calib_dir), "--qat", str(run), "--size", "32x32", "--warmup", "0", "--iters", "1"]
+    assert main([*bench, "--out", str(tmp_path / "b")]) == 0
+    rows = {(r["format"], r["precision"], r["route"]): r
+            for r in json.loads((tmp_path / "b" / "benchmark.json").read_text())["rows"] if r["format"] == "onnx"}
+    assert rows["onnx", "int8", "qat"]["verdict"] == "pass" and rows["onnx", "int8", "ptq"]["verdict"] == "pass"
+    assert (tmp_path / "b" / "parity" / "onnx-int8-qat.json").is_file() and "int8 QAT" in capsys.readouterr().out
+    monkeypatch.setitem(gates.DEFAULT_GATES, "int8", gates.Gates(199.0, 0.1, precision="int8"))  # every INT8 row misses
+    main([*bench, "--out", str(tmp_path / "c")])  # both INT8 exports refuse themselves: rows say why
+    rows = {(r["format"], r["precision"], r["route"]): r
+            for r in json.loads((tmp_path / "c" / "benchmark.json").read_text())["rows"] if r["format"] == "onnx"}
+    assert "--target ort-qdq" in rows["onnx", "int8", "ptq"]["reason"]  # the post-training miss names its QAT command
+    assert "fine-tune longer" in rows["onnx", "int8", "qat"]["reason"]
+    other = tmp_path / "other.safetensors"
+    other.write_bytes(tiny_weights.read_bytes()[:-1] + b" ")  # other bytes: not the run's source weights
+    assert main([bench[0], "--weights", str(other), *bench[3:], "--out", str(tmp_path / "d")]) == 2

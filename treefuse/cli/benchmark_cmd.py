@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "`treefuse info --json`)")
     parser.add_argument("--calib", type=Path, default=None, metavar="CALIB_DIR",
                         help="calibration set for the int8 cells (without it they are listed as not run)")
+    parser.add_argument("--qat", type=Path, action="append", default=[], metavar="RUN_DIR",
+                        help="add the INT8 rows of each format this `treefuse qat` run serves (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmark"), help="folder for artifacts and results")
     parser.add_argument("--warmup", type=positive_int("--warmup", 0), default=2, help="untimed calls each (default 2)")
     parser.add_argument("--iters", type=positive_int("--iters"), default=10, help="timed calls each (default 10)")
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.cli.args import default_weights
     from treefuse.device import cpu_flags_text
     from treefuse.errors import TreefuseError
-    from treefuse.export.matrix import export_matrix
+    from treefuse.export.matrix import export_matrix, qat_cells
     from treefuse.formats import benchmark_matrix
     from treefuse.files import check_output_folder, check_output_path
     from treefuse.images import is_paired_folder
@@ -63,20 +65,40 @@ def run(args: argparse.Namespace) -> int:
         raise TreefuseError(f"--formats: unknown format(s) {unknown}; choose from {', '.join(sorted(known))}")
     matrix = tuple(cell for cell in benchmark_matrix() if kinds is None or cell[0] in kinds)
     weights = args.weights or default_weights()
+    _check_qat_runs(args.qat, weights)
     largest = _largest_image_hw(args.images, args.size)
     cells = [cell.to_json() for cell in export_matrix(weights, args.out, largest, args.calib, matrix)]
+    cells += [cell.to_json() for cell in qat_cells(args.qat, args.out, largest, set(kinds) if kinds else None)]
     result = run_benchmark(f"torch:{weights}", cells, args.images, args.size, args.warmup, args.iters, args.threads,
                            progress=True)
     print(format_benchmark_table(result["rows"]))
     print(f"CPU: {cpu_flags_text()}; {args.size[0]}x{args.size[1]}, {args.iters} interleaved rounds; "
           f"quality on {args.images}")
     _write_results(args, result, cells, provenance())
-    failed = [f"{row['format']} {row['precision']}" for row in result["rows"] if row["verdict"].startswith("FAIL")]
+    failed = [row for row in result["rows"] if row["verdict"].startswith("FAIL")]
     if failed:
         from treefuse.errors import GateFailed
+        from treefuse.export.verify import gate_miss_advice
 
-        raise GateFailed(f"{', '.join(failed)} missed the default gates of their precision (table above)")
+        advice = [f"{row['format']} {row['precision']}: {gate_miss_advice(row['format'], row['precision'])}"
+                  for row in failed if row.get("route") != "qat"]
+        names = ", ".join(f"{row['format']} {row['precision']}{' QAT' if row.get('route') == 'qat' else ''}"
+                          for row in failed)
+        raise GateFailed(f"{names} missed the default gates of their precision (table above)"
+                         + (f"; {'; '.join(advice)}" if advice else ""))
     return 0
+
+
+def _check_qat_runs(runs: list[Path], weights: Path) -> None:
+    """Each --qat run must be readable and trained from the benchmarked weights (its rows sit beside theirs)."""
+    from treefuse.errors import TreefuseError
+    from treefuse.files import sha256_file
+    from treefuse.qat_run import read_settings
+
+    for run in runs:
+        if read_settings(run)["weights_sha256"] != sha256_file(weights):
+            raise TreefuseError(f"QAT run {run} was trained from other weights than {weights}; pass its --weights "
+                                "or a run of these weights")
 
 
 def _largest_image_hw(images: Path, size: tuple[int, int]) -> tuple[int, int]:
@@ -101,8 +123,9 @@ def _write_results(args: argparse.Namespace, result: dict, cells: list[dict], re
                "device": result["bench"]["device"], "provenance": record}
     write_json_atomic(args.out / "benchmark.json", summary)
     write_json_atomic(args.out / "bench.json", result["bench"])
-    for parity in result["parity"]:
-        candidate = parity["candidate"]
-        write_json_atomic(args.out / "parity" / f"{candidate['kind']}-{candidate['precision']}.json", parity)
+    runnable = [cell for cell in cells if cell.get("spec")]  # run_benchmark's parity list follows them
+    for cell, parity in zip(runnable, result["parity"]):
+        candidate, route = parity["candidate"], "-qat" if cell.get("route") == "qat" else ""
+        write_json_atomic(args.out / "parity" / f"{candidate['kind']}-{candidate['precision']}{route}.json", parity)
     if args.json:
         write_json_atomic(args.json, {**summary, "bench": result["bench"], "parity": result["parity"]})
