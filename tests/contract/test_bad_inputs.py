@@ -302,6 +302,13 @@ CASES = [
     Case("benchmark-paired-sizes-differ", "benchmark --images {C}/paired_sizes --formats onnx --out {O}/b", 2),
     Case("benchmark-calib-path-escapes",
          "benchmark --images {C}/paired --formats onnx --calib {C}/sets/escape --out {O}/b", 2),
+    # -- pack -------------------------------------------------------------------------------------------------------------
+    Case("pack-artifact-missing", "pack onnx:{C}/onnx/none.onnx --images {C}/paired --out {O}/b", 2),
+    Case("pack-kind-without-a-bundle-runner", "pack torch:{C}/weights/w.safetensors --images {C}/paired --out {O}/b", 2),
+    Case("pack-size-zero", "pack onnx:{C}/onnx/model.onnx --images {C}/paired --sizes 0x16 --out {O}/b", 2),
+    Case("pack-images-bomb-png", "pack onnx:{C}/onnx/model.onnx --images {C}/bomb_dir --out {O}/b", 2),
+    Case("pack-into-a-users-folder", "pack onnx:{C}/onnx/model.onnx --images {C}/paired --out {O}/b", 2,
+         prepare=_folder_with_a_file("b")),
     # -- synth, qat, check ----------------------------------------------------------------------------------------------
     Case("synth-empty-folder", "synth --images {C}/empty --out {O}/p", 2),
     Case("synth-bomb-png", "synth --images {C}/bomb_dir --out {O}/p", 2),
