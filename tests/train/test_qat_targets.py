@@ -158,6 +158,10 @@ def test_executorch_export_writes_the_learned_program(xnnpack_run, tmp_path):
     state, _ = layout.read_learned(xnnpack_run)
     learned_scales = {np.float32(v.item()) for k, v in state.items() if k.endswith(".scale") and v.numel() == 1}
     assert written and written <= learned_scales
+    ops = {"quantized_decomposed.quantize_per_tensor.default", "quantized_decomposed.dequantize_per_channel.default"}
+    levels = {(str(n.target).split(".")[1], *n.args[-3:-1]) for n in converted.graph.nodes
+              if n.op == "call_function" and str(n.target) in ops}
+    assert levels == {("quantize_per_tensor", -128, 127), ("dequantize_per_channel", -127, 127)}  # XNNPACK's int8
 
 
 def _start_network(run):

@@ -126,7 +126,8 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     try:
         run_dir.write_manifest(record, data.manifest_sha256)
         calib = args.calib or _default_calibration(args.data, run_dir.path / CALIB_DIR)
-        torch.set_num_threads(args.threads)  # the starting ranges too: float sums differ across thread counts
+        if config.speed.threads:  # the starting ranges too: float sums differ across thread counts
+            torch.set_num_threads(config.speed.threads)
         facts = start_scheme(target.name, weights, calib, run_dir.path, weight_bits)
         settings = {"target": target.name, "scheme": target.scheme, "weights": str(Path(weights).resolve()),
                     "weights_sha256": sha256_file(weights), "distill": args.distill,
