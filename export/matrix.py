@@ -26,6 +26,7 @@ class Cell:
     export_s: float | None = None
     reused: bool = False
     route: str = "ptq"  # "qat": the artifact holds what a `treefuse qat` run learned (qat_run)
+    gate_failed: bool = False  # its export was refused by its own gate: a quality verdict, not "not run here"
     qat_run: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
         except (TreefuseError, GateFailed) as exc:  # one format failing must not hide the others' figures
             what = "export refused by its own gate" if isinstance(exc, GateFailed) else "export failed"
             failed[path] = f"{what}: {exc}"
-            cells.append(Cell(kind, precision, reason=failed[path]))
+            cells.append(Cell(kind, precision, reason=failed[path], gate_failed=isinstance(exc, GateFailed)))
             log(f"{kind} {precision}: {what} ({exc})")
             continue
         cells.append(Cell(kind, precision, spec, str(path), export_s=round(time.perf_counter() - start, 1)))
@@ -91,6 +92,7 @@ def qat_cells(runs: list[Path], out_dir: Path, size: tuple[int, int], kinds: set
                 continue
             reason = row.unavailable_reason() or row.not_benchmarked
             path = out_dir / f"model.{precision}.qat-{run.name}{row.suffix}"
+            refused = False
             if reason is None:
                 log(f"{kind} {precision} (QAT {run}): exporting {path} ...")
                 shape = {"range": {"min_hw": row.shape.min_hw, "max_hw": size}, "fixed": {"size": size}}.get(
@@ -103,8 +105,9 @@ def qat_cells(runs: list[Path], out_dir: Path, size: tuple[int, int], kinds: set
                     continue
                 except (TreefuseError, GateFailed) as exc:
                     reason = f"{'export refused by its own gate' if isinstance(exc, GateFailed) else 'export failed'}: {exc}"
+                    refused = isinstance(exc, GateFailed)
             log(f"{kind} {precision} (QAT {run}): not run ({reason})")
-            cells.append(Cell(kind, precision, reason=reason, route="qat", qat_run=str(run)))
+            cells.append(Cell(kind, precision, reason=reason, route="qat", qat_run=str(run), gate_failed=refused))
     return cells
 
 

@@ -37,6 +37,19 @@ def test_cli_runs_onnx_and_lists_what_cannot_run(weights_path, paired_dir, tmp_p
     assert "reusing" in capsys.readouterr().out
 
 
+def test_an_export_refused_by_its_own_gate_fails_the_benchmark(weights_path, paired_dir, tmp_path, monkeypatch, capsys):
+    from treefuse.export import verify
+    from treefuse.gates import MAX_PSNR_DB, Gates
+
+    monkeypatch.setattr(verify, "gates_for", lambda precision: Gates(MAX_PSNR_DB, 0.0, precision=precision))
+    out = tmp_path / "bench"
+    code = main(["benchmark", "--weights", str(weights_path), "--images", str(paired_dir), "--formats", "onnx",
+                 "--size", "32x32", "--warmup", "0", "--iters", "1", "--out", str(out)])
+    assert code == 1 and "onnx fp32" in capsys.readouterr().err  # refused before timing is a miss, not "not run"
+    cells = {(c["kind"], c["precision"]): c for c in json.loads((out / "benchmark.json").read_text())["cells"]}
+    assert cells["onnx", "fp32"]["gate_failed"] and not cells["onnx", "int8"]["gate_failed"]
+
+
 def test_an_artifact_of_other_weights_fails_its_row(weights_path, paired_dir, tmp_path):
     torch.manual_seed(7)
     other = save_weights(TreeFusionNet(ModelConfig()), tmp_path / "other.safetensors")

@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
           f"quality on {args.images}")
     _write_results(args, result, cells, provenance())
     failed = [row for row in result["rows"] if row["verdict"].startswith("FAIL")]
+    failed += [{"format": cell["kind"], "precision": cell["precision"], "route": cell["route"]}
+               for cell in cells if cell.get("gate_failed")]  # refused before it could be timed: still a miss
     if failed:
         from treefuse.errors import GateFailed
         from treefuse.export.verify import gate_miss_advice
