@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from treefuse.data.preset_ranges import checked_ranges
 from treefuse.errors import TreefuseError
 from treefuse.data.scene_depth import SceneDepth, estimate_depth
 from treefuse.data.synthetic_rain import RainParams, _convolve_same, streak_layer
@@ -141,19 +142,10 @@ def depth_preset_from_dict(data: dict[str, Any], where: str = "preset") -> Depth
     data.pop("renderer", None)
     name = str(data.pop("name", where))
     chances = {key: data.pop(key, 0.0) for key in PROBABILITIES}
-    unknown, missing = sorted(set(data) - set(BOUNDS)), sorted(set(BOUNDS) - set(data))
-    if unknown or missing:
-        raise TreefuseError(f"rain preset {where}: unknown keys {unknown}, missing keys {missing}")
     for key, value in chances.items():
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
             raise TreefuseError(f"rain preset {where}: {key} must be between 0 and 1, got {value!r}")
-    ranges = {}
-    for key, value in data.items():
-        ok = (isinstance(value, (list, tuple)) and len(value) == 2
-              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
-        if not ok or not BOUNDS[key][0] <= value[0] <= value[1] <= BOUNDS[key][1]:
-            raise TreefuseError(f"rain preset {where}: {key} must be [low, high] within {list(BOUNDS[key])}, got {value!r}")
-        ranges[key] = (float(value[0]), float(value[1]))
+    ranges = checked_ranges(data, BOUNDS, str(where))
     if ranges["near_layer_depth"][1] >= ranges["far_layer_depth"][0]:
         raise TreefuseError(f"rain preset {where}: near_layer_depth must lie below far_layer_depth")
     return DepthRainPreset(name, ranges, float(chances["motion_blur_probability"]), float(chances["jpeg_probability"]))

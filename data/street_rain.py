@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from treefuse.data.preset_ranges import checked_ranges
 from treefuse.errors import TreefuseError
 from treefuse.data.synthetic_rain import RainParams, _convolve_same, streak_layer
 
@@ -151,18 +152,9 @@ def preset_from_dict(data: dict[str, Any], where: str = "preset") -> RainPreset:
     data = dict(data)
     name = str(data.pop("name", Path(where).stem))
     night = data.pop("night_probability", 0.0)
-    unknown, missing = sorted(set(data) - set(BOUNDS)), sorted(set(BOUNDS) - set(data))
-    if unknown or missing:
-        raise TreefuseError(f"rain preset {where}: unknown keys {unknown}, missing keys {missing}")
     if not isinstance(night, (int, float)) or not 0.0 <= night <= 1.0:
         raise TreefuseError(f"rain preset {where}: night_probability must be between 0 and 1, got {night!r}")
-    ranges = {}
-    for key, value in data.items():
-        ok = (isinstance(value, (list, tuple)) and len(value) == 2
-              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
-        if not ok or not BOUNDS[key][0] <= value[0] <= value[1] <= BOUNDS[key][1]:
-            raise TreefuseError(f"rain preset {where}: {key} must be [low, high] within {list(BOUNDS[key])}, got {value!r}")
-        ranges[key] = (float(value[0]), float(value[1]))
+    ranges = checked_ranges(data, BOUNDS, str(where))
     return RainPreset(name, ranges, float(night))
 
 
