@@ -107,7 +107,7 @@ def export_coreml(weights_path: str | Path, out_path: str | Path, precision: str
         from treefuse.qat_run import require_target
 
         calibration = require_target(qat_run, "coreml-w8a8")["calibration_set"]  # judged on the run's images
-    recipe = _check_request(out_path, precision, min_hw, max_hw, calibration, paired_images)
+    recipe = _check_request(Path(weights_path), out_path, precision, min_hw, max_hw, calibration, paired_images)
     loaded = load_weights(weights_path)  # bad weights are refused before coremltools' slow import
     ct = import_coremltools()
     example = torch.rand(1, loaded.config.in_channels, *_default_hw(min_hw, max_hw),
@@ -146,12 +146,12 @@ def _is_mlpackage(folder: Path) -> bool:
     return (folder / "Manifest.json").is_file()
 
 
-def _check_request(out_path: Path, precision: str, min_hw: tuple[int, int], max_hw: tuple[int, int],
-                   calibration: Any, paired_images: Path | None) -> CoreMLPrecision:
+def _check_request(weights_path: Path, out_path: Path, precision: str, min_hw: tuple[int, int],
+                   max_hw: tuple[int, int], calibration: Any, paired_images: Path | None) -> CoreMLPrecision:
     """Refuse a bad request before any work is done; returns the precision's recipe."""
     from treefuse.runtimes.backends.coreml_mil import MANIFEST
 
-    check_request(ExportRequest("coreml", out_path, out_path, precision, calibration, paired_images,
+    check_request(ExportRequest("coreml", weights_path, out_path, precision, calibration, paired_images,
                                 min_hw=min_hw, max_hw=max_hw))
     if out_path.exists() and not (out_path / MANIFEST).is_file():
         raise TreefuseError(f"{out_path} exists and is not a Core ML package; remove it or choose another --out")
