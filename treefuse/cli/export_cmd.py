@@ -65,8 +65,9 @@ def add_row_arguments(parser: argparse.ArgumentParser, row: Format) -> None:
 
 def _description(row: Format) -> str:
     gates = ", ".join(f"{p.name} (gate {p.gate}{', ' + p.scheme if p.scheme else ''})" for p in row.precisions)
+    reference = "the ONNX model on ONNX Runtime" if row.source == "onnx" else "PyTorch"
     return (f"{row.export_help}.\nPrecisions: {gates}.\n{SHAPE_HELP[row.shape.style]} The export runs through its own "
-            "runner against PyTorch and is judged by its precision's gates before it is written.")
+            f"runner against {reference} and is judged by its precision's gates before it is written.")
 
 
 def _hw(hw: tuple[int, int]) -> str:
