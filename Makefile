@@ -24,11 +24,12 @@ install-litert: install
 demo: install
 	$(BIN)/python -m treefuse.demo --out $(DEMO)
 
+# Two workers, one per core: the suite is mostly single-threaded conversions and subprocesses (~6.5 vs ~10 min here).
 test: install
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
 test-fast: install
-	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" -p no:cacheprovider
 
 bench: install
 	$(BIN)/python benchmarks/onnx_vs_eager.py
