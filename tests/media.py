@@ -1,5 +1,6 @@
-"""Image and video makers shared by tests of several stages."""
+"""Image, video and model makers shared by tests of several stages."""
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -34,4 +35,19 @@ def make_video(path, with_audio=True):
             frame.sample_rate, frame.pts = 8000, 0
             for chunk in [audio.encode(frame), audio.encode(None)]:
                 container.mux(chunk)
+    return path
+
+
+def fixed_size_onnx(path: Path) -> Path:
+    """A valid ONNX model that fails at inference on any input but 1x3x7x7 (a Reshape to a fixed size)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 3, 7, 7])
+    graph = helper.make_graph([helper.make_node("Reshape", ["input", "shape"], ["output"])], "fixed",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], [shape])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
     return path

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from media import fixed_size_onnx
+
 # A Core ML package's manifest as coremltools writes it; the model spec it points at is what gets corrupted.
 MANIFEST = {
     "fileFormatVersion": "1.0.0",
@@ -90,16 +92,7 @@ def test_corrupt_tflite_is_one_line(picture, tmp_path):
 def test_a_model_failing_at_inference_is_one_line(kind, picture, tmp_path):
     # ONNX Runtime logs a failing kernel itself (in colour) before it raises: a Reshape to a fixed size.
     pytest.importorskip(kind if kind == "openvino" else "onnxruntime", reason=f"{kind} is not installed")
-    import onnx
-    from onnx import TensorProto, helper
-
-    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 3, 7, 7])
-    graph = helper.make_graph([helper.make_node("Reshape", ["input", "shape"], ["output"])], "fixed",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], [shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    fixed_size_onnx(tmp_path / "fixed.onnx")
     result = treefuse("derain", "--backend", f"{kind}:fixed.onnx", str(picture), "--out", "out", cwd=tmp_path)
     assert_one_error_line(result, "failed on a 1x3x24x32 input")
 

@@ -10,6 +10,8 @@ from PIL import Image
 
 from treefuse.cli import main
 
+from media import fixed_size_onnx
+
 
 @pytest.fixture(scope="module")
 def picture(tmp_path_factory) -> Path:
@@ -163,16 +165,7 @@ def test_executorch_memory_error_or_bug_while_loading_is_exit_3(bug, picture, tm
 
 def test_openvino_model_that_cannot_take_the_input_is_one_line(picture, tmp_path, capsys):
     pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'treefuse[openvino]')")
-    import onnx
-    from onnx import TensorProto, helper
-
-    shape = helper.make_tensor("shape", TensorProto.INT64, [4], [1, 3, 7, 7])
-    graph = helper.make_graph([helper.make_node("Reshape", ["input", "shape"], ["output"])], "fixed",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, None)], [shape])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    fixed_size_onnx(tmp_path / "fixed.onnx")
     code, lines = derain(f"openvino:{tmp_path / 'fixed.onnx'}", picture, tmp_path / "out", capsys)
     assert_bad_input(code, lines)
     assert "failed on a 1x3x24x32 input" in lines[0]
