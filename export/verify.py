@@ -86,8 +86,8 @@ def verify_export(reference_spec: str, candidate_spec: str, samples: list[Sample
     with make_runner(reference_spec) as reference, make_runner(candidate_spec) as candidate:
         result = parity_over(reference, candidate, samples, ParityGates(gates))
     verdict = {"passed": result["passed"], "failures": result["failures"], "gates": result["gates"],
-               "output_psnr_db": result["output_psnr_db"], "task": result.get("task"), "verified_on": what,
-               "image_count": len(samples)}
+               "output_psnr_db": result["output_psnr_db"], "task": result.get("task"),
+               "worst_image": result.get("worst_image"), "verified_on": what, "image_count": len(samples)}
     if not result["passed"]:
         raise GateFailed(f"the {gates.precision} export misses its gates on {what}: {'; '.join(result['failures'])}; "
                          f"nothing was written" + (f": {advice}" if advice else ""))

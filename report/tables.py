@@ -87,8 +87,9 @@ def verdict_text(quality) -> str:
     gates = quality.gates
     if not gates:
         return f"{verdict} (thresholds not recorded)"
+    worst = gates.get("max_worst_task_drop_db")  # absent in results written before the worst-image gate
     return (f"{verdict} (>= {gates['min_output_psnr_db']:g} dB, drop <= {gates['max_task_drop_db']:g} dB, "
-            f"{gates.get('precision', '?')} gates)")
+            + (f"worst image <= {worst:g} dB, " if worst is not None else "") + f"{gates.get('precision', '?')} gates)")
 
 
 def markdown_table(table: Table) -> str:

@@ -61,6 +61,7 @@ class ParityResult(Result):
     gates: dict[str, Any] = field(default_factory=dict)
     output_psnr_db: dict[str, float] | None = None
     task: dict[str, float] | None = None
+    worst_image: dict[str, Any] | None = None  # the largest task-PSNR drop (paired), else lowest output PSNR
     images: list[dict[str, Any]] = field(default_factory=list)
     non_finite_images: list[str] = field(default_factory=list)
     metric: dict[str, Any] = field(default_factory=dict)

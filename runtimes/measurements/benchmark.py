@@ -49,18 +49,21 @@ def _reference_row(latency: dict[str, Any], parities: list[Any]) -> dict[str, An
     return {"format": "torch", "precision": "fp32", "spec": latency["spec"],
             "file_bytes": artifact_size_bytes(latency["path"]), "output_psnr_db": None,
             "task_psnr_db": task["ref_psnr_db"] if task else None, "task_drop_db": 0.0 if task else None,
+            "worst_task_drop_db": 0.0 if task else None,
             "p50_ms": latency["latency_ms"]["p50"], "p90_ms": latency["latency_ms"]["p90"], "speedup_vs_torch": 1.0,
             "verdict": "reference", "sha256": sha256_file(latency["path"])}
 
 
 def _row(cell: dict[str, Any], parity: dict[str, Any], latency: dict[str, Any],
          reference: dict[str, Any]) -> dict[str, Any]:
-    task = parity.get("task") or {}
+    task, worst = parity.get("task") or {}, parity.get("worst_image") or {}
     return {"format": cell["kind"], "precision": cell["precision"], "route": cell.get("route", "ptq"),
             "spec": cell["spec"], "file_bytes": artifact_size_bytes(cell["path"]),
             "output_psnr_db": (parity.get("output_psnr_db") or {}).get("min"),
             "task_psnr_db": task.get("cand_psnr_db"),
             "task_drop_db": task["ref_psnr_db"] - task["cand_psnr_db"] if task else None,
+            "worst_task_drop_db": -worst["task_delta_db"] if "task_delta_db" in worst else None,
+            "worst_image": worst.get("image"),
             "p50_ms": latency["latency_ms"]["p50"], "p90_ms": latency["latency_ms"]["p90"],
             "speedup_vs_torch": reference["latency_ms"]["p50"] / latency["latency_ms"]["p50"],
             "verdict": "pass" if parity["passed"] else "FAIL: " + "; ".join(parity["failures"]),
@@ -70,7 +73,7 @@ def _row(cell: dict[str, Any], parity: dict[str, Any], latency: dict[str, Any],
 def format_benchmark_table(rows: list[dict[str, Any]]) -> str:
     """The benchmark as a fixed-width table; rows that did not run show their reason."""
     header = (f"{'format':<11} {'prec':<9} {'size KB':>8} {'out PSNR':>9} {'task PSNR':>9} {'drop dB':>8} "
-              f"{'p50 ms':>8} {'p90 ms':>8} {'x torch':>8}  verdict")
+              f"{'worst dB':>8} {'p50 ms':>8} {'p90 ms':>8} {'x torch':>8}  verdict")
     lines = [header, "-" * len(header)]
     for row in rows:
         if row["verdict"] == "not run":
@@ -78,6 +81,7 @@ def format_benchmark_table(rows: list[dict[str, Any]]) -> str:
             continue
         lines.append(f"{row['format']:<11} {_precision(row):<9} {row['file_bytes'] / 1024:>8.0f} "
                      f"{_db(row['output_psnr_db']):>9} {_db(row['task_psnr_db']):>9} {_db(row['task_drop_db'], 3):>8} "
+                     f"{_db(row.get('worst_task_drop_db'), 3):>8} "
                      f"{row['p50_ms']:>8.1f} {row['p90_ms']:>8.1f} {row['speedup_vs_torch']:>8.2f}  {row['verdict']}")
     return "\n".join(lines)
 

@@ -1,7 +1,8 @@
 """Parity: run a reference and a candidate backend on the same images and judge the difference.
 
 `output_psnr_db` compares the candidate's output with the reference's (both clipped to
-[0, 1]); on paired folders `task` scores each against ground truth and reports the drop.
+[0, 1]); on paired folders `task` scores each against ground truth and reports the mean drop,
+and `worst_image` names the image that loses most (a mean over many frames hides one bad frame).
 """
 from __future__ import annotations
 
@@ -22,7 +23,6 @@ from treefuse.results import ParityResult
 from treefuse.runtimes.backends.base import Runner
 
 
-
 @dataclass(frozen=True)
 class ParityGates:
     """The gates a candidate is judged by (from the one table in treefuse.gates) and the metric's channel."""
@@ -37,6 +37,10 @@ class ParityGates:
     @property
     def max_task_drop_db(self) -> float:
         return self.gates.max_task_drop_db
+
+    @property
+    def max_worst_task_drop_db(self) -> float | None:
+        return self.gates.max_worst_task_drop_db
 
 
 def image_set(folder: str | Path) -> list[tuple[Path, Path | None]]:

@@ -65,7 +65,8 @@ def sweep_parity(runners: list[Runner], labels: list[str], images: list[tuple[Pa
     for candidate, label in zip(runners[1:], labels[1:]):
         result = run_parity(reference, candidate, images, gates)
         rows.append({"backend": label, "reference": labels[0], "output_psnr_db": result["output_psnr_db"],
-                     "task": result.get("task"), "passed": result["passed"], "failures": result["failures"], "gates": result["gates"],
+                     "task": result.get("task"), "worst_image": result.get("worst_image"),
+                     "passed": result["passed"], "failures": result["failures"], "gates": result["gates"],
                      "non_finite_images": result["non_finite_images"],
                      "metric": result["metric"], "image_count": len(images)})
     return rows

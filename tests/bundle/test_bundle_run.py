@@ -129,13 +129,59 @@ def test_unwritable_output_is_one_line(onnx_bundle, run_bundle, tmp_path):
     assert done.returncode == 2 and "cannot write" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_a_forged_gate_is_refused_even_with_a_consistent_manifest(onnx_bundle, run_bundle, tmp_path):
+def with_gates(bundle: Path, gates: dict) -> Path:
+    """The bundle with its gates.json replaced and the manifest re-hashed (as a forger, or an older pack, would)."""
     from treefuse.portable.manifest import write_manifest
 
+    (bundle / "gates.json").write_text(json.dumps(gates))
+    files = list(json.loads((bundle / "manifest.json").read_text())["files"])
+    write_manifest(bundle, files, {})
+    return bundle
+
+
+@pytest.mark.parametrize("key", ["min_output_psnr_db", "max_worst_task_drop_db"])
+def test_a_forged_gate_is_refused_even_with_a_consistent_manifest(onnx_bundle, run_bundle, tmp_path, key):
     bundle = copy_of(onnx_bundle, tmp_path)
     gates = json.loads((bundle / "gates.json").read_text())
-    (bundle / "gates.json").write_text(json.dumps({**gates, "min_output_psnr_db": "nan"}))
-    files = list(json.loads((bundle / "manifest.json").read_text())["files"])
-    write_manifest(bundle, files, {})  # the forger re-hashed everything
-    done = run_bundle(bundle, "--iters", "1")
-    assert done.returncode == 2 and "not a finite number" in done.stderr
+    done = run_bundle(with_gates(bundle, {**gates, key: "nan"}), "--iters", "1")
+    assert done.returncode == 2 and "not a finite number" in done.stderr and key in done.stderr
+
+
+def test_a_bundle_packed_before_the_worst_image_gate_runs_on_the_mean(onnx_bundle, run_bundle, tmp_path):
+    bundle = copy_of(onnx_bundle, tmp_path)
+    gates = json.loads((bundle / "gates.json").read_text())
+    assert gates["max_worst_task_drop_db"] == 0.05  # pack writes the fp32 gates of today
+    del gates["max_worst_task_drop_db"]
+    out = tmp_path / "old.json"
+    done = run_bundle(with_gates(bundle, gates), "--json", str(out), "--iters", "1")
+    assert done.returncode == 0, done.stderr
+    parity = json.loads(out.read_text())
+    assert "max_worst_task_drop_db" not in parity["gates"] and parity["worst_image"]["image"]
+
+
+def test_the_bundle_fails_on_its_worst_image_and_names_it(committed_onnx, paired_dir, run_bundle, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    from treefuse.bundle.pack import PackRequest, pack
+
+    model = onnx.load(str(committed_onnx))
+    weight = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+    weight.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(weight) * 1.05, weight.name))
+    changed = tmp_path / "changed.onnx"
+    onnx.save(model, str(changed))
+    bundle = tmp_path / "changed-bundle"
+    pack(PackRequest(f"onnx:{changed}", paired_dir, bundle, sizes=((32, 32),), count=2))
+    loose = {"min_output_psnr_db": 0.0, "max_task_drop_db": 50.0, "max_worst_task_drop_db": 50.0,
+             "require_finite": True, "precision": "fp32"}
+    out = tmp_path / "loose.json"
+    assert run_bundle(with_gates(bundle, loose), "--json", str(out), "--iters", "1").returncode == 0
+    worst = json.loads(out.read_text())["worst_image"]
+    bound = round(-worst["task_delta_db"] - 0.0005, 4)  # just under what the worst image loses
+    done = run_bundle(with_gates(bundle, {**loose, "max_worst_task_drop_db": bound}), "--json", str(out),
+                      "--iters", "1")
+    result = json.loads(out.read_text())
+    assert done.returncode == 1, done.stderr
+    assert result["failures"] == [f"image {worst['image']} loses {-worst['task_delta_db']:.3f} dB of task PSNR "
+                                  f"> {bound:g} dB (worst image)"]
+    assert f"worst image: {worst['image']}" in done.stdout

@@ -175,4 +175,20 @@ def test_evaluate_results_enter_the_report_and_parity_verdicts_show_their_thresh
     assert main(["report", str(tmp_path / "e.json"), str(tmp_path / "p.json"), "--out", str(tmp_path / "r")]) == 0
     md = (tmp_path / "r" / "report.md").read_text()
     assert "| onnx int8 | pairs/ | 5 | 24.12 | 0.8240 | 13.85 |" in md
-    assert "passed (>= 35 dB, drop <= 0.1 dB, int8 gates)" in md
+    assert "passed (>= 35 dB, drop <= 0.1 dB, worst image <= 0.4 dB, int8 gates)" in md
+
+
+def test_parity_results_written_before_the_worst_image_gate_still_report_and_verify(tmp_path, artifacts):
+    from treefuse.results import ParityResult
+
+    weights, onnx = artifacts
+    facts = {"kind": "onnx", "path": str(onnx), "sha256": sha256_file(onnx), "precision": "int8"}
+    ref = {"kind": "torch", "path": str(weights), "sha256": sha256_file(weights), "precision": "fp32"}
+    old_gates = {"min_output_psnr_db": 35.0, "max_task_drop_db": 0.1, "require_finite": True, "precision": "int8"}
+    data = ParityResult(device=device_record(), reference=ref, candidate=facts, passed=True, gates=old_gates,
+                        output_psnr_db={"min": 41.0, "mean": 44.0}).to_json()
+    del data["worst_image"]  # as written before the field existed
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    assert main(["report", str(tmp_path / "p.json"), "--out", str(tmp_path / "r")]) == 0
+    assert "passed (>= 35 dB, drop <= 0.1 dB, int8 gates)" in (tmp_path / "r" / "report.md").read_text()
+    assert main(["report", "--verify", str(tmp_path / "p.json")]) == 0

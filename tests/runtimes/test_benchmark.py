@@ -59,8 +59,9 @@ def test_an_artifact_of_other_weights_fails_its_row(weights_path, paired_dir, tm
     result = run_benchmark(f"torch:{weights_path}", cells, paired_dir, (24, 24), warmup=0, iters=1)
     onnx_row = result["rows"][1]
     assert onnx_row["verdict"].startswith("FAIL") and "output PSNR" in onnx_row["verdict"]
+    assert onnx_row["worst_task_drop_db"] >= onnx_row["task_drop_db"] and onnx_row["worst_image"].endswith(".png")
     table = format_benchmark_table(result["rows"])
-    assert "FAIL" in table and "needs an NVIDIA GPU" in table
+    assert "FAIL" in table and "needs an NVIDIA GPU" in table and "worst dB" in table
 
 
 def test_bad_arguments_are_one_line_errors(paired_dir, tmp_path, capsys):

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_summary(result) -> None:
     from treefuse.device import cpu_flags_text
+    from treefuse.gates import gates_text
 
     print(f"CPU: {cpu_flags_text()}")
     for cell in result.cells:
@@ -73,5 +74,4 @@ def _print_summary(result) -> None:
     for row in result.parity:
         gates, psnr = row["gates"], row["output_psnr_db"]
         print(f"{row['backend']:<48} output PSNR vs first: min {psnr['min'] if psnr else float('nan'):.2f} dB  "
-              f"{'passed' if row['passed'] else 'FAILED'} (>= {gates['min_output_psnr_db']:g} dB, "
-              f"drop <= {gates['max_task_drop_db']:g} dB, {gates['precision']} gates)")
+              f"{'passed' if row['passed'] else 'FAILED'} ({gates_text(gates)}, {gates['precision']} gates)")

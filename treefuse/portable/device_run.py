@@ -64,8 +64,13 @@ def read_json(root: Path, name: str) -> dict[str, Any]:
 
 
 def check_gates(gates: dict[str, Any]) -> None:
-    """The bundle's thresholds must be finite numbers (a NaN would pass everything)."""
-    for key in ("min_output_psnr_db", "max_task_drop_db"):
+    """The bundle's thresholds must be finite numbers (a NaN would pass everything).
+
+    A bundle packed before the worst-image bound has none and is judged on the mean task drop alone.
+    """
+    keys = ("min_output_psnr_db", "max_task_drop_db") + \
+        (("max_worst_task_drop_db",) if gates.get("max_worst_task_drop_db") is not None else ())
+    for key in keys:
         value = gates.get(key)
         if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
             raise BundleError(f"gates.json: {key} is {value!r}, not a finite number; re-pack the bundle")
@@ -217,6 +222,10 @@ def _print_summary(parity: dict[str, Any], latency: dict[str, Any], device: dict
           f"({parity['candidate']['backend']}, Python {platform.python_version()})")
     print(f"parity vs golden: output PSNR min {psnr['min']:.2f} / mean {psnr['mean']:.2f} dB, task delta "
           f"{task.get('delta_db', float('nan')):+.3f} dB -> {verdict} ({parity['gates'].get('precision')} gates)")
+    worst = parity.get("worst_image")
+    if worst and "task_delta_db" in worst:
+        print(f"worst image: {worst['image']}: task delta {worst['task_delta_db']:+.3f} dB, "
+              f"output PSNR {worst['output_psnr_db']:.2f} dB vs golden")
     label = " (EMULATED: not a device figure)" if device["emulated"] else ""
     print(f"latency at {size[0]}x{size[1]} (HxW): "
           f"p50 {latency['latency_ms']['p50']:.2f} ms, p90 {latency['latency_ms']['p90']:.2f} ms{label}")

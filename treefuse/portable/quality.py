@@ -44,7 +44,10 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 
 def judge_rows(per_image: list[dict[str, Any]], gates: dict[str, Any], test_y_channel: bool = False) -> dict[str, Any]:
-    """Summarise per-image parity rows and apply `gates` (treefuse.gates.Gates as JSON): the verdict fields."""
+    """Summarise per-image parity rows and apply `gates` (treefuse.gates.Gates as JSON): the verdict fields.
+
+    Gates written before the worst-image bound existed (no `max_worst_task_drop_db`) judge the mean alone.
+    """
     failures = []
     non_finite = [r["image"] for r in per_image if r.get("finite") is False]
     if non_finite and gates.get("require_finite", True):
@@ -52,19 +55,44 @@ def judge_rows(per_image: list[dict[str, Any]], gates: dict[str, Any], test_y_ch
     finite_rows = [r for r in per_image if r.get("finite") is not False]
     output_psnr = _summary([r["output_psnr_db"] for r in finite_rows]) if finite_rows else None
     if output_psnr and output_psnr["min"] < gates["min_output_psnr_db"]:
-        failures.append(f"output PSNR min {output_psnr['min']:.2f} dB < {gates['min_output_psnr_db']} dB")
+        lowest = min(finite_rows, key=lambda r: r["output_psnr_db"])
+        failures.append(f"output PSNR min {output_psnr['min']:.2f} dB < {gates['min_output_psnr_db']} dB"
+                        + (f" (image {lowest['image']})" if "image" in lowest else ""))
     result: dict[str, Any] = {"output_psnr_db": output_psnr, "images": per_image, "non_finite_images": non_finite,
                               "gates": dict(gates), "metric": {**METRIC_CONVENTION,
                                                                "channel": "Y" if test_y_channel else "RGB"}}
+    worst = worst_image(finite_rows)
+    if worst is not None:
+        result["worst_image"] = worst
     if finite_rows and all("ref_psnr_db" in r for r in finite_rows):
         ref = float(np.mean([r["ref_psnr_db"] for r in finite_rows]))
         cand = float(np.mean([r["cand_psnr_db"] for r in finite_rows]))
         result["task"] = {"ref_psnr_db": ref, "cand_psnr_db": cand, "delta_db": cand - ref}
         if ref - cand > gates["max_task_drop_db"]:
             failures.append(f"task PSNR drop {ref - cand:.3f} dB > {gates['max_task_drop_db']} dB")
+        bound = gates.get("max_worst_task_drop_db")
+        if bound is not None and worst is not None and -worst["task_delta_db"] > bound:
+            failures.append(f"image {worst['image']} loses {-worst['task_delta_db']:.3f} dB of task PSNR "
+                            f"> {bound:g} dB (worst image)")
     result["passed"] = not failures
     result["failures"] = failures
     return result
+
+
+def worst_image(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The image a camera would show worst: the largest task-PSNR drop on paired rows, else the lowest output PSNR.
+
+    A mean over many frames hides one bad frame; this names it, with its figures.
+    """
+    if not rows:
+        return None
+    if all("ref_psnr_db" in r for r in rows):
+        row = min(rows, key=lambda r: r["cand_psnr_db"] - r["ref_psnr_db"])  # the first of equal drops
+        return {"by": "task PSNR change", "image": row.get("image"), "output_psnr_db": row["output_psnr_db"],
+                "ref_psnr_db": row["ref_psnr_db"], "cand_psnr_db": row["cand_psnr_db"],
+                "task_delta_db": row["cand_psnr_db"] - row["ref_psnr_db"]}
+    row = min(rows, key=lambda r: r["output_psnr_db"])
+    return {"by": "output PSNR", "image": row.get("image"), "output_psnr_db": row["output_psnr_db"]}
 
 
 def parity_row(name: str, candidate_raw: np.ndarray, reference_raw: np.ndarray, clean: np.ndarray | None,
