@@ -206,3 +206,19 @@ def test_export_check_fails_on_the_worst_image_and_names_it(shipped_weights, neg
     with pytest.raises(GateFailed, match=f"image {worst['image']} loses .* \\(worst image\\); nothing was written"):
         verify_export(f"torch:{shipped_weights}", f"onnx:{negated_onnx}", samples,
                       Gates(0.0, 50.0, -worst["task_delta_db"] - 0.005), "the paired images")
+
+
+def test_the_readme_gate_table_is_the_gate_table():
+    import re
+    from pathlib import Path
+
+    from treefuse.gates import DEFAULT_GATES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    documented = {}
+    for names, psnr, mean, worst in re.findall(r"^  \| ([\w, ]+) \| >= ([\d.]+) dB \| <= ([\d.]+) dB \| <= ([\d.]+) dB "
+                                               r"\| finite \|$", readme, re.M):
+        for name in names.split(", "):
+            documented[name] = (float(psnr), float(mean), float(worst))
+    assert documented == {name: (g.min_output_psnr_db, g.max_task_drop_db, g.max_worst_task_drop_db)
+                          for name, g in DEFAULT_GATES.items()}
