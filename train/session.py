@@ -74,13 +74,23 @@ def load_training_data(config: TrainConfig) -> tuple[TrainingData, dict[str, Any
     return TrainingData(sampler, validation, digest), record
 
 
+# Renderers whose rain is for scoring only, by the name their synth.json records (train/ never imports them).
+JUDGE_ONLY_RENDERERS = {"judge-jorder-accumulation": "data/judge_rain.py", "particle-garg-nayar": "data/particle_rain.py"}
+
+
 def refuse_judge_pairs(folders: tuple[str, ...] | list[str]) -> None:
-    """The judge's rain (data/judge_rain.py) is for scoring only: a folder of it is never trained on."""
+    """A judge renderer's rain (JUDGE_ONLY_RENDERERS) is for scoring only: a folder of it is never trained on."""
     for folder in folders:
         record = Path(folder) / "synth.json"
-        if record.is_file() and '"renderer": "judge' in record.read_text():
-            raise TreefuseError(f"{folder} holds the judge renderer's rain, which is never trained on; "
-                                "render training pairs with treefuse synth")
+        if not record.is_file():
+            continue
+        try:
+            renderer = json.loads(record.read_text()).get("renderer")
+        except (json.JSONDecodeError, AttributeError):
+            raise TreefuseError(f"{record} is not a readable synth record; render the pairs again") from None
+        if renderer in JUDGE_ONLY_RENDERERS:
+            raise TreefuseError(f"{folder} holds judge rain ({renderer}, {JUDGE_ONLY_RENDERERS[renderer]}), which is "
+                                "never trained on; render training pairs with treefuse synth")
 
 
 def street_backdrops(photos: list, street_files: list[Path], preset: Any, patch_size: int,

@@ -37,7 +37,7 @@ def build(out: str, source_dir: str = SOURCE_DIR, selection: bool = False, seed:
 
 
 STREET_SEEDS = {"selection": 23, "judge": 2023}  # fixed before anything was scored (issue 23)
-STREET_RENDERERS = ("depth", "judge")
+STREET_RENDERERS = ("depth", "judge", "particle")  # training's renderer, then the two judges
 
 
 def street_set_name(split: str, renderer: str, seed: int) -> str:
@@ -48,7 +48,7 @@ def street_set_name(split: str, renderer: str, seed: int) -> str:
 
 def build_street(out: str, split: str, renderer: str = "depth", source_dir: str = street_split.STREET_DIR,
                  seed: int | None = None) -> dict:
-    """Render a street-clean split (selection or judge) with the training renderer or the judge's."""
+    """Render a street-clean split (selection or judge) with the training renderer or a judge's."""
     seed = STREET_SEEDS[split] if seed is None else seed
     names = list(street_split.split_names(split))
     if renderer == "depth":
@@ -58,6 +58,10 @@ def build_street(out: str, split: str, renderer: str = "depth", source_dir: str 
         from treefuse.data.judge_rain import judge_folder
 
         summary = judge_folder(source_dir, out, seed=seed, names=names, long_side=street_split.FRAME_LONG_SIDE)
+    elif renderer == "particle":
+        from treefuse.data.particle_rain import particle_folder
+
+        summary = particle_folder(source_dir, out, seed=seed, names=names, long_side=street_split.FRAME_LONG_SIDE)
     else:
         raise TreefuseError(f"unknown renderer {renderer!r}; choose one of {list(STREET_RENDERERS)}")
     return {**summary, "name": street_set_name(split, renderer, seed)}
@@ -72,7 +76,8 @@ def main() -> None:
     parser.add_argument("--street", choices=sorted(street_split.SPLITS.keys() - {"train"}), default=None,
                         help="build a street-clean split instead (data/street_split.py), from --source")
     parser.add_argument("--renderer", choices=STREET_RENDERERS, default="depth",
-                        help="with --street: the training renderer (depth) or the second one (judge)")
+                        help="with --street: the training renderer (depth), the second (judge: JORDER's "
+                             "accumulation model) or the third (particle: Garg & Nayar drops)")
     args = parser.parse_args()
     if args.street:
         source = street_split.STREET_DIR if args.source == SOURCE_DIR else args.source

@@ -59,20 +59,37 @@ def _imports(path):
     return names | {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
 
 
-def test_training_and_the_training_renderers_never_use_the_judge():
+JUDGE_MODULES = ("judge_rain", "particle_rain")
+
+
+def test_every_judge_renderer_is_listed_as_judge_only():
+    from treefuse.data import judge_rain, particle_rain
+    from treefuse.train.session import JUDGE_ONLY_RENDERERS
+
+    assert {judge_rain.RENDERER, particle_rain.RENDERER} == set(JUDGE_ONLY_RENDERERS)
+    assert {Path(p).stem for p in JUDGE_ONLY_RENDERERS.values()} == set(JUDGE_MODULES)
+
+
+def test_training_and_the_training_renderers_never_use_a_judge():
     for path in [*(ROOT / "train").rglob("*.py"), *(ROOT / "data").glob("*.py")]:
-        if path.name in ("judge_rain.py", "street_holdout.py"):  # street_holdout builds the judge set
+        if path.stem in JUDGE_MODULES or path.name == "street_holdout.py":  # street_holdout builds the judge sets
             continue
-        assert not any("judge_rain" in name for name in _imports(path)), path
-    judge = _imports(ROOT / "data" / "judge_rain.py")
-    assert not any(m in name for name in judge for m in ("depth_rain", "scene_depth", "street_rain", "synthetic_rain"))
+        assert not any(judge in name for name in _imports(path) for judge in JUDGE_MODULES), path
+    for judge in JUDGE_MODULES:
+        imported = _imports(ROOT / "data" / f"{judge}.py")
+        others = ("depth_rain", "street_rain", "synthetic_rain", *(j for j in JUDGE_MODULES if j != judge))
+        assert not any(m in name for name in imported for m in others), judge
+    assert not any("scene_depth" in name for name in _imports(ROOT / "data" / "judge_rain.py"))
 
 
 def test_a_training_config_on_judge_pairs_is_refused(tmp_path):
+    from treefuse.data.particle_rain import particle_folder
     from treefuse.train.session import refuse_judge_pairs
 
     write_image(tmp_path / "frames" / "a.png", _frame())
     judge_folder(tmp_path / "frames", tmp_path / "judged", seed=1)
-    with pytest.raises(TreefuseError, match="judge"):
-        refuse_judge_pairs([str(tmp_path / "judged")])
+    particle_folder(tmp_path / "frames", tmp_path / "particles", seed=1)
+    for folder, renderer in (("judged", "judge-jorder"), ("particles", "particle-garg-nayar")):
+        with pytest.raises(TreefuseError, match=f"judge rain \\({renderer}"):
+            refuse_judge_pairs([str(tmp_path / "frames"), str(tmp_path / folder)])
     refuse_judge_pairs([str(tmp_path / "frames")])
