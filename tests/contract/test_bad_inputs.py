@@ -212,6 +212,7 @@ CASES = [
     # -- parity ----------------------------------------------------------------------------------------------------
     Case("parity-min-psnr-nan", PARITY_REF + " --min-psnr nan", 2),
     Case("parity-max-task-drop-inf", PARITY_REF + " --max-task-drop inf", 2),
+    Case("parity-max-worst-task-drop-nan", PARITY_REF + " --max-worst-task-drop nan", 2),
     Case("parity-images-is-a-file",
          "parity --ref onnx:{C}/onnx/model.onnx --cand onnx:{C}/onnx/model.onnx --images {C}/img/good.png", 2),
     Case("parity-empty-folder",
