@@ -2,11 +2,14 @@
 
 litert-torch would downgrade this environment's typing-extensions and pulls jax, so the
 conversion runs in its own environment (.venv-litert, `make install-litert`) as a
-subprocess (export/pt2e/litert_convert.py); only paths and a JSON facts file cross over. The
-result is loaded and run with LiteRT's interpreter here before it is moved into place.
+subprocess (export/pt2e/litert_convert.py); only paths and a JSON facts file cross over (and, for
+a QAT run, its `convert_pt2e` program as a .pt2, since the run's network is rebuilt with ExecuTorch's
+quantizer, which lives here). The result is loaded and run with LiteRT's interpreter here before it
+is moved into place.
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -15,7 +18,6 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
-
 
 from treefuse.artifact import artifact_metadata
 from treefuse.errors import TreefuseError
@@ -56,28 +58,40 @@ def converter_missing() -> str | None:
 
 def export(request: ExportRequest) -> str:
     """The format table's entry: a .tflite as `request` asks; returns the line to print."""
-    if request.qat_run is not None:
-        raise TreefuseError("litert --qat is not supported yet (litert-torch's QAT annotation fails on this torch and a "
-                            "converted XNNPACK graph converts with an INT8 input); the same xnnpack-int8 run exports "
-                            "with `treefuse export executorch --precision int8 --qat RUN`, or use --calib here")
+    if request.qat_run is not None:  # the run's own source weights: what it learned from them is written as is
+        from treefuse.export.observed_qat import source_weights
+
+        export_litert(source_weights(request.qat_run), request.out, request.precision, None,
+                      request.size or DEFAULT_SIZE, paired_images=request.paired_images, qat_run=request.qat_run)
+        return (f"wrote {request.out} and {request.out.name}.json (int8 with the weights and scales learned in "
+                f"{request.qat_run}, XNNPACK)")
     export_litert(request.source, request.out, request.precision, request.calibration, request.size or DEFAULT_SIZE,
                   paired_images=request.paired_images)
     return f"wrote {request.out} and {request.out.name}.json ({request.precision}, XNNPACK)"
 
 
 def export_litert(weights_path: str | Path, out_path: str | Path, precision: str = "fp32", calibration: Any = None,
-                  size: tuple[int, int] = DEFAULT_SIZE, paired_images: Path | None = None) -> Path:
+                  size: tuple[int, int] = DEFAULT_SIZE, paired_images: Path | None = None,
+                  qat_run: Path | None = None) -> Path:
     """Export treefuse weights to a .tflite at `out_path` plus its sidecar; returns the path.
 
-    The staged model runs on LiteRT's interpreter against PyTorch and must pass its precision's gate first."""
+    With `qat_run` (a `treefuse qat --target xnnpack-int8` run of these weights) the INT8 model holds the
+    run's learned weights and scales instead of calibrated ones. The staged model runs on LiteRT's
+    interpreter against PyTorch and must pass its precision's gate first."""
     from treefuse.export.verify import gate_miss_advice, verify_staged
     from treefuse.runtimes.backends.litert_runner import import_interpreter
 
     out_path = Path(out_path)
     check_request(ExportRequest("litert", Path(weights_path), out_path, precision, calibration, paired_images,
-                                size=size))
+                                qat_run, size=size))
+    if qat_run is not None:
+        from treefuse.export.pt2e.qat import TARGET
+        from treefuse.qat_run import require_target
+
+        require_target(qat_run, TARGET)  # a wrong or broken run is one line before anything heavy
     import_interpreter()  # the check below needs LiteRT's interpreter; say so before minutes of conversion
     python = converter_python()
+    qat, advice = None, gate_miss_advice("litert", precision)
     with atomic_path(out_path) as staged, tempfile.TemporaryDirectory(prefix="treefuse-litert-") as tmp:
         facts_path = Path(tmp) / "facts.json"
         # Resolved paths: the converter runs with the repository as its working folder, not the user's.
@@ -86,21 +100,74 @@ def export_litert(weights_path: str | Path, out_path: str | Path, precision: str
                    "--facts", str(facts_path.resolve())]
         if calibration is not None:
             command += ["--calib", str(Path(calibration).resolve())]
+        if qat_run is not None:
+            from treefuse.qat_run import miss_advice
+
+            qat = _learned_program(qat_run, Path(weights_path), size, Path(tmp) / "learned.pt2")
+            command += ["--learned", str((Path(tmp) / "learned.pt2").resolve())]
+            calibration = qat["calibration_set"]
+            advice = miss_advice(qat_run, "treefuse export litert --precision int8")
         _run_converter(command)
         facts = json.loads(facts_path.read_text())
+        if qat is not None:
+            facts["calibration_sha256"] = qat["calib_sha256"]
         verify_staged("litert", staged, Path(weights_path), precision,
-                      calibration if isinstance(calibration, (str, Path)) else None, paired_images,
-                      advice=gate_miss_advice("litert", precision))
+                      calibration if isinstance(calibration, (str, Path)) else None, paired_images, advice=advice)
     record = provenance(config=facts["config"], source_checkpoint=str(weights_path),
                         source_sha256=facts["source_sha256"], precision=precision,
                         precision_detail=PRECISIONS[precision], delegate="XNNPACK", converted_hw=list(size),
-                        folded=True, calibration_sha256=facts["calibration_sha256"], tool_versions=facts["tool_versions"])
+                        folded=True, calibration_sha256=facts["calibration_sha256"], tool_versions=facts["tool_versions"],
+                        qat=qat)
     metadata = artifact_metadata(format="litert", precision=precision, config=facts["config"],
                                  source_sha256=facts["source_sha256"], calibration_sha256=facts["calibration_sha256"],
                                  target="XNNPACK")
     metadata["treefuse.tool_versions"] = json.dumps(facts["tool_versions"], sort_keys=True)  # the converter's, not ours
     write_sidecar(out_path, metadata, record)
     return out_path
+
+
+def _learned_program(qat_run: Path, weights_path: Path, size: tuple[int, int], out: Path) -> dict[str, Any]:
+    """Write the run's learned network, converted to quantize/dequantize ops, to `out` as a .pt2.
+
+    Weights stay float beside their quantize ops (fold_quantize=False), as litert-torch's own INT8 path
+    hands them to the converter. Returns the run's provenance record."""
+    import torch
+
+    from treefuse.checkpoint import load_weights
+    from treefuse.export.observed_qat import load_learned
+    from treefuse.export.pt2e.qat import TARGET, load_network
+    from treefuse.optional import import_optional
+    from treefuse.qat_run import learned_record, require_target
+    from treefuse.quiet import held_stderr
+
+    # torchao warns on import about CUDA kernels a CPU build lacks: imported quietly.
+    convert_pt2e = import_optional("torchao.quantization.pt2e.quantize_pt2e", "torchao", "executorch").convert_pt2e
+
+    settings = require_target(qat_run, TARGET)
+    example = torch.rand(1, load_weights(weights_path).config.in_channels, *size,
+                         generator=torch.Generator().manual_seed(0))
+    with held_stderr():  # torch.export's and torchao's warning chatter; errors still raise
+        network = load_network(qat_run)
+        metadata = load_learned(network, qat_run)
+        converted = convert_pt2e(_as_trained(network), fold_quantize=False)
+        torch.export.save(torch.export.export(converted, (example,)), str(out))
+    return learned_record(qat_run, settings, metadata)
+
+
+def _as_trained(network: Any) -> Any:
+    """`network` whose fake-quantizers give convert_pt2e the scales and zero points they trained with.
+
+    convert_pt2e asks each one's observer (calculate_qparams); XNNPACK's fused fake-quantizer trained with
+    its own buffers, which differ from that (per-channel weight scales by 255/254, some activation scales
+    in the last bit), so the program would not be the network the run learned."""
+    for module in network.modules():
+        if hasattr(module, "fake_quant_enabled") and hasattr(module, "calculate_qparams"):
+            module.calculate_qparams = functools.partial(_trained_qparams, module)
+    return network
+
+
+def _trained_qparams(fake_quantizer: Any) -> tuple[Any, Any]:
+    return fake_quantizer.scale.detach().clone(), fake_quantizer.zero_point.detach().long()
 
 
 def _run_converter(command: list[str]) -> None:

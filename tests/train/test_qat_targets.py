@@ -243,11 +243,94 @@ def test_a_post_training_miss_names_the_cheapest_route_then_its_formats_qat(tiny
         assert ("--target tensorrt --qat RUN" in err) == (target == "tensorrt") and not out.exists()
 
 
-def test_litert_qat_is_refused_in_one_line_naming_the_executorch_route(xnnpack_run, tmp_path, capsys):
+# --- XNNPACK (LiteRT): the same run's convert_pt2e program through litert-torch, float input and output ----------
+
+def litert_or_skip():
+    from treefuse.export.pt2e.litert import converter_missing
+
+    pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed (pip install 'treefuse[litert]')")
+    if converter_missing():
+        pytest.skip(converter_missing())
+
+
+def litert_export(run, out):
+    return main(["export", "litert", "--precision", "int8", "--qat", str(run), "--size", "32x32", "--out", str(out)])
+
+
+def tflite_quantization(path):
+    """The scales of every INT8 tensor of a .tflite, and its input and output dtypes."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path))
+    scales = [d["quantization_parameters"]["scales"] for d in interpreter.get_tensor_details() if d["dtype"] == np.int8]
+    io = [d["dtype"] for d in (*interpreter.get_input_details(), *interpreter.get_output_details())]
+    return scales, io
+
+
+def output_step(network):
+    """The scale of the fake-quantizer that makes the network's output: one output quantization step."""
+    last = next(iter(n for n in network.graph.nodes if n.op == "output")).args[0][0]
+    return float(getattr(network, last.target).scale)
+
+
+def test_litert_export_writes_the_learned_model_with_float_input_and_output(xnnpack_run, tmp_path):
+    from treefuse.runtimes.backends.registry import make_runner
+
+    litert_or_skip()
     out = tmp_path / "m.int8.tflite"
-    assert main(["export", "litert", "--precision", "int8", "--qat", str(xnnpack_run), "--out", str(out)]) == 2
+    assert litert_export(xnnpack_run, out) == 0
+    qat = json.loads((tmp_path / "m.int8.tflite.json").read_text())["provenance"]["qat"]
+    assert qat["run"] == str(xnnpack_run) and qat["target"] == "xnnpack-int8"
+    batch = image(40, 56, seed=3)
+    with make_runner(f"litert:{out}") as runner:
+        ours = runner.infer(batch)
+    network = qat_network(xnnpack_run)
+    with torch.no_grad():
+        learned = network(torch.from_numpy(batch)).numpy()
+        start = _start_network(xnnpack_run)(torch.from_numpy(batch)).numpy()
+    scales, io = tflite_quantization(out)
+    assert io == [np.float32, np.float32]  # strict QDQ: the program's first quantize and last dequantize are ops
+    state, _ = layout.read_learned(xnnpack_run)
+    learned_scales = {float(v) for k, v in state.items() if k.endswith(".scale") and v.numel() == 1}
+    channel_scales = [v.numpy() for k, v in state.items() if k.endswith(".scale") and v.numel() > 1]
+    activations, weights = [s for s in scales if s.size == 1], [s for s in scales if s.size > 1]
+    assert activations and {float(s[0]) for s in activations} <= learned_scales  # as trained, not re-observed
+    assert len(weights) == len(channel_scales)
+    assert all(any(np.array_equal(s, c) for c in channel_scales) for s in weights)
+    step = output_step(network)
+    difference = np.abs(ours - learned)  # integer requantization vs float fake quantization: rounding flips
+    assert difference.mean() < step / 2 and np.mean(difference <= step * 1.001) > 0.95, difference.max() / step
+    assert psnr(ours, learned) > psnr(ours, start)
+
+
+def test_a_litert_qat_gate_miss_exits_1_with_advice_and_writes_nothing(xnnpack_run, tmp_path, capsys, monkeypatch):
+    from treefuse import gates
+
+    litert_or_skip()
+    monkeypatch.setitem(gates.DEFAULT_GATES, "int8", gates.Gates(199.0, 0.1, precision="int8"))  # unreachable
+    out = tmp_path / "m.int8.tflite"
+    assert litert_export(xnnpack_run, out) == 1
+    err = capsys.readouterr().err
+    assert "--target xnnpack-int8" in err and "export litert --precision int8 --qat" in err
+    assert not out.exists() and not (tmp_path / "m.int8.tflite.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt learned", "other target"])
+def test_a_bad_run_folder_for_litert_is_one_line_exit_2(xnnpack_run, tiny_weights, calib_dir, tmp_path, capsys,
+                                                        damage):
+    import shutil
+
+    run = tmp_path / "run"
+    if damage == "corrupt learned":
+        shutil.copytree(xnnpack_run, run)
+        (run / layout.LEARNED_NAME).write_bytes(b"\x00" * 64)
+    elif damage == "other target":
+        run = trt_run(tiny_weights, calib_dir, tmp_path / "trt")
+    out = tmp_path / "m.int8.tflite"
+    assert litert_export(run, out) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(errors) == 1 and "export executorch --precision int8 --qat" in errors[0] and not out.exists()
+    assert len(errors) == 1 and errors[0].startswith("treefuse: error:") and not out.exists()
+    assert "xnnpack-int8" in errors[0] if damage == "other target" else True
 
 
 def test_benchmark_puts_the_qat_row_beside_post_training_and_advises_qat_on_a_miss(tiny_weights, paired_dir,
