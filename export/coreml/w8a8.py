@@ -13,19 +13,19 @@ from torch import nn
 
 from treefuse.export.calibration_images import CalibrationImages
 from treefuse.export.float_layers import FLOAT_MODULES
+from treefuse.optional import import_optional
 
 CALIBRATION_BATCH = 4
 
 
 def linear_quantizer(folded: nn.Module, milestones: list[int]) -> Any:
     """coremltools' LinearQuantizer for w8a8 (symmetric, the float modules left out), as PTQ and QAT both use it."""
-    from coremltools.optimize.torch.quantization import (LinearQuantizer, LinearQuantizerConfig,
-                                                         ModuleLinearQuantizerConfig)
-
-    config = LinearQuantizerConfig(global_config=ModuleLinearQuantizerConfig(
+    # coremltools warns on import about torch and scikit-learn versions it does not convert here.
+    coreml_quant = import_optional("coremltools.optimize.torch.quantization", "coreml: coremltools", "coreml")
+    config = coreml_quant.LinearQuantizerConfig(global_config=coreml_quant.ModuleLinearQuantizerConfig(
         quantization_scheme="symmetric", milestones=milestones),
         module_name_configs={name: None for name in FLOAT_MODULES})
-    return LinearQuantizer(folded, config)
+    return coreml_quant.LinearQuantizer(folded, config)
 
 
 def quantize_w8a8(folded: nn.Module, calibration: CalibrationImages, example: torch.Tensor) -> nn.Module:

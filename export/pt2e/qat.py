@@ -20,6 +20,7 @@ import torch
 from treefuse.checkpoint import load_weights
 from treefuse.export.observed_qat import calibrate, load_learned, load_start, save_start, source_weights
 from treefuse.folding import fold
+from treefuse.optional import import_optional
 
 TARGET = "xnnpack-int8"
 EXAMPLE_BATCH, EXAMPLE_HW = 2, (64, 64)  # batch 2: a batch of 1 would be specialized away by torch.export
@@ -28,12 +29,12 @@ MAX_BATCH, MIN_SIDE, MAX_SIDE = 256, 8, 4096
 
 def xnnpack_qat_quantizer() -> Any:
     """ExecuTorch's XNNPACKQuantizer with its QAT config, annotating only nodes outside the float modules."""
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (XNNPACKQuantizer,
-                                                                        get_symmetric_quantization_config)
-
     from treefuse.export.pt2e.float_nodes import outside_modules
 
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+    xnnpack = import_optional("executorch.backends.xnnpack.quantizer.xnnpack_quantizer",
+                              "executorch: ExecuTorch's XNNPACK quantizer", "executorch")
+    config = xnnpack.get_symmetric_quantization_config(is_per_channel=True, is_qat=True)
+    quantizer = xnnpack.XNNPACKQuantizer().set_global(config)
     quantizer.set_filter_function(outside_modules())
     return quantizer
 
@@ -41,7 +42,9 @@ def xnnpack_qat_quantizer() -> Any:
 def prepare_network(weights_path: str | Path, quantizer: Any = None) -> torch.fx.GraphModule:
     """The folded network of `weights_path`, exported (dynamic batch, height, width) and prepared for QAT."""
     from torch.export import Dim
-    from torchao.quantization.pt2e.quantize_pt2e import prepare_qat_pt2e
+
+    # torchao warns on import about CUDA kernels a CPU build lacks: imported quietly.
+    prepare_qat_pt2e = import_optional("torchao.quantization.pt2e.quantize_pt2e", "torchao", "executorch").prepare_qat_pt2e
 
     loaded = load_weights(weights_path)
     example = torch.rand(EXAMPLE_BATCH, loaded.config.in_channels, *EXAMPLE_HW,

@@ -129,3 +129,14 @@ def test_a_successful_litert_export_with_a_relative_out_prints_nothing_on_stderr
     result = treefuse("export", "litert", "--weights", str(tiny_coreml_weights), "--size", "32x32", "--out", "m.tflite",
                       cwd=tmp_path)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target, needs", [("xnnpack-int8", "executorch"), ("coreml-w8a8", "coremltools")])
+def test_a_successful_qat_run_prints_nothing_on_stderr(target, needs, tiny_weights, paired_dir, tmp_path):
+    # torchao and coremltools warn on import (CUDA kernels, untested torch versions): held back.
+    pytest.importorskip(needs, reason=f"{needs} is not installed")
+    result = treefuse("qat", "--weights", str(tiny_weights), "--target", target, "--data", str(paired_dir),
+                      "--steps", "1", "--patch", "16", "--batch", "1", "--synthetic-fraction", "0", "--out", "run",
+                      cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
