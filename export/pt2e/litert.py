@@ -9,7 +9,6 @@ is moved into place.
 """
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import os
@@ -134,40 +133,17 @@ def _learned_program(qat_run: Path, weights_path: Path, size: tuple[int, int], o
     import torch
 
     from treefuse.checkpoint import load_weights
-    from treefuse.export.observed_qat import load_learned
-    from treefuse.export.pt2e.qat import TARGET, load_network
-    from treefuse.optional import import_optional
+    from treefuse.export.pt2e.qat import TARGET, converted_from_run
     from treefuse.qat_run import learned_record, require_target
     from treefuse.quiet import held_stderr
-
-    # torchao warns on import about CUDA kernels a CPU build lacks: imported quietly.
-    convert_pt2e = import_optional("torchao.quantization.pt2e.quantize_pt2e", "torchao", "executorch").convert_pt2e
 
     settings = require_target(qat_run, TARGET)
     example = torch.rand(1, load_weights(weights_path).config.in_channels, *size,
                          generator=torch.Generator().manual_seed(0))
     with held_stderr():  # torch.export's and torchao's warning chatter; errors still raise
-        network = load_network(qat_run)
-        metadata = load_learned(network, qat_run)
-        converted = convert_pt2e(_as_trained(network), fold_quantize=False)
+        converted, metadata = converted_from_run(qat_run, fold_quantize=False)
         torch.export.save(torch.export.export(converted, (example,)), str(out))
     return learned_record(qat_run, settings, metadata)
-
-
-def _as_trained(network: Any) -> Any:
-    """`network` whose fake-quantizers give convert_pt2e the scales and zero points they trained with.
-
-    convert_pt2e asks each one's observer (calculate_qparams); XNNPACK's fused fake-quantizer trained with
-    its own buffers, which differ from that (per-channel weight scales by 255/254, some activation scales
-    in the last bit), so the program would not be the network the run learned."""
-    for module in network.modules():
-        if hasattr(module, "fake_quant_enabled") and hasattr(module, "calculate_qparams"):
-            module.calculate_qparams = functools.partial(_trained_qparams, module)
-    return network
-
-
-def _trained_qparams(fake_quantizer: Any) -> tuple[Any, Any]:
-    return fake_quantizer.scale.detach().clone(), fake_quantizer.zero_point.detach().long()
 
 
 def _run_converter(command: list[str]) -> None:

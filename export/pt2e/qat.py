@@ -12,6 +12,7 @@ converter turns into its own INT8 ops: nothing is re-calibrated.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -75,11 +76,27 @@ def load_network(run_dir: str | Path, quantizer: Any = None) -> torch.fx.GraphMo
 def converted_from_run(run_dir: str | Path, quantizer: Any = None,
                        fold_quantize: bool = True) -> tuple[torch.fx.GraphModule, dict[str, str]]:
     """`convert_pt2e` of the learned network: the learned weights and scales as quantize/dequantize ops."""
+    network = load_network(run_dir, quantizer)  # imports torchao quietly first
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
-    network = load_network(run_dir, quantizer)
     metadata = load_learned(network, run_dir)
-    return convert_pt2e(network, fold_quantize=fold_quantize), metadata
+    return convert_pt2e(as_trained(network), fold_quantize=fold_quantize), metadata
+
+
+def as_trained(network: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """`network` whose fake-quantizers give convert_pt2e the scales and zero points they trained with.
+
+    convert_pt2e asks each one's observer (calculate_qparams); XNNPACK's fused fake-quantizer trained with
+    its own buffers, which differ from that (per-channel weight scales by 255/254, some activation scales
+    in the last bit), so the program would not be the network the run learned."""
+    for module in network.modules():
+        if hasattr(module, "fake_quant_enabled") and hasattr(module, "calculate_qparams"):
+            module.calculate_qparams = functools.partial(_trained_qparams, module)
+    return network
+
+
+def _trained_qparams(fake_quantizer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    return fake_quantizer.scale.detach().clone(), fake_quantizer.zero_point.detach().long()
 
 
 def program_from_run(run_dir: str | Path, example: torch.Tensor, dynamic: dict[str, Any] | None

@@ -158,6 +158,11 @@ def test_executorch_export_writes_the_learned_program(xnnpack_run, tmp_path):
     state, _ = layout.read_learned(xnnpack_run)
     learned_scales = {np.float32(v.item()) for k, v in state.items() if k.endswith(".scale") and v.numel() == 1}
     assert written and written <= learned_scales
+    # per-channel weight scales too: convert_pt2e's observers would give them x 255/254
+    per_channel = [getattr(converted, n.args[1].target) for n in converted.graph.nodes
+                   if n.target == torch.ops.quantized_decomposed.dequantize_per_channel.default]
+    learned_rows = {tuple(v.tolist()) for k, v in state.items() if k.endswith(".scale") and v.numel() > 1}
+    assert per_channel and {tuple(s.tolist()) for s in per_channel} <= learned_rows
     ops = {"quantized_decomposed.quantize_per_tensor.default", "quantized_decomposed.dequantize_per_channel.default"}
     levels = {(str(n.target).split(".")[1], *n.args[-3:-1]) for n in converted.graph.nodes
               if n.op == "call_function" and str(n.target) in ops}
