@@ -102,8 +102,10 @@ def verify_staged(kind: str, staged: Path, weights: Path, precision: str, calibr
     return verify_export(f"torch:{weights}", f"{kind}:{staged}", samples, gates_for(precision), what, advice)
 
 
-def gate_miss_advice(kind: str, precision: str, qat_target: str | None = None) -> str:
-    """What to try when an export of `kind` at `precision` misses its gate: the cheapest route first."""
+def gate_miss_advice(kind: str, precision: str, qat_target: str | None = None, paired_images: bool = False) -> str:
+    """What to try when an export of `kind` at `precision` misses its gate: the cheapest route not yet taken first.
+
+    `paired_images`: the user gave them, so a mixed-precision format already kept its sensitive layers float."""
     from treefuse.formats import format_of
 
     row = format_of(kind)
@@ -112,7 +114,7 @@ def gate_miss_advice(kind: str, precision: str, qat_target: str | None = None) -
             return "export fp32 instead, or check the source weights"
         return "check the source weights and the runtime's version: a float export that misses is broken"
     routes = []
-    if row.mixed_precision:
+    if row.mixed_precision and not paired_images:
         routes.append("keep the most sensitive layers in float: add --paired-images PAIRS")
     from treefuse.qat_run import qat_command, target_named
 
@@ -126,7 +128,7 @@ def gate_miss_advice(kind: str, precision: str, qat_target: str | None = None) -
 
 
 def verify_onnx_export(fp32_path: Path, candidate_path: Path, samples: list[Sample], gates: Gates,
-                       what: str, qat_target: str | None = None) -> dict[str, Any]:
+                       what: str, qat_target: str | None = None, paired_images: bool = False) -> dict[str, Any]:
     """An ONNX INT8 candidate judged against the FP32 ONNX model it was quantized from."""
-    advice = gate_miss_advice("onnx", "int8", qat_target)
+    advice = gate_miss_advice("onnx", "int8", qat_target, paired_images)
     return verify_export(f"onnx:{fp32_path}", f"onnx:{candidate_path}", samples, gates, what, advice)

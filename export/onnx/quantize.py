@@ -28,6 +28,7 @@ from treefuse.export.onnx.rewrite import pad_input_channels, pad_output_channels
 from treefuse.export.tensorrt.qdq import TENSORRT_INT8_SETTINGS, quantize_tensorrt_model
 from treefuse.artifact import artifact_metadata
 from treefuse.files import atomic_path, sha256_file
+from treefuse.gates import Gates
 from treefuse.provenance import provenance
 
 TARGETS = ("onnxruntime", "tensorrt")  # the runtime an INT8 model is laid out for (export/tensorrt/qdq.py)
@@ -202,20 +203,21 @@ def sensitivity_path_for(out_path: Path) -> Path:
 
 
 def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | Path, *, method: str = "minmax",
-                  paired_dir: str | Path | None = None, max_task_drop_db: float | None = None, max_pairs: int | None = None,
+                  paired_dir: str | Path | None = None, max_task_drop_db: float | None = None,
+                  max_worst_task_drop_db: float | None = None, max_pairs: int | None = None,
                   crop: int | None = None, log: Callable[[str], None] = print, progress: bool = False,
                   target: str = "onnxruntime") -> Int8Result:
-    """Static INT8 QDQ of an FP32 ONNX model for `target`; with a paired set, keep layers float to meet the budget."""
+    """Static INT8 QDQ of an FP32 ONNX model for `target`; with a paired set, keep layers float to meet the gates."""
     import onnx
 
     from treefuse.calib.store import load_calibration_set
     from treefuse.export.onnx.sensitivity import load_paired_set
-
     from treefuse.gates import gates_for
 
     fp32_path, out_path = Path(fp32_path), Path(out_path)
-    if max_task_drop_db is None:  # the one gate table's budget (the CLI checks a user's value against it)
-        max_task_drop_db = gates_for("int8").max_task_drop_db
+    # The one gate table's int8 row with the user's overrides: the search and the final check both judge by it.
+    gates = gates_for("int8").with_overrides(max_task_drop_db=max_task_drop_db,
+                                             max_worst_task_drop_db=max_worst_task_drop_db)
     if target not in TARGETS:
         raise TreefuseError(f"--target must be one of {TARGETS}, got {target!r}")
     fp32_model = _load_fp32(fp32_path)
@@ -243,13 +245,15 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
             return Path(tmp) / name
 
         search, report = (None, None) if paired is None else _budget_search(
-            fp32_path, conv_layers(source), make, paired, max_task_drop_db, log, progress)
+            fp32_path, conv_layers(source), make, paired, gates, log, progress, _qat_target(target))
         float_layers = search.float_layers if search else []
         final_path = make(float_layers, "final.onnx")
-        verification = _verify(fp32_path, final_path, calibration, paired, max_task_drop_db, target)
+        verification = _verify(fp32_path, final_path, calibration, paired, gates, target)
         model = onnx.load(str(final_path))
     task = None if search is None else {"fp32_psnr_db": search.fp32_psnr, "int8_psnr_db": search.fp32_psnr - search.drop_db,
-                                        "drop_db": search.drop_db, "max_task_drop_db": max_task_drop_db,
+                                        "drop_db": search.drop_db, "max_task_drop_db": gates.max_task_drop_db,
+                                        "worst_drop_db": search.worst_drop_db,
+                                        "max_worst_task_drop_db": gates.max_worst_task_drop_db,
                                         "paired_set": paired.source}
     stamp(model, fp32_path, "int8", {"calib_sha256": calibration.sha256, "calibration_set": str(calib_dir),
                                      "calibration_method": method, "target": target,
@@ -267,40 +271,54 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
     return Int8Result(out_path, float_layers, task, report_path)
 
 
-def _verify(fp32_path: Path, final_path: Path, calibration: Any, paired: Any, max_task_drop_db: float,
+def _qat_target(target: str) -> str:
+    """The QAT target whose run an INT8 model for `target` is exported from."""
+    return "trt-qdq" if target == "tensorrt" else "ort-qdq"
+
+
+def _verify(fp32_path: Path, final_path: Path, calibration: Any, paired: Any, gates: Gates,
             target: str = "onnxruntime") -> dict[str, Any]:
     """The INT8 gates of the one gate table, checked on the paired set (or the calibration images)."""
     from treefuse.export.verify import samples_from_batches, verify_onnx_export
-    from treefuse.gates import gates_for
 
-    gates = gates_for("int8").with_overrides(max_task_drop_db=max_task_drop_db)
     if paired is not None:
         samples, what = samples_from_batches(paired.rainy, paired.clean, "pair"), paired.source
     else:
         samples, what = samples_from_batches(calibration.batches(8)), "the calibration set (inputs only: no task PSNR)"
-    return verify_onnx_export(fp32_path, final_path, samples, gates, what,
-                              qat_target="trt-qdq" if target == "tensorrt" else "ort-qdq")
+    return verify_onnx_export(fp32_path, final_path, samples, gates, what, qat_target=_qat_target(target),
+                              paired_images=paired is not None)
 
 
 def _budget_search(fp32_path: Path, layers: list[str], make: Callable[[Sequence[str], str], Path], paired: Any,
-                   max_drop_db: float, log: Callable[[str], None], progress: bool) -> tuple[Any, dict[str, Any]]:
-    from treefuse.export.onnx.sensitivity import keep_until_within_budget, layer_sensitivity, task_psnr
+                   gates: Gates, log: Callable[[str], None], progress: bool,
+                   qat_target: str) -> tuple[Any, dict[str, Any]]:
+    """Keep the most sensitive layers in float until the model passes `gates` on the paired set (mean and worst)."""
+    from treefuse.export.onnx.sensitivity import (PairedJudge, keep_until_gates_pass, layer_sensitivity, task_psnr_db,
+                                                   worst_drop_db)
+    from treefuse.export.verify import gate_miss_advice
+    from treefuse.gates import gates_text
 
-    def evaluate(float_layers: Sequence[str]) -> float:
-        return task_psnr(make(float_layers, "candidate.onnx"), paired)
+    judge = PairedJudge(fp32_path, paired, gates)
 
-    fp32_psnr, all_int8 = task_psnr(fp32_path, paired), evaluate([])
-    log(f"task PSNR on {paired.source}: fp32 {fp32_psnr:.3f} dB, all-int8 {all_int8:.3f} dB "
-        f"(drop {fp32_psnr - all_int8:.3f} dB, budget {max_drop_db} dB)")
+    def evaluate(float_layers: Sequence[str]) -> dict[str, Any]:
+        return judge(make(float_layers, "candidate.onnx"))
+
+    all_int8, fp32_psnr = evaluate([]), judge.fp32_psnr_db
+    log(f"task PSNR on {paired.source}: fp32 {fp32_psnr:.3f} dB, all-int8 {task_psnr_db(all_int8):.3f} dB "
+        f"(drop {fp32_psnr - task_psnr_db(all_int8):.3f} dB mean, {worst_drop_db(all_int8):.3f} dB on the worst "
+        f"image; gates {gates_text(gates.to_json())})")
     table = layer_sensitivity(layers, evaluate, all_int8, progress=progress)
-    search = keep_until_within_budget(fp32_psnr, all_int8, table, evaluate, max_drop_db)
+    search = keep_until_gates_pass(fp32_psnr, all_int8, table, evaluate,
+                                   advice=gate_miss_advice("onnx", "int8", qat_target, paired_images=True))
     for step in search.steps[1:]:
         log(f"kept in float: {step['added']} (alone in float it recovers {step['recovered_alone_db']:+.3f} dB) "
-            f"-> drop {step['drop_db']:.3f} dB")
+            f"-> drop {step['drop_db']:.3f} dB mean, {step['worst_drop_db']:.3f} dB on {step['worst_image']}")
     if not search.float_layers:
-        log(f"all {len(layers)} conv layers in int8: the drop is already within budget")
-    report = {"fp32_psnr_db": fp32_psnr, "all_int8_psnr_db": all_int8, "max_task_drop_db": max_drop_db,
-              "paired_set": paired.source, "metric": "mean RGB PSNR of derained output vs clean",
+        log(f"all {len(layers)} conv layers in int8: the model already passes its gates")
+    report = {"fp32_psnr_db": fp32_psnr, "all_int8_psnr_db": search.steps[0]["psnr_db"],
+              "max_task_drop_db": gates.max_task_drop_db, "max_worst_task_drop_db": gates.max_worst_task_drop_db,
+              "gates": gates.to_json(), "paired_set": paired.source,
+              "metric": "RGB PSNR of derained output vs clean, mean and worst image",
               "sensitivity": table, "steps": search.steps, "float_layers": search.float_layers,
-              "final_drop_db": search.drop_db}
+              "final_drop_db": search.drop_db, "final_worst_drop_db": search.worst_drop_db}
     return search, report

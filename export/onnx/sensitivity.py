@@ -2,7 +2,10 @@
 
 A layer's sensitivity is how much task PSNR (derained output vs clean, on a paired set)
 comes back when only that layer stays in float while every other layer is INT8. Layers
-are then kept in float, most sensitive first, until the drop vs FP32 is within budget.
+are then kept in float, most sensitive first, until the model passes the int8 gates that
+export's own final check applies (treefuse/gates.py, judged by parity's code): the mean
+task-PSNR drop and the drop on the worst single image, so whatever the search accepts, the
+final check passes.
 """
 from __future__ import annotations
 
@@ -13,11 +16,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from treefuse.errors import GateFailed
+from treefuse.gates import Gates, gates_text
 from treefuse.images import paired_images, read_image, to_batch
 from treefuse.progress import progress_bar
-from treefuse.scoring import score_pairs
 
-Evaluate = Callable[[Sequence[str]], float]  # float layers -> mean task PSNR (dB) of that INT8 model
+Verdict = dict[str, Any]  # a parity verdict (treefuse.portable.quality.judge_rows): passed, failures, task, worst_image
+Evaluate = Callable[[Sequence[str]], Verdict]  # float layers -> that INT8 model's verdict against FP32
 
 
 @dataclass(frozen=True)
@@ -48,56 +52,97 @@ def _centre_crop(image: np.ndarray, crop: int | None) -> np.ndarray:
     return image[top:top + crop, left:left + crop]
 
 
-def task_psnr(model_path: str | Path, paired: PairedSet) -> float:
-    """Mean RGB PSNR (dB) of an ONNX model's derained outputs against the clean targets."""
-    from treefuse.runtimes.backends.onnx_runner import OnnxRuntimeRunner
+class PairedJudge:
+    """Judges ONNX models against an FP32 model on a paired set as export's final check does; FP32 runs once."""
 
-    pairs = [(str(i), rainy[0].transpose(1, 2, 0), clean[0].transpose(1, 2, 0))
-             for i, (rainy, clean) in enumerate(zip(paired.rainy, paired.clean))]
-    with OnnxRuntimeRunner(model_path) as runner:
-        return score_pairs(runner.infer, pairs, full=False).mean("psnr_rgb_db")
+    def __init__(self, fp32_path: str | Path, paired: PairedSet, gates: Gates) -> None:
+        from treefuse.export.verify import samples_from_batches
+        from treefuse.portable.quality import psnr
+
+        self.gates = gates
+        self.samples = samples_from_batches(paired.rainy, paired.clean, "pair")  # the names the final check gives
+        self.reference_outputs = self._outputs(fp32_path)
+        self.fp32_psnr_db = float(np.mean([psnr(np.clip(output, 0, 1), clean) for output, (_, _, clean)
+                                           in zip(self.reference_outputs, self.samples)]))
+
+    def __call__(self, model_path: str | Path) -> Verdict:
+        from treefuse.portable.quality import parity_row
+        from treefuse.runtimes.measurements.parity import ParityGates, judge
+
+        rows = [parity_row(name, output, reference_output, clean) for (name, _, clean), output, reference_output
+                in zip(self.samples, self._outputs(model_path), self.reference_outputs)]
+        return judge(rows, ParityGates(self.gates))
+
+    def _outputs(self, model_path: str | Path) -> list[np.ndarray]:
+        from treefuse.images import from_batch
+        from treefuse.runtimes.backends.registry import make_runner
+
+        with make_runner(f"onnx:{model_path}") as runner:
+            return [from_batch(runner.infer(to_batch(rainy))) for _, rainy, _ in self.samples]
 
 
-def layer_sensitivity(layers: Sequence[str], evaluate: Evaluate, all_int8_psnr: float,
+def task_psnr_db(verdict: Verdict) -> float:
+    """The candidate's mean task PSNR in a verdict (-inf when no output was finite)."""
+    return verdict["task"]["cand_psnr_db"] if verdict.get("task") else float("-inf")
+
+
+def worst_drop_db(verdict: Verdict) -> float:
+    """The largest task-PSNR drop on a single image in a verdict (inf when no output was finite)."""
+    worst = verdict.get("worst_image")
+    return 0.0 - worst["task_delta_db"] if worst and "task_delta_db" in worst else float("inf")  # no "-0.000"
+
+
+def layer_sensitivity(layers: Sequence[str], evaluate: Evaluate, all_int8: Verdict,
                       progress: bool = False) -> list[dict[str, Any]]:
     """Task PSNR with only each layer in float, and what that recovers over the all-INT8 model."""
     layers = progress_bar(layers, progress, desc="sensitivity", unit="layer")
     table = []
     for layer in layers:
-        psnr = evaluate([layer])
-        table.append({"layer": layer, "psnr_db_only_this_float": psnr, "recovered_db": psnr - all_int8_psnr})
+        verdict = evaluate([layer])
+        table.append({"layer": layer, "psnr_db_only_this_float": task_psnr_db(verdict),
+                      "recovered_db": task_psnr_db(verdict) - task_psnr_db(all_int8),
+                      "worst_drop_db_only_this_float": worst_drop_db(verdict)})
     return sorted(table, key=lambda row: -row["recovered_db"])
 
 
 @dataclass
 class BudgetSearch:
-    """The outcome: which layers stay float, the drop reached, and each step taken."""
+    """The outcome: which layers stay float, the drops reached (mean and worst image), and each step taken."""
 
     fp32_psnr: float
     float_layers: list[str] = field(default_factory=list)
     drop_db: float = float("inf")
+    worst_drop_db: float = float("inf")
     steps: list[dict[str, Any]] = field(default_factory=list)
 
 
-def keep_until_within_budget(fp32_psnr: float, all_int8_psnr: float, table: list[dict[str, Any]],
-                             evaluate: Evaluate, max_drop_db: float, max_float_layers: int | None = None) -> BudgetSearch:
-    """Keep the most sensitive layers in float, one at a time, until the drop is <= max_drop_db."""
-    search = BudgetSearch(fp32_psnr, drop_db=fp32_psnr - all_int8_psnr)
-    search.steps.append({"float_layers": [], "psnr_db": all_int8_psnr, "drop_db": search.drop_db})
+def keep_until_gates_pass(fp32_psnr: float, all_int8: Verdict, table: list[dict[str, Any]], evaluate: Evaluate,
+                          max_float_layers: int | None = None, advice: str = "") -> BudgetSearch:
+    """Keep the most sensitive layers in float, one at a time, until the verdict passes (mean and worst image)."""
+    search, verdict = BudgetSearch(fp32_psnr), all_int8
+    search.steps.append(_record(search, verdict))
     limit = len(table) if max_float_layers is None else min(max_float_layers, len(table))
     for row in table[:limit]:
-        if search.drop_db <= max_drop_db:
+        if verdict["passed"]:
             break
         search.float_layers.append(row["layer"])
-        psnr = evaluate(search.float_layers)
-        search.drop_db = fp32_psnr - psnr
-        search.steps.append({"float_layers": list(search.float_layers), "psnr_db": psnr, "drop_db": search.drop_db,
-                             "added": row["layer"], "recovered_alone_db": row["recovered_db"]})
-    if search.drop_db > max_drop_db:
-        best = min(step["drop_db"] for step in search.steps)
+        verdict = evaluate(search.float_layers)
+        search.steps.append({**_record(search, verdict), "added": row["layer"],
+                             "recovered_alone_db": row["recovered_db"]})
+    if not verdict["passed"]:
+        best = min(search.steps, key=lambda step: (len(step["failures"]), step["drop_db"]))
         raise GateFailed(
-            f"INT8 cannot meet --max-task-drop {max_drop_db} dB: the best found was {best:.3f} dB with "
-            f"{len(search.float_layers)} of {len(table)} layers in float; raise the budget, try another "
-            "--calib-method or a calibration set closer to the camera's images, fine-tune for INT8 with "
-            "`treefuse qat --data PAIRED_DIR --out RUN` and export with --qat RUN, or use fp16")
+            f"INT8 cannot meet its gates ({gates_text(verdict['gates'])}) on the paired images: the best found was "
+            f"{best['drop_db']:.3f} dB mean, {best['worst_drop_db']:.3f} dB on the worst image, with "
+            f"{len(best['float_layers'])} of {len(table)} layers in float ({'; '.join(best['failures'])}); "
+            "nothing was written: raise --max-task-drop/--max-worst-task-drop, try another --calib-method or a "
+            "calibration set closer to the camera's images" + (f"; or {advice}" if advice else ""))
     return search
+
+
+def _record(search: BudgetSearch, verdict: Verdict) -> dict[str, Any]:
+    """Set the search's drops from a verdict; returns the step for its log."""
+    search.drop_db, search.worst_drop_db = search.fp32_psnr - task_psnr_db(verdict), worst_drop_db(verdict)
+    return {"float_layers": list(search.float_layers), "psnr_db": task_psnr_db(verdict), "drop_db": search.drop_db,
+            "worst_drop_db": search.worst_drop_db, "worst_image": (verdict.get("worst_image") or {}).get("image"),
+            "passed": verdict["passed"], "failures": list(verdict["failures"])}

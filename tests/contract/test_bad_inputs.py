@@ -188,6 +188,7 @@ CASES = [
     Case("export-onnx-int8-calib-tampered", INT8.replace("{set}", "tampered"), 2),
     Case("export-onnx-int8-calib-not-a-set", INT8.replace("{set}", "not_a_set"), 2),
     Case("export-onnx-int8-max-drop-nan", INT8.replace("{set}", "good") + " --max-task-drop nan", 2),
+    Case("export-onnx-int8-max-worst-drop-nan", INT8.replace("{set}", "good") + " --max-worst-task-drop nan", 2),
     Case("export-onnx-int8-paired-sizes-differ",
          INT8.replace("{set}", "good") + " --paired-images {C}/paired_sizes", 2),
     Case("export-onnx-out-parent-is-a-file",

@@ -108,13 +108,45 @@ def test_budget_search_writes_sensitivity_table(tiny_onnx, calib_dir, paired_dir
     assert json.loads(metadata(result.path)["treefuse_provenance"])["task"]["max_task_drop_db"] == 5.0
 
 
-def test_unmeetable_budget_fails_the_gate_and_writes_nothing(tiny_onnx, calib_dir, paired_dir, tmp_path):
+def test_unmeetable_gates_fail_the_search_and_write_nothing(tiny_onnx, calib_dir, paired_dir, tmp_path, monkeypatch):
+    from treefuse import gates
     from treefuse.errors import GateFailed
 
-    with pytest.raises(GateFailed, match="cannot meet --max-task-drop"):
-        quantize_int8(tiny_onnx, tmp_path / "m8.onnx", calib_dir, paired_dir=paired_dir, max_task_drop_db=-100.0,
-                      log=lambda _: None)
+    # A floor no INT8 model reaches, even with every conv in float: the search gives up, naming the QAT route.
+    monkeypatch.setitem(gates.DEFAULT_GATES, "int8", gates.Gates(199.0, 0.1, 0.4, precision="int8"))
+    with pytest.raises(GateFailed, match="cannot meet its gates") as caught:
+        quantize_int8(tiny_onnx, tmp_path / "m8.onnx", calib_dir, paired_dir=paired_dir, log=lambda _: None)
+    assert "--target ort-qdq" in str(caught.value) and "--paired-images" not in str(caught.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_budget_out_of_the_gate_range_is_refused(tiny_onnx, calib_dir, paired_dir, tmp_path):
+    for budgets in ({"max_task_drop_db": -100.0}, {"max_worst_task_drop_db": float("nan")}):
+        with pytest.raises(TreefuseError, match="finite number"):
+            quantize_int8(tiny_onnx, tmp_path / "m8.onnx", calib_dir, paired_dir=paired_dir, log=lambda _: None,
+                          **budgets)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mean_within_budget_does_not_stop_the_search_while_one_image_is_not(tiny_onnx, calib_dir, paired_dir,
+                                                                              tmp_path):
+    generous = quantize_int8(tiny_onnx, tmp_path / "a.onnx", calib_dir, paired_dir=paired_dir, max_task_drop_db=5.0,
+                             max_worst_task_drop_db=5.0, log=lambda _: None)
+    first = json.loads(generous.sensitivity_path.read_text())["steps"][0]  # every conv int8
+    assert first["worst_drop_db"] > max(first["drop_db"], 0.0)  # one image loses more than the mean
+    # A mean budget the all-INT8 model meets, a worst-image budget it does not: the search must keep going,
+    # and what it accepts passes the final check (or the export fails; it must not pass on the mean alone).
+    worst_budget = first["worst_drop_db"] / 2
+    result = quantize_int8(tiny_onnx, tmp_path / "b.onnx", calib_dir, paired_dir=paired_dir,
+                           max_task_drop_db=first["worst_drop_db"], max_worst_task_drop_db=worst_budget,
+                           log=lambda _: None)
+    report = json.loads(result.sensitivity_path.read_text())
+    assert not report["steps"][0]["passed"] and "worst image" in report["steps"][0]["failures"][0]
+    assert result.float_layers and report["steps"][-1]["passed"]
+    assert result.task["worst_drop_db"] <= worst_budget and result.task["max_worst_task_drop_db"] == worst_budget
+    verification = json.loads(metadata(result.path)["treefuse_provenance"])["verification"]
+    assert verification["passed"] and verification["gates"]["max_worst_task_drop_db"] == worst_budget
+    assert -verification["worst_image"]["task_delta_db"] == pytest.approx(result.task["worst_drop_db"])
 
 
 def test_tampered_calibration_set_is_refused(tiny_onnx, calib_dir, tmp_path):

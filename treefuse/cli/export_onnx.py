@@ -14,15 +14,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      "batch/height/width are dynamic, and the model carries its config and source hash.\n"
                      "fp16 keeps the input and output in float32. int8 is static QDQ (per-channel weights)\n"
                      "calibrated on CALIB_DIR; with --paired-images the most sensitive layers stay in float\n"
-                     "until the task-PSNR drop vs fp32 is within --max-task-drop (a sensitivity table lands\n"
-                     "beside OUT).")
+                     "until the model passes the int8 gates export's final check applies: the mean task-PSNR\n"
+                     "drop vs fp32 within --max-task-drop and the drop on every single image within\n"
+                     "--max-worst-task-drop (a sensitivity table lands beside OUT).")
     parser.add_argument("--opset", type=opset_number, default=17,
                         help=f"ONNX opset, {MIN_OPSET} to {max_opset()} (default 17)")
     parser.add_argument("--no-fold", action="store_true", help="export the network as trained, without the fold")
     parser.add_argument("--calib-method", choices=("minmax", "entropy", "percentile"), default="minmax",
                         help="int8: how activation ranges are taken from the calibration set (default minmax)")
     parser.add_argument("--max-task-drop", type=task_drop, default=None, metavar="DB",
-                        help="int8: largest task-PSNR drop vs fp32 in dB on --paired-images (default: the int8 gate's)")
+                        help="int8: largest mean task-PSNR drop vs fp32 in dB on --paired-images "
+                             "(default: the int8 gate's)")
+    parser.add_argument("--max-worst-task-drop", type=worst_task_drop, default=None, metavar="DB",
+                        help="int8: largest task-PSNR drop vs fp32 in dB on any single image of --paired-images "
+                             "(default: the int8 gate's)")
     parser.add_argument("--target", choices=("onnxruntime", "tensorrt"), default="onnxruntime",
                         help="int8: the runtime the QDQ layout is for (default onnxruntime); tensorrt gives signed "
                              "symmetric QDQ that TensorRT's parser accepts (docs/tensorrt.md)")
@@ -45,12 +50,24 @@ def opset_number(text: str) -> int:
 
 
 def task_drop(text: str) -> float:
-    """An argparse type: a task-PSNR budget the int8 gate row accepts (NaN and nonsense refused in one line)."""
+    """An argparse type: a mean task-PSNR budget the int8 gate row accepts (NaN and nonsense refused in one line)."""
+    return _int8_threshold("--max-task-drop", "max_task_drop_db", text)
+
+
+def worst_task_drop(text: str) -> float:
+    """An argparse type: a worst-image task-PSNR budget the int8 gate row accepts (checked like --max-task-drop)."""
+    return _int8_threshold("--max-worst-task-drop", "max_worst_task_drop_db", text)
+
+
+def _int8_threshold(flag: str, field: str, text: str) -> float:
+    """`text` as the int8 gate row's `field`, checked by the row itself; the one-line error names `flag`."""
     from treefuse.errors import TreefuseError
     from treefuse.gates import gates_for
 
+    default = getattr(gates_for("int8"), field)
     try:
-        value = float(text)
+        return getattr(gates_for("int8").with_overrides(**{field: float(text)}), field)
     except ValueError:
-        raise TreefuseError(f"--max-task-drop {text!r} must be a number of dB, e.g. 0.1") from None
-    return gates_for("int8").with_overrides(max_task_drop_db=value).max_task_drop_db
+        raise TreefuseError(f"{flag} {text!r} must be a number of dB, e.g. {default:g}") from None
+    except TreefuseError as exc:
+        raise TreefuseError(f"{flag}: {exc}") from None
