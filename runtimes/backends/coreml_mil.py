@@ -125,7 +125,7 @@ def _const(value: Any) -> Any:
         return value
     array = np.asarray(value)
     if array.dtype.kind in "fiub":
-        return torch.from_numpy(np.ascontiguousarray(array))
+        return torch.from_numpy(np.require(array, requirements="CW"))
     return value
 
 
@@ -264,7 +264,7 @@ def evaluate(program: PackageProgram, image: np.ndarray,
     """Run the program on one 1x3xHxW float32 image; returns the output as float32."""
     main = program.main
     input_var = main.inputs[program.input_name]
-    values: dict[str, Any] = {input_var.name: torch.from_numpy(image).to(_torch_dtype(input_var))}
+    values: dict[str, Any] = {input_var.name: torch.from_numpy(np.require(image, requirements="W")).to(_torch_dtype(input_var))}
 
     def read(var: Any) -> Any:
         if isinstance(var, (list, tuple)):

@@ -80,7 +80,7 @@ class ExecuTorchRunner(Runner):
         import torch
 
         try:
-            outputs = [self.method.execute([torch.from_numpy(np.ascontiguousarray(image[None]))])[0].numpy()
+            outputs = [self.method.execute([torch.from_numpy(np.require(image[None], requirements="CW"))])[0].numpy()
                        for image in batch]
         except EXECUTORCH_ERRORS as exc:  # this program cannot run this input
             raise TreefuseError(f"executorch: {self.path} failed on a {'x'.join(map(str, batch.shape))} input "

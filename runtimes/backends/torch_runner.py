@@ -53,7 +53,8 @@ class TorchRunner(Runner):
         self.model = torch.compile(model) if self.compile else model
 
     def _to_input(self, batch: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(batch).to(self.device, DTYPES[self.dtype])
+        # a read-only batch (a memory-mapped calibration set) is copied: torch warns on non-writable arrays
+        tensor = torch.from_numpy(np.require(batch, requirements="W")).to(self.device, DTYPES[self.dtype])
         return tensor.contiguous(memory_format=torch.channels_last) if self.channels_last else tensor
 
     @torch.inference_mode()

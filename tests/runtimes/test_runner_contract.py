@@ -6,6 +6,7 @@ Artifacts are made through each row's exporter, so a format added to the table i
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,14 @@ def test_runner_contract(kind, tiny_weights_path, tmp_path):
     runner = make_runner(spec)
     with runner:
         first, second = runner.infer(batch), runner.infer(batch)
+        read_only = batch.copy()
+        read_only.flags.writeable = False  # as a memory-mapped calibration set arrives
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no "non-writable array" warning reaches the user
+            third = runner.infer(read_only)
         facts = runner.describe()
     assert first.shape == batch.shape and np.isfinite(first).all()
-    assert np.array_equal(first, second)  # the same input gives the same output
+    assert np.array_equal(first, second) and np.array_equal(first, third)  # the same input gives the same output
     artifact = facts["artifact"]
     expected = "fp32" if "fp32" in format_of(kind).precision_names else format_of(kind).default_precision
     assert artifact["format"] == kind and artifact["precision"] == expected and len(artifact["sha256"]) == 64
