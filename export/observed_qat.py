@@ -43,13 +43,44 @@ def _set_flag(network: torch.nn.Module, name: str, enabled: bool) -> int:
 
 
 def calibrate(network: torch.nn.Module, images: Any) -> None:
-    """Observe ranges on N x 3 x H x W float images with rounding off, then turn rounding on: the PTQ start."""
+    """Observe ranges on N x 3 x H x W float images with rounding off, then turn rounding on: the PTQ start.
+
+    The range is the whole set's minimum and maximum. The QAT observers average batch ranges with a
+    1% constant, so fed batch by batch they would keep little more than the first batch's range and
+    clip whatever a later image reaches beyond it (a bright sky, a high-contrast edge)."""
     set_fake_quant(network, False)
     set_observers(network, True)
-    with torch.no_grad():
-        for start in range(0, len(images), CALIBRATION_BATCH):
-            network(torch.tensor(images[start:start + CALIBRATION_BATCH]))  # a copy: the set is read-only
+    observers = [m.activation_post_process for m in network.modules() if _is_range_observer(m)]
+    constants = [observer.averaging_constant for observer in observers]
+    envelope: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    try:
+        for observer in observers:
+            observer.averaging_constant = 1.0  # each batch's own range; the envelope below keeps the extremes
+        with torch.no_grad():
+            for start in range(0, len(images), CALIBRATION_BATCH):
+                network(torch.tensor(images[start:start + CALIBRATION_BATCH]))  # a copy: the set is read-only
+                for observer in observers:
+                    low, high = envelope.get(id(observer), (observer.min_val, observer.max_val))
+                    envelope[id(observer)] = torch.minimum(low, observer.min_val), torch.maximum(high, observer.max_val)
+        for module in network.modules():
+            if _is_range_observer(module) and id(module.activation_post_process) in envelope:
+                low, high = envelope[id(module.activation_post_process)]
+                module.activation_post_process.min_val.copy_(low)
+                module.activation_post_process.max_val.copy_(high)
+                scale, zero_point = module.calculate_qparams()
+                module.scale.copy_(scale)
+                module.zero_point.copy_(zero_point)
+    finally:
+        for observer, constant in zip(observers, constants):
+            observer.averaging_constant = constant
     set_fake_quant(network, True)
+
+
+def _is_range_observer(module: torch.nn.Module) -> bool:
+    """A fake-quantizer whose observer keeps a running min/max (PT2E's and coremltools' QAT observers)."""
+    observer = getattr(module, "activation_post_process", None)
+    return all(hasattr(observer, name) for name in ("min_val", "max_val", "averaging_constant")) \
+        and hasattr(module, "calculate_qparams") and hasattr(module, "scale")
 
 
 def save_start(network: torch.nn.Module, run_dir: str | Path, calib_dir: str | Path, calib_sha256: str,

@@ -41,7 +41,8 @@ def make_start(weights_path: str | Path, calib_dir: str | Path, run_dir: str | P
     images = calibration_from(calib_dir)
     _, network = prepare_network(weights_path)
     calibrate(network, images.images)
-    return save_start(network, run_dir, calib_dir, images.sha256, "minmax (moving average, coremltools' observers)")
+    return save_start(network, run_dir, calib_dir, images.sha256,
+                      "minmax over the whole set (coremltools' observers, which then average batch ranges)")
 
 
 def load_network(run_dir: str | Path) -> torch.nn.Module:

@@ -63,7 +63,8 @@ def make_start(weights_path: str | Path, calib_dir: str | Path, run_dir: str | P
     images = calibration_from(calib_dir)
     network = prepare_network(weights_path)
     calibrate(network, images.images)
-    return save_start(network, run_dir, calib_dir, images.sha256, "minmax (moving average, PT2E's QAT observers)")
+    return save_start(network, run_dir, calib_dir, images.sha256,
+                      "minmax over the whole set (PT2E's QAT observers, which then average batch ranges)")
 
 
 def load_network(run_dir: str | Path, quantizer: Any = None) -> torch.fx.GraphModule:

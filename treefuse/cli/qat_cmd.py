@@ -24,7 +24,7 @@ targets (one fake-quant scheme each; a format's name picks its scheme):
 Every run starts from that target's post-training INT8 (minmax ranges from --calib) and fine-tunes
 the weights through fake quantization that rounds and saturates as the runtime does. ONNX targets
 also learn every scale (LSQ); XNNPACK and Core ML take ranges from observers, frozen at 2/3 of the
-steps. The loss is the paper's 0.4 MSE + 0.6 (1 - SSIM) against the FP32 network's output
+steps (--freeze-ranges-at 0 keeps the calibrated full-frame ranges: patches never see a frame's extremes). The loss is the paper's 0.4 MSE + 0.6 (1 - SSIM) against the FP32 network's output
 (--distill) and the clean image (1 - distill), on real pairs plus synthetic rain. For ort-qdq,
 --weight-bits 7 (default) keeps the weights within -64..64, which x86 CPUs without VNNI (AVX2 only)
 compute without int16 saturation; 8 is for VNNI/AMX CPUs (and the only choice for TensorRT).
@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "or -127..127 (8); default 7 for ort-qdq (AVX2-safe), 8 for trt-qdq")
     parser.add_argument("--distill", type=float, default=1.0,
                         help="share of the loss against the FP32 output; the rest is against the clean image (default 1)")
+    parser.add_argument("--freeze-ranges-at", type=int, metavar="STEP",
+                        help="xnnpack-int8, coreml-w8a8: the step at which the observers stop moving the ranges "
+                        "(default 2/3 of --steps; 0: keep the calibrated ranges)")
     parser.add_argument("--lr", type=float, default=1e-4, help="weights' learning rate (default 1e-4; /10 at 2/3)")
     parser.add_argument("--scale-lr-factor", type=float, default=10.0, help="scales' learning rate / --lr (default 10)")
     parser.add_argument("--patch", type=int, default=64, help="patch side (default 64)")
@@ -71,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     if args.chunk is not None and args.chunk < 1:
         raise TreefuseError(f"--chunk must be at least 1, got {args.chunk}")
     if args.resume:
-        if args.out or args.data or args.calib or args.weights or args.steps or args.weight_bits:
+        if args.out or args.data or args.calib or args.weights or args.steps or args.weight_bits \
+                or args.freeze_ranges_at is not None:
             raise TreefuseError("--resume takes only --chunk: the run folder holds its weights, data and settings")
         settings = read_settings(args.resume)
         run_dir, config = RunDir.open(args.resume)
@@ -112,6 +116,7 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     if args.steps < 1 or not 0.0 <= args.distill <= 1.0:
         raise TreefuseError(f"--steps must be at least 1 and --distill between 0 and 1, got {args.steps}, {args.distill}")
     weight_bits = _weight_bits(target.name, args.weight_bits)
+    freeze_at = _freeze_ranges_at(target.name, args.freeze_ranges_at, args.steps)
     weights = args.weights or default_weights()
     config = qat_config(str(args.data), args.steps, patch_size=args.patch, batch_size=args.batch, lr=args.lr,
                         threads=args.threads, seed=args.seed, synthetic_dir=args.synthetic_dir,
@@ -132,7 +137,8 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
         settings = {"target": target.name, "scheme": target.scheme, "weights": str(Path(weights).resolve()),
                     "weights_sha256": sha256_file(weights), "distill": args.distill,
                     "scale_lr_factor": args.scale_lr_factor, "seed": args.seed,
-                    "freeze_observers_step": config.optim.lr_milestones[0], **facts}
+                    "freeze_observers_step": config.optim.lr_milestones[0] if freeze_at is None else freeze_at,
+                    **facts}
         write_settings(run_dir.path, settings)
     except BaseException:
         _remove_new_run(run_dir.path, existed)  # it held nothing before (RunDir.create refuses otherwise)
@@ -153,6 +159,18 @@ def _weight_bits(target: str, asked: int | None) -> int | None:
     if target == "trt-qdq" and asked not in (None, 8):
         raise TreefuseError("TensorRT's INT8 weights are 8-bit: drop --weight-bits or pass 8")
     return defaults[target] if asked is None else asked
+
+
+def _freeze_ranges_at(target: str, asked: int | None, steps: int) -> int | None:
+    """The observer schemes' freeze step when given; the learned-scale schemes (ONNX) have no observers."""
+    if asked is None:
+        return None
+    if target not in ("xnnpack-int8", "coreml-w8a8"):
+        raise TreefuseError(f"--freeze-ranges-at applies to xnnpack-int8 and coreml-w8a8 only; {target} learns its "
+                            "scales: drop it")
+    if not 0 <= asked <= steps:
+        raise TreefuseError(f"--freeze-ranges-at must be between 0 and --steps ({steps}), got {asked}")
+    return asked
 
 
 def _default_calibration(data_dir: Path, out: Path) -> Path:
