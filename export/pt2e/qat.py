@@ -77,8 +77,8 @@ def load_network(run_dir: str | Path, quantizer: Any = None) -> torch.fx.GraphMo
 def converted_from_run(run_dir: str | Path, quantizer: Any = None,
                        fold_quantize: bool = True) -> tuple[torch.fx.GraphModule, dict[str, str]]:
     """`convert_pt2e` of the learned network: the learned weights and scales as quantize/dequantize ops."""
-    network = load_network(run_dir, quantizer)  # imports torchao quietly first
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+    convert_pt2e = import_optional("torchao.quantization.pt2e.quantize_pt2e", "torchao", "executorch").convert_pt2e
+    network = load_network(run_dir, quantizer)
 
     metadata = load_learned(network, run_dir)
     return convert_pt2e(as_trained(network), fold_quantize=fold_quantize), metadata
