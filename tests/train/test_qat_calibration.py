@@ -65,13 +65,13 @@ def ranges(state):
     return {name: value for name, value in state.items() if name.endswith(("min_val", "max_val"))}
 
 
-def test_freeze_ranges_at_0_trains_the_weights_inside_the_calibrated_ranges(tiny_weights, paired_dir, calib_set,
-                                                                             tmp_path):
+def test_observer_targets_train_the_weights_inside_the_calibrated_ranges_by_default(tiny_weights, paired_dir,
+                                                                                      calib_set, tmp_path):
     from treefuse.qat_run import BASE_DIR, START_NAME, read_learned, read_settings, read_state
 
     frozen, tracking = tmp_path / "frozen", tmp_path / "tracking"
-    assert qat(tiny_weights, paired_dir, calib_set, frozen, "xnnpack-int8", "--freeze-ranges-at", "0") == 0
-    assert qat(tiny_weights, paired_dir, calib_set, tracking, "xnnpack-int8") == 0
+    assert qat(tiny_weights, paired_dir, calib_set, frozen, "xnnpack-int8") == 0  # the target's recipe: ranges kept
+    assert qat(tiny_weights, paired_dir, calib_set, tracking, "xnnpack-int8", "--freeze-ranges-at", "2") == 0
     assert read_settings(frozen)["freeze_observers_step"] == 0
     for run, moved in ((frozen, False), (tracking, True)):
         start, _ = read_state(run / BASE_DIR / START_NAME, "")

@@ -7,8 +7,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import torch
 
 from treefuse.cli import main
+from treefuse.qat_run import read_learned
 
 from media import write_images
 
@@ -63,3 +65,19 @@ def test_a_start_that_fails_midway_leaves_no_run_folder(tiny_weights, paired_dir
     monkeypatch.setattr(onnx_qat_export, "make_qat_base", fail)
     assert main(qat_args(tiny_weights, paired_dir, calib_dir, tmp_path / "run")) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_without_recipe_flags_takes_its_targets_measured_recipe(tiny_weights, paired_dir, calib_dir, tmp_path):
+    from treefuse.qat_run import TARGETS
+    from treefuse.train.train_config import load_train_config
+
+    run = tmp_path / "run"
+    assert main(["qat", "--weights", str(tiny_weights), "--data", str(paired_dir), "--calib", str(calib_dir),
+                 "--patch", "16", "--batch", "1", "--synthetic-fraction", "0", "--out", str(run), "--chunk", "1"]) == 0
+    settings = json.loads((run / "qat.json").read_text())
+    recipe = TARGETS["ort-qdq"].defaults
+    assert (settings["distill"], settings["scale_lr_factor"]) == (recipe.distill, recipe.scale_lr_factor) == (1.0, 0.0)
+    assert load_train_config(run / "config.yaml").optim.steps == recipe.steps
+    learned, _ = read_learned(run)
+    multipliers = [value for key, value in learned.items() if key.startswith("multipliers.")]
+    assert multipliers and all(torch.equal(m, torch.ones_like(m)) for m in multipliers)  # calibrated scales kept

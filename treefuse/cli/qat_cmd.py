@@ -10,8 +10,8 @@ from treefuse.errors import TreefuseError
 
 EXAMPLES = """\
 examples:
-  treefuse qat --weights W --data ../shared/data/rain100h-train50 --target ort-qdq --steps 1000 --out runs/qat1
-  treefuse qat --weights W --data PAIRS --target xnnpack-int8 --steps 300 --out runs/qat-xnn   # ExecuTorch + LiteRT
+  treefuse qat --weights W --data ../shared/data/rain100h-train50 --target ort-qdq --out runs/qat1   # its recipe, below
+  treefuse qat --weights W --data PAIRS --target xnnpack-int8 --out runs/qat-xnn      # ExecuTorch + LiteRT
   treefuse qat --resume runs/qat1                      # continue where it stopped
   treefuse export onnx --precision int8 --qat runs/qat1 --out m.int8.onnx
 
@@ -23,38 +23,39 @@ targets (one fake-quant scheme each; a format's name picks its scheme):
 
 Every run starts from that target's post-training INT8 (minmax ranges from --calib) and fine-tunes
 the weights through fake quantization that rounds and saturates as the runtime does. ONNX targets
-also learn every scale (LSQ); XNNPACK and Core ML take ranges from observers, frozen at 2/3 of the
-steps (--freeze-ranges-at 0 keeps the calibrated full-frame ranges: patches never see a frame's extremes). The loss is the paper's 0.4 MSE + 0.6 (1 - SSIM) against the FP32 network's output
-(--distill) and the clean image (1 - distill), on real pairs plus synthetic rain. For ort-qdq,
+can learn every scale (LSQ, --scale-lr-factor); XNNPACK and Core ML take ranges from observers
+(--freeze-ranges-at 0 keeps the calibrated full-frame ranges: patches never see a frame's extremes).
+The loss is the paper's 0.4 MSE + 0.6 (1 - SSIM) against the FP32 network's output (--distill)
+and the clean image (1 - distill), on real pairs plus synthetic rain. For ort-qdq,
 --weight-bits 7 (default) keeps the weights within -64..64, which x86 CPUs without VNNI (AVX2 only)
 compute without int16 saturation; 8 is for VNNI/AMX CPUs (and the only choice for TensorRT).
 """
-DEFAULT_STEPS = 1000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from treefuse.qat_run import ALIASES, TARGETS
 
-    parser.epilog = EXAMPLES
+    parser.epilog = EXAMPLES + _recipe_table(TARGETS)
     parser.add_argument("--weights", type=Path, help="FP32 treefuse weights to start from (default: the shipped ones)")
     parser.add_argument("--target", choices=sorted(TARGETS) + sorted(ALIASES), default="ort-qdq",
                         help="the INT8 scheme (or a format that uses it) to train for (default ort-qdq)")
     parser.add_argument("--data", type=Path, help="paired folder (rain/ + clean/) to fine-tune on")
     parser.add_argument("--calib", type=Path, help="calibration set for the starting ranges (default: built from "
                         "--data's rain/, 16 crops of 256x256, seed 0, into OUT/calib)")
-    parser.add_argument("--steps", type=int, help=f"total fine-tuning steps (default {DEFAULT_STEPS})")
+    parser.add_argument("--steps", type=int, help="total fine-tuning steps (default: the target's recipe, below)")
     parser.add_argument("--out", type=Path, help="new run folder")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--chunk", type=int, metavar="N", help="stop (with a checkpoint) after N more steps")
     parser.add_argument("--weight-bits", type=int, choices=(7, 8), help="ONNX targets: weight levels -64..64 (7) "
                         "or -127..127 (8); default 7 for ort-qdq (AVX2-safe), 8 for trt-qdq")
-    parser.add_argument("--distill", type=float, default=1.0,
-                        help="share of the loss against the FP32 output; the rest is against the clean image (default 1)")
+    parser.add_argument("--distill", type=float,
+                        help="share of the loss against the FP32 output; the rest is against the clean image")
     parser.add_argument("--freeze-ranges-at", type=int, metavar="STEP",
                         help="xnnpack-int8, coreml-w8a8: the step at which the observers stop moving the ranges "
-                        "(default 2/3 of --steps; 0: keep the calibrated ranges)")
+                        "(0: keep the calibrated ranges)")
     parser.add_argument("--lr", type=float, default=1e-4, help="weights' learning rate (default 1e-4; /10 at 2/3)")
-    parser.add_argument("--scale-lr-factor", type=float, default=10.0, help="scales' learning rate / --lr (default 10)")
+    parser.add_argument("--scale-lr-factor", type=float, help="ONNX targets: scales' learning rate / --lr "
+                        "(0: keep the calibrated scales)")
     parser.add_argument("--patch", type=int, default=64, help="patch side (default 64)")
     parser.add_argument("--batch", type=int, default=8, help="patches per step (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patch sampler (default 0)")
@@ -112,11 +113,11 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     if not args.out or not args.data:
         raise TreefuseError("a new QAT run needs --data PAIRED_DIR and --out RUN_DIR (or continue one with --resume)")
     target = target_named(args.target)
-    args.steps = DEFAULT_STEPS if args.steps is None else args.steps
+    _apply_defaults(args, target)
     if args.steps < 1 or not 0.0 <= args.distill <= 1.0:
         raise TreefuseError(f"--steps must be at least 1 and --distill between 0 and 1, got {args.steps}, {args.distill}")
     weight_bits = _weight_bits(target.name, args.weight_bits)
-    freeze_at = _freeze_ranges_at(target.name, args.freeze_ranges_at, args.steps)
+    freeze_at = _freeze_ranges_at(target, args.freeze_ranges_at, args.steps)
     weights = args.weights or default_weights()
     config = qat_config(str(args.data), args.steps, patch_size=args.patch, batch_size=args.batch, lr=args.lr,
                         threads=args.threads, seed=args.seed, synthetic_dir=args.synthetic_dir,
@@ -161,13 +162,35 @@ def _weight_bits(target: str, asked: int | None) -> int | None:
     return defaults[target] if asked is None else asked
 
 
-def _freeze_ranges_at(target: str, asked: int | None, steps: int) -> int | None:
-    """The observer schemes' freeze step when given; the learned-scale schemes (ONNX) have no observers."""
+def _recipe_table(targets: dict[str, Any]) -> str:
+    """The epilog's table of each target's default recipe, from the target table itself."""
+    lines = ["", "default recipe per target (the best measured on real pairs no run saw; docs/quantization.md):"]
+    for target in targets.values():
+        d = target.defaults
+        kept = (f"ranges kept from step {d.freeze_ranges_at}" if d.freeze_ranges_at is not None else
+                "ranges frozen at 2/3") if target.observers else \
+            ("calibrated scales kept" if d.scale_lr_factor == 0 else f"scales learned at {d.scale_lr_factor:g}x lr")
+        lines.append(f"  {target.name:13s} --steps {d.steps}, --distill {d.distill:g}, {kept}")
+    return "\n".join(lines) + "\n"
+
+
+def _apply_defaults(args: argparse.Namespace, target: Any) -> None:
+    """What the user left out comes from the target's recipe (treefuse/qat_run.py, TARGETS)."""
+    if args.freeze_ranges_at is not None and not target.observers:
+        raise TreefuseError(f"--freeze-ranges-at applies to xnnpack-int8 and coreml-w8a8 only; {target.name} learns "
+                            "its scales: drop it")
+    defaults = target.defaults
+    args.steps = defaults.steps if args.steps is None else args.steps
+    args.distill = defaults.distill if args.distill is None else args.distill
+    args.scale_lr_factor = defaults.scale_lr_factor if args.scale_lr_factor is None else args.scale_lr_factor
+    if args.freeze_ranges_at is None and target.observers:
+        args.freeze_ranges_at = defaults.freeze_ranges_at
+
+
+def _freeze_ranges_at(target: Any, asked: int | None, steps: int) -> int | None:
+    """The observer schemes' freeze step (None: at the learning-rate drop); the ONNX schemes have no observers."""
     if asked is None:
         return None
-    if target not in ("xnnpack-int8", "coreml-w8a8"):
-        raise TreefuseError(f"--freeze-ranges-at applies to xnnpack-int8 and coreml-w8a8 only; {target} learns its "
-                            "scales: drop it")
     if not 0 <= asked <= steps:
         raise TreefuseError(f"--freeze-ranges-at must be between 0 and --steps ({steps}), got {asked}")
     return asked
