@@ -164,7 +164,7 @@ def _weight_bits(target: str, asked: int | None) -> int | None:
 
 def _recipe_table(targets: dict[str, Any]) -> str:
     """The epilog's table of each target's default recipe, from the target table itself."""
-    lines = ["", "default recipe per target (the best measured on real pairs no run saw; docs/quantization.md):"]
+    lines = ["", "default recipe per target (each passed its gates on real pairs no run saw; docs/quantization.md):"]
     for target in targets.values():
         d = target.defaults
         kept = (f"ranges kept from step {d.freeze_ranges_at}" if d.freeze_ranges_at is not None else
