@@ -117,7 +117,7 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     if args.steps < 1 or not 0.0 <= args.distill <= 1.0:
         raise TreefuseError(f"--steps must be at least 1 and --distill between 0 and 1, got {args.steps}, {args.distill}")
     weight_bits = _weight_bits(target.name, args.weight_bits)
-    freeze_at = _freeze_ranges_at(target, args.freeze_ranges_at, args.steps)
+    freeze_at = _freeze_ranges_at(args.freeze_ranges_at, args.steps)
     weights = args.weights or default_weights()
     config = qat_config(str(args.data), args.steps, patch_size=args.patch, batch_size=args.batch, lr=args.lr,
                         threads=args.threads, seed=args.seed, synthetic_dir=args.synthetic_dir,
@@ -187,8 +187,8 @@ def _apply_defaults(args: argparse.Namespace, target: Any) -> None:
         args.freeze_ranges_at = defaults.freeze_ranges_at
 
 
-def _freeze_ranges_at(target: Any, asked: int | None, steps: int) -> int | None:
-    """The observer schemes' freeze step (None: at the learning-rate drop); the ONNX schemes have no observers."""
+def _freeze_ranges_at(asked: int | None, steps: int) -> int | None:
+    """The observer schemes' freeze step, checked (None: at the learning-rate drop)."""
     if asked is None:
         return None
     if not 0 <= asked <= steps:
