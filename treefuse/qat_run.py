@@ -105,6 +105,20 @@ def read_settings(run_dir: str | Path) -> dict[str, Any]:
     return settings
 
 
+def recipe_settings(run_dir: str | Path) -> tuple[float, float, int | None]:
+    """(distill, scale_lr_factor, freeze_observers_step) of a run, checked: a resumed run trains with them."""
+    settings = read_settings(run_dir)
+    distill, factor = settings.get("distill"), settings.get("scale_lr_factor")
+    freeze = settings.get("freeze_observers_step")
+    number = (int, float)
+    if not (isinstance(distill, number) and not isinstance(distill, bool) and 0 <= distill <= 1
+            and isinstance(factor, number) and not isinstance(factor, bool) and factor >= 0
+            and (freeze is None or (isinstance(freeze, int) and not isinstance(freeze, bool) and freeze >= 0))):
+        raise TreefuseError(f"{Path(run_dir) / SETTINGS_NAME} has a bad recipe (distill {distill!r}, "
+                            f"scale_lr_factor {factor!r}, freeze_observers_step {freeze!r}); start a new QAT run")
+    return float(distill), float(factor), freeze
+
+
 def write_settings(run_dir: str | Path, settings: dict[str, Any]) -> None:
     """Write RUN/qat.json atomically (the target is checked first)."""
     target_named(str(settings["target"]))

@@ -81,3 +81,23 @@ def test_a_run_without_recipe_flags_takes_its_targets_measured_recipe(tiny_weigh
     learned, _ = read_learned(run)
     multipliers = [value for key, value in learned.items() if key.startswith("multipliers.")]
     assert multipliers and all(torch.equal(m, torch.ones_like(m)) for m in multipliers)  # calibrated scales kept
+
+
+@pytest.mark.parametrize("field, value", [("distill", "x"), ("distill", 1.5), ("scale_lr_factor", None),
+                                          ("freeze_observers_step", -1), ("freeze_observers_step", 2.5)])
+def test_a_resumed_run_with_a_damaged_recipe_is_one_line_exit_2(tiny_weights, paired_dir, calib_dir, tmp_path, capsys,
+                                                                 field, value):
+    run = tmp_path / "run"
+    assert main([*qat_args(tiny_weights, paired_dir, calib_dir, run), "--chunk", "1"]) == 0
+    settings = json.loads((run / "qat.json").read_text())
+    settings[field] = value
+    (run / "qat.json").write_text(json.dumps(settings))
+    capsys.readouterr()
+    assert main(["qat", "--resume", str(run)]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and "bad recipe" in errors[0]
+
+
+def test_resume_refuses_recipe_flags(tmp_path, capsys):
+    assert main(["qat", "--resume", str(tmp_path), "--distill", "0.5"]) == 2
+    assert "--resume takes only --chunk" in capsys.readouterr().err

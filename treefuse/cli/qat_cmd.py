@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from treefuse.qat_run import TARGETS, read_settings, target_named
+    from treefuse.qat_run import TARGETS, read_settings, recipe_settings, target_named
     from treefuse.train.qat import QatRecipe, QatTrainer, fine_tune, fp32_teacher, resume_at_newest
     from treefuse.cli.qat_schemes import open_network
     from treefuse.train.run_dir import RunDir
@@ -76,16 +76,17 @@ def run(args: argparse.Namespace) -> int:
         raise TreefuseError(f"--chunk must be at least 1, got {args.chunk}")
     if args.resume:
         if args.out or args.data or args.calib or args.weights or args.steps or args.weight_bits \
-                or args.freeze_ranges_at is not None:
+                or any(value is not None for value in (args.freeze_ranges_at, args.distill, args.scale_lr_factor)):
             raise TreefuseError("--resume takes only --chunk: the run folder holds its weights, data and settings")
         settings = read_settings(args.resume)
+        recipe_settings(args.resume)  # a damaged recipe fails before the data loads
         run_dir, config = RunDir.open(args.resume)
         data, _ = load_training_data(config)
     else:
         run_dir, config, data, settings = _start(args)
     target = target_named(settings["target"]).name
     network, weights, scales, observers = open_network(target, run_dir.path)
-    recipe = QatRecipe(settings["distill"], settings["scale_lr_factor"], settings.get("freeze_observers_step"))
+    recipe = QatRecipe(*recipe_settings(run_dir.path))
     trainer = QatTrainer(network, fp32_teacher(settings["weights"]), config, data.sampler, weights, scales, recipe,
                          observers)
     resume_at_newest(run_dir, trainer)
