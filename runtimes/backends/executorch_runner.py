@@ -48,7 +48,8 @@ class ExecuTorchRunner(Runner):
         if self.threads:
             from executorch.extension.pybindings import portable_lib
 
-            portable_lib._unsafe_reset_threadpool(self.threads)  # the runtime's one shared pool
+            with held_stderr():  # the C++ side logs "Resetting threadpool to N threads." each time
+                portable_lib._unsafe_reset_threadpool(self.threads)  # the runtime's one shared pool
         _check_identifier(self.path)
         try:
             with held_stderr(EXECUTORCH_ERRORS):  # a load logs cpuinfo probes and the loader's complaints line by line

@@ -118,6 +118,10 @@ def test_a_successful_executorch_export_prints_nothing_on_stderr(tiny_coreml_wei
     result = treefuse("export", "executorch", "--weights", str(tiny_coreml_weights), "--min-size", "16x16",
                       "--max-size", "64x64", "--out", "m.pte", cwd=tmp_path)
     assert result.returncode == 0 and result.stderr == "", result.stderr
+    # a thread count makes the runtime reset its pool, which its C++ side used to announce on stderr
+    result = treefuse("bench", "--backend", "executorch:m.pte", "--threads", "2", "--size", "32x32", "--warmup", "0",
+                      "--iters", "1", cwd=tmp_path)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
 
 
 @pytest.mark.slow
