@@ -144,7 +144,7 @@ def test_a_successful_qat_run_prints_nothing_on_stderr(target, needs, tiny_weigh
                       "--steps", "1", "--patch", "16", "--batch", "1", "--synthetic-fraction", "0", "--out", "run",
                       cwd=tmp_path)
     assert result.returncode == 0 and result.stderr == "", result.stderr
-    export = ("coreml", "--precision", "w8a8", "--out", "m.mlpackage") if target == "coreml-w8a8" else \
-        ("executorch", "--precision", "int8", "--min-size", "16x16", "--max-size", "64x64", "--out", "m.pte")
-    result = treefuse("export", *export, "--qat", "run", cwd=tmp_path)
-    assert result.returncode == 0 and result.stderr == "", result.stderr
+    if target == "xnnpack-int8":  # its export imports torchao again (convert_pt2e), which warns on import
+        result = treefuse("export", "executorch", "--precision", "int8", "--min-size", "16x16", "--max-size", "64x64",
+                          "--qat", "run", "--out", "m.pte", cwd=tmp_path)
+        assert result.returncode == 0 and result.stderr == "", result.stderr
