@@ -50,26 +50,25 @@ def calibrate(network: torch.nn.Module, images: Any) -> None:
     clip whatever a later image reaches beyond it (a bright sky, a high-contrast edge)."""
     set_fake_quant(network, False)
     set_observers(network, True)
-    observers = [m.activation_post_process for m in network.modules() if _is_range_observer(m)]
+    quantizers = [module for module in network.modules() if _is_range_observer(module)]
+    observers = [quantizer.activation_post_process for quantizer in quantizers]
     constants = [observer.averaging_constant for observer in observers]
-    envelope: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+    envelope: list[tuple[torch.Tensor, torch.Tensor]] = []  # per observer: the lowest min and highest max seen
     try:
         for observer in observers:
-            observer.averaging_constant = 1.0  # each batch's own range; the envelope below keeps the extremes
+            observer.averaging_constant = 1.0  # each batch's own range; the envelope keeps the extremes
         with torch.no_grad():
             for start in range(0, len(images), CALIBRATION_BATCH):
                 network(torch.tensor(images[start:start + CALIBRATION_BATCH]))  # a copy: the set is read-only
-                for observer in observers:
-                    low, high = envelope.get(id(observer), (observer.min_val, observer.max_val))
-                    envelope[id(observer)] = torch.minimum(low, observer.min_val), torch.maximum(high, observer.max_val)
-        for module in network.modules():
-            if _is_range_observer(module) and id(module.activation_post_process) in envelope:
-                low, high = envelope[id(module.activation_post_process)]
-                module.activation_post_process.min_val.copy_(low)
-                module.activation_post_process.max_val.copy_(high)
-                scale, zero_point = module.calculate_qparams()
-                module.scale.copy_(scale)
-                module.zero_point.copy_(zero_point)
+                batch = [(observer.min_val.clone(), observer.max_val.clone()) for observer in observers]
+                envelope = batch if not envelope else [(torch.minimum(low, new_low), torch.maximum(high, new_high))
+                                                       for (low, high), (new_low, new_high) in zip(envelope, batch)]
+        for quantizer, observer, (low, high) in zip(quantizers, observers, envelope):
+            observer.min_val.copy_(low)
+            observer.max_val.copy_(high)
+            scale, zero_point = quantizer.calculate_qparams()
+            quantizer.scale.copy_(scale)
+            quantizer.zero_point.copy_(zero_point)
     finally:
         for observer, constant in zip(observers, constants):
             observer.averaging_constant = constant

@@ -46,16 +46,14 @@ def _float(request: ExportRequest, fp32) -> str:
 
 def _int8(request: ExportRequest, fp32, target: str) -> str:
     from treefuse.export.onnx.chains import Int8OnnxFromOnnx
-    from treefuse.gates import gates_for
 
     lines = []
     if request.paired_images is None:
         lines.append("note: task drop not measured (no --paired-images): every conv layer is int8")
-    gates = gates_for("int8").with_overrides(max_task_drop_db=request.options.get("max_task_drop"),
-                                             max_worst_task_drop_db=request.options.get("max_worst_task_drop"))
+    # quantize_int8 lays the user's thresholds over the int8 gate row (None: the row's own)
     result = Int8OnnxFromOnnx(fp32, request.calibration, method=request.options.get("calib_method", "minmax"),
-                              paired_dir=request.paired_images, max_task_drop_db=gates.max_task_drop_db,
-                              max_worst_task_drop_db=gates.max_worst_task_drop_db,
+                              paired_dir=request.paired_images, max_task_drop_db=request.options.get("max_task_drop"),
+                              max_worst_task_drop_db=request.options.get("max_worst_task_drop"),
                               progress=True, target=target)(request.out)
     kept = f"{len(result.float_layers)} conv layer(s) kept in float" if result.float_layers else "all conv layers int8"
     lines.append(f"wrote {request.out} (int8 QDQ for {target}, {kept})"

@@ -79,7 +79,6 @@ def converted_from_run(run_dir: str | Path, quantizer: Any = None,
     """`convert_pt2e` of the learned network: the learned weights and scales as quantize/dequantize ops."""
     convert_pt2e = import_optional("torchao.quantization.pt2e.quantize_pt2e", "torchao", "executorch").convert_pt2e
     network = load_network(run_dir, quantizer)
-
     metadata = load_learned(network, run_dir)
     return convert_pt2e(as_trained(network), fold_quantize=fold_quantize), metadata
 

@@ -264,7 +264,8 @@ def evaluate(program: PackageProgram, image: np.ndarray,
     """Run the program on one 1x3xHxW float32 image; returns the output as float32."""
     main = program.main
     input_var = main.inputs[program.input_name]
-    values: dict[str, Any] = {input_var.name: torch.from_numpy(np.require(image, requirements="W")).to(_torch_dtype(input_var))}
+    writable = np.require(image, requirements="W")  # torch warns on a read-only array
+    values: dict[str, Any] = {input_var.name: torch.from_numpy(writable).to(_torch_dtype(input_var))}
 
     def read(var: Any) -> Any:
         if isinstance(var, (list, tuple)):
