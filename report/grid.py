@@ -22,6 +22,7 @@ class DeviceGrid:
     latency: dict[tuple[str, tuple[int, int]], Latency]
     quality: dict[str, Quality]
     evaluations: dict[tuple[str, str], Evaluation] = field(default_factory=dict)  # (backend, data) -> scores
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> its runner's record (artifact path, hash)
 
     def cell(self, backend: str, size: tuple[int, int]) -> Latency | None:
         return self.latency.get((backend, size))
@@ -48,6 +49,10 @@ def build_grids(results: list[ResultFile], prefer: str | None = None) -> list[De
     """
     grids: dict[str, DeviceGrid] = {}
     for result in results:
+        if result.facts:
+            grid = grids.setdefault(result.device, DeviceGrid(result.device, [], [], {}, {}))
+            for backend, facts in result.facts.items():
+                grid.facts.setdefault(backend, {**facts, "result_path": str(result.path)})  # sizes are found from it
         for evaluation in result.evaluations:
             grid = grids.setdefault(evaluation.device, DeviceGrid(evaluation.device, [], [], {}, {}))
             key = (evaluation.backend, evaluation.data)

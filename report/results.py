@@ -32,6 +32,7 @@ class Latency:
     source: str
     timing: str = "device"  # "evaluator" when not the device's own runtime (Core ML on Linux): no speed claims
     created_utc: str = ""
+    memory_method: str | None = None  # how peak_rss_mib was read (one process per backend, or shared)
 
     @property
     def unstable(self) -> bool:
@@ -54,6 +55,9 @@ class Quality:
     source: str
     gates: dict[str, Any] | None = None  # the thresholds behind `passed` (None in 0.1 results)
     created_utc: str = ""
+    failures: tuple[str, ...] = ()  # why it failed, in the gate's words
+    worst_task_delta_db: float | None = None  # the image that lost most task PSNR (None before that field)
+    worst_image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class ResultFile:
     latencies: list[Latency] = field(default_factory=list)
     qualities: list[Quality] = field(default_factory=list)
     evaluations: list[Evaluation] = field(default_factory=list)
+    facts: dict[str, dict[str, Any]] = field(default_factory=dict)  # report label -> the runner's record (artifact)
 
 
 def load_result(path: str | Path) -> ResultFile:
@@ -145,14 +150,17 @@ def _flatten(path: Path, record: Result) -> ResultFile:
                             for c in record.cells]
         result.qualities = [_quality(device, labels[r["backend"]], labels[r["reference"]], r, str(path), created)
                             for r in record.parity]
+        result.facts = {labels[label]: facts for label, facts in facts_of.items()}
     elif isinstance(record, BenchResult):
         result.artifacts = list(record.backends)
         cells = [{**b, "size": record.size} for b in record.backends]
         result.latencies = [_latency(device, backend_label(c), c, str(path), c, created) for c in cells]
+        result.facts = {backend_label(b): b for b in record.backends}
     elif isinstance(record, ParityResult):
         result.artifacts = [record.reference, record.candidate]
         result.qualities = [_quality(device, backend_label(record.candidate), backend_label(record.reference),
                                      dataclasses.asdict(record), str(path), created)]
+        result.facts = {backend_label(record.candidate): record.candidate, backend_label(record.reference): record.reference}
     elif isinstance(record, EvaluateResult):
         result.artifacts = [record.backend]
         mean = record.mean
@@ -183,12 +191,13 @@ def _latency(device: str, backend: str, cell: dict[str, Any], source: str, facts
     return Latency(device, backend, (int(cell["size"][0]), int(cell["size"][1])), float(cell["latency_ms"]["p50"]),
                    float(cell["latency_ms"]["p90"]), float(cell["throughput_img_per_s"]),
                    memory.get("peak_rss_mib"), memory.get("peak_rss_delta_mib"),
-                   memory.get("cuda_peak_allocated_mib"), source, timing_kind(facts), created)
+                   memory.get("cuda_peak_allocated_mib"), source, timing_kind(facts), created, memory.get("rss_method"))
 
 
 def _quality(device: str, backend: str, reference: str, row: dict[str, Any], source: str, created: str) -> Quality:
-    task = row.get("task") or {}
+    task, worst = row.get("task") or {}, row.get("worst_image") or {}
     output = row.get("output_psnr_db") or {"min": float("nan"), "mean": float("nan")}  # None: no finite output at all
     return Quality(device, backend, reference, float(output["min"]), float(output["mean"]),
                    task.get("cand_psnr_db"), task.get("ref_psnr_db"), bool(row["passed"]), source,
-                   row.get("gates"), created)
+                   row.get("gates"), created, tuple(row.get("failures") or ()), worst.get("task_delta_db"),
+                   worst.get("image"))

@@ -10,7 +10,9 @@ examples:
   treefuse report --verify reports/report.md            # or report.html, or result .json files
   treefuse report --verify arm.json --bundle bundles/onnx-int8   # a device result against its bundle
 
-Takes any number of sweep, bench and parity result files (any devices). --verify re-hashes
+Takes any number of sweep, bench and parity result files (any devices). Each report opens on a
+verdict table per device (gates, task-PSNR change, p50 at --size, size, memory) and which engine
+to ship there: the fastest passing every gate, and the smallest; plots follow, provenance last. --verify re-hashes
 every result and artifact named and checks each exported artifact's source weights are named
 too; run it from the folder the results were made in (the repository root for reports/).
 Two files giving the same cell (device, backend, size) are refused, naming both, unless
@@ -20,11 +22,16 @@ Two files giving the same cell (device, backend, size) are refused, naming both,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from treefuse.cli.args import parse_size
+
     parser.epilog = EXAMPLES
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="result .json files (or reports with --verify)")
     parser.add_argument("--out", type=Path, metavar="DIR", help="folder for report.md and report.html")
     parser.add_argument("--prefer", choices=("newest", "first"), default=None,
                         help="which file wins when two give the same cell (default: refuse, naming both)")
+    parser.add_argument("--size", type=parse_size, default=None, metavar="HxW",
+                        help="the resolution the verdict table reads latency at (default 512x512 when measured, "
+                             "else the largest)")
     parser.add_argument("--verify", action="store_true", help="re-hash everything the given reports/results name")
     parser.add_argument("--bundle", action="append", type=Path, default=[], metavar="DIR",
                         help="with --verify: the bundle a device result came from (repeatable; default: found by name)")
@@ -55,6 +62,6 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.out / name)
     from treefuse.report.build import write_report
 
-    md_path, html_path = write_report(args.files, args.out, tuple(args.note), args.prefer)
+    md_path, html_path = write_report(args.files, args.out, tuple(args.note), args.prefer, args.size)
     print(f"wrote {md_path} and {html_path}")
     return 0
