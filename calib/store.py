@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from treefuse.files import sha256_file
 FORMAT = "treefuse-calib-v1"
 MANIFEST = "manifest.json"
 TENSOR_FILE = "images.npy"
+# What numpy raises on a damaged .npy: its header is a Python literal, parsed by ast and tokenize.
+UNREADABLE_NPY = (ValueError, OSError, EOFError, SyntaxError, tokenize.TokenError)
 # Manifest keys that describe the run rather than the data: left out of the set's hash.
 UNHASHED_KEYS = ("sha256", "provenance")
 # What every manifest holds (and `calib info` prints), with the JSON type it must have.
@@ -37,6 +40,10 @@ class CalibrationSet:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+    def image_names(self) -> list[str]:
+        """Each crop named by the file it was cut from, as messages name images."""
+        return [f"{source.get('file', '?')}, calibration crop" for source in self.manifest.get("sources", [])]
 
     def batches(self, batch_size: int = 1) -> list[np.ndarray]:
         """The images as contiguous float32 batches of at most `batch_size`."""
@@ -97,7 +104,7 @@ def _load_checked(path: Path) -> tuple[dict[str, Any], np.ndarray | None, list[s
         problems.append("the set hash does not match its manifest and tensors")
     try:
         images = np.load(tensor_path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
+    except UNREADABLE_NPY as exc:
         return manifest, None, problems + [f"{tensor_path.name} is not a readable .npy ({one_line(exc)})"]
     problems += _shape_problems(images, tensor)
     return manifest, images, problems
@@ -115,9 +122,11 @@ def _shape_problems(images: np.ndarray, tensor: dict[str, Any]) -> list[str]:
 
 
 def verify_calibration_set(path: str | Path) -> dict[str, Any]:
-    """Check a set against its manifest; GateFailed if changed, TreefuseError if not a set."""
+    """Check a set against its manifest; GateFailed if changed, TreefuseError if not a set or unreadable."""
     path = Path(path)
-    manifest, _, problems = _load_checked(path)
+    manifest, images, problems = _load_checked(path)
+    if images is None:  # damaged past reading, not merely changed: bad input, as for load
+        raise TreefuseError(f"calibration set {path} is corrupt ({problems[-1]}); rebuild it with `treefuse calib build`")
     if problems:
         raise GateFailed(f"calibration set {path} was changed: {'; '.join(problems)}")
     return manifest

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from treefuse.errors import TreefuseError
 from treefuse.provenance import tool_versions
 
 PREFIX = "treefuse."
@@ -73,8 +74,19 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     """The metadata_props of an ONNX file (its weights are not loaded)."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
-    return {prop.key: prop.value for prop in model.metadata_props}
+    return onnx_model_metadata(onnx.load(str(path), load_external_data=False), path)
+
+
+def onnx_model_metadata(model: Any, path: str | Path = "the ONNX model") -> dict[str, str]:
+    """metadata_props of a loaded ONNX ModelProto; a key or value that is not UTF-8 text is a damaged file."""
+    entries = {}
+    for prop in model.metadata_props:
+        key, value = prop.key, prop.value
+        if not isinstance(key, str) or not isinstance(value, str):  # protobuf hands back bytes it cannot decode
+            raise TreefuseError(f"{path}: metadata entry {key!r} is not valid UTF-8 text, so the file is damaged; "
+                                "re-export it")
+        entries[key] = value
+    return entries
 
 
 def _lookup(metadata: dict[str, str], name: str) -> str | None:

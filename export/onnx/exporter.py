@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from treefuse.artifact import artifact_metadata
+from treefuse.artifact import artifact_metadata, onnx_model_metadata
 from treefuse.checkpoint import load_weights
 from treefuse.errors import TreefuseError
 from treefuse.files import atomic_path
@@ -54,8 +54,8 @@ def set_metadata(model: Any, entries: dict[str, str]) -> None:
 
 
 def read_metadata(model: Any) -> dict[str, str]:
-    """metadata_props of an ONNX ModelProto as a dict."""
-    return {p.key: p.value for p in model.metadata_props}
+    """metadata_props of an ONNX ModelProto as a dict (a damaged, non-UTF-8 entry is bad input)."""
+    return onnx_model_metadata(model)
 
 
 def pin_spatial_dims(model: Any) -> None:

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from treefuse.artifact import onnx_model_metadata
 from treefuse.errors import TreefuseError
 from treefuse.export.tensorrt.profile import ShapeProfile, format_shape
 from treefuse.files import atomic_path, sha256_file
@@ -104,7 +105,7 @@ def plan_engine(onnx_path: str | Path, out_path: str | Path, *, precision: str, 
         raise TreefuseError(f"--precision must be one of {PRECISIONS}, got {precision!r}")
     model = load_onnx(onnx_path)
     check = require_tensorrt_onnx(onnx_path, profile, model)
-    metadata = {p.key: p.value for p in model.metadata_props}
+    metadata = onnx_model_metadata(model, onnx_path)
     explicit = any(node.op_type in QDQ_OPS for node in model.graph.node)
     int8_source, calib_sha, calib_cache = None, None, None
     if precision == "int8" and explicit and calib_dir is not None:

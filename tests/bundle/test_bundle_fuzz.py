@@ -9,19 +9,7 @@ import numpy as np
 
 from treefuse.portable.device_run import main
 
-MUTATIONS = ("flip", "truncate", "insert")
-
-
-def mutate(data: bytes, how: str, rng: np.random.Generator) -> bytes:
-    position = int(rng.integers(0, len(data)))
-    if how == "flip":
-        changed = bytearray(data)
-        changed[position] ^= 1 << int(rng.integers(0, 8))
-        return bytes(changed)
-    if how == "truncate":
-        return data[:position]
-    return data[:position] + bytes(rng.integers(0, 256, int(rng.integers(1, 16)), dtype=np.uint8)) + data[position:]
-
+from fuzz import MUTATIONS, mutate
 
 def test_mutated_manifest_and_golden_exit_2_never_3(onnx_bundle, tmp_path):
     rng = np.random.default_rng(22)
@@ -31,7 +19,7 @@ def test_mutated_manifest_and_golden_exit_2_never_3(onnx_bundle, tmp_path):
     codes = []
     for trial in range(45):
         name = list(originals)[trial % len(originals)]
-        (bundle / name).write_bytes(mutate(originals[name], MUTATIONS[trial // 3 % 3], rng))
+        (bundle / name).write_bytes(mutate(originals[name], MUTATIONS[trial // 3 % len(MUTATIONS)], rng))
         stderr = io.StringIO()
         with redirect_stderr(stderr):
             code = main(bundle, ["--iters", "1"])
