@@ -40,20 +40,10 @@ class OnnxRuntimeRunner(Runner):
             raise TreefuseError(f"onnx: execution provider(s) {missing} not available in this ONNX Runtime "
                                 f"(has {ort.get_available_providers()}); for CUDA install onnxruntime-gpu")
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle worker threads would otherwise spin after each call and steal the CPU from the
-        # next backend in an interleaved bench, flattering ONNX Runtime's ratio.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # A failing run is reported by its exception (one line); ORT's own ERROR log would be a second line.
-        options.log_severity_level = 4
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
         try:
             with held_stderr(ort_errors()):
-                self.session = ort.InferenceSession(str(self.path), options, providers=self.providers)
-        except ort_errors() as exc:
+                self.session = ort.InferenceSession(str(self.path), self.session_options(), providers=self.providers)
+        except (*ort_errors(), UnicodeDecodeError) as exc:  # ORT cannot even decode a damaged model's strings
             first = one_line(exc)
             raise TreefuseError(f"onnx: cannot load {self.path} ({first[:200]})") from None
         inputs = self.session.get_inputs()
@@ -67,6 +57,22 @@ class OnnxRuntimeRunner(Runner):
             raise TreefuseError(f"onnx: {self.path} takes {inputs[0].type} input; treefuse feeds float32 images")
         self.input_name = inputs[0].name
         self.input_is_fp16 = inputs[0].type == "tensor(float16)"
+
+    def session_options(self) -> Any:
+        """The session options every session of this runner uses (the layer capture and the profiler too)."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle worker threads would otherwise spin after each call and steal the CPU from the
+        # next backend in an interleaved bench, flattering ONNX Runtime's ratio.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # A failing run is reported by its exception (one line); ORT's own ERROR log would be a second line.
+        options.log_severity_level = 4
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+        return options
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         feed = batch.astype(np.float16) if self.input_is_fp16 else batch
