@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= outputs/demo
 
-.PHONY: install install-litert demo test test-fast bench browser clean arm64-check
+.PHONY: install install-litert install-rknn demo test test-fast bench browser clean arm64-check
 
 install: $(STAMP)
 
@@ -20,6 +20,17 @@ $(STAMP): pyproject.toml treefuse/formats.py
 # LiteRT's converter (litert-torch) downgrades typing-extensions and pulls jax: its own venv, called as a subprocess.
 install-litert: install
 	$(PYTHON) -m venv .venv-litert && .venv-litert/bin/pip install -q torch==2.13.0 && .venv-litert/bin/pip install -q -e '.[litert-convert]'
+
+# Rockchip's rknn-toolkit2 pins numpy<=1.26.4, onnx<=1.18, protobuf<=4.25.4 and torch<=2.4 (whose index wheel wants CUDA):
+# its own venv, without treefuse, beside the local CPU torch; export/rknn/worker.py runs in it (docs/rknn.md).
+RKNN_VENV ?= .venv-rknn
+install-rknn:
+	$(PYTHON) -m venv $(RKNN_VENV)
+	$(RKNN_VENV)/bin/pip install -q torch==2.13.0
+	$(RKNN_VENV)/bin/pip install -q --no-deps rknn-toolkit2==2.5.0
+	$(RKNN_VENV)/bin/pip install -q numpy==1.26.4 'onnx>=1.16.1,<=1.18.0' 'protobuf>=4.21.6,<=4.25.4' 'onnxruntime>=1.17' \
+		opencv-python-headless psutil ruamel.yaml scipy tqdm fast-histogram 'setuptools<81'
+	$(RKNN_VENV)/bin/python -W ignore -c "from rknn.api import RKNN; RKNN()" >/dev/null
 
 demo: install
 	$(BIN)/python -m treefuse.demo --out $(DEMO)

@@ -153,6 +153,14 @@ FORMATS: list[Format] = [
            exporter="treefuse.export.pt2e.litert:export", export_options="treefuse.cli.export_litert",
            export_help="LiteRT model (.tflite, XNNPACK), fp32, fp16 or int8", shape=Shape("fixed"),
            available="treefuse.export.pt2e.litert:converter_missing"),
+    Format("rknn", ".rknn", (FP16, Precision("int8", "int8", "ort-qdq", calibrated=True)),  # QAT: the ONNX QDQ run
+           "RKNN model for a Rockchip NPU (judged on rknn-toolkit2's x86 simulator here)",
+           "treefuse.runtimes.backends.rknn_runner:RknnRunner", exporter="treefuse.export.rknn.exporter:export",
+           export_options="treefuse.export.rknn.options",
+           export_help="RKNN model (.rknn) for a Rockchip NPU (rk3588, rv1106, ...), fp16 or int8",
+           default_precision="fp16", shape=Shape("fixed"), available="treefuse.runtimes.backends.rknn_runner:toolkit_missing",
+           not_benchmarked="its latency here is the toolkit's x86 simulator, not the NPU: time it on the board "
+                           "(`treefuse pack rknn:m.rknn`, docs/rknn.md)"),
 ]
 
 

@@ -1,0 +1,237 @@
+"""Weights -> .rknn for a Rockchip NPU through rknn-toolkit2, FP16 or INT8 (its calibrator, or a QAT QDQ model).
+
+The toolkit lives in its own venv and runs as a worker process (export/rknn/worker.py); only
+files cross over. The NPU wants static shapes: the ONNX model is pinned to 1x3xHxW (--size)
+first. INT8 is quantized by the toolkit's calibrator on the calibration set's crops, or loaded
+pre-quantized from a QAT run's QDQ ONNX (ONNX Runtime's layout: u8 activations with a zero
+point, symmetric per-channel weights, which the NPU's asymmetric int8 computes exactly). Before
+anything is moved into place, the .rknn is rebuilt on the toolkit's simulator and judged against
+PyTorch FP32 by its precision's gates. Beside `m.rknn` go its sidecar and `m.rknn.sim/`, what the
+simulator rebuilds from (it cannot run a loaded .rknn).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from treefuse.errors import TreefuseError
+from treefuse.export.request import ExportRequest
+
+# --platform -> the chips it covers (rknn-toolkit2 2.5.0's target_platform names).
+PLATFORMS = {"rk3588": "RK3588, RK3588S (NVRs, edge boxes)", "rk3576": "RK3576", "rk3568": "RK3568 (NVRs)",
+             "rk3566": "RK3566", "rv1126b": "RV1126B (IP cameras)", "rv1106": "RV1106, RV1106G (small IP cameras)",
+             "rv1103": "RV1103 (small IP cameras)"}
+PRECISIONS = {"fp16": "float16 on the NPU (weights and activations)",
+              "int8": "int8 activations (asymmetric, per tensor) and weights (per channel) on the NPU"}
+ALGORITHMS = ("normal", "kl_divergence", "mmse")
+DEFAULT_SIZE = (256, 256)
+
+
+def export(request: ExportRequest) -> str:
+    """The format table's entry: a .rknn as `request` asks; returns the line to print."""
+    from treefuse.export.verify import gate_miss_advice, verify_staged
+    from treefuse.runtimes.backends.rknn_runner import recipe_dir
+
+    options, size = dict(request.options), request.size or DEFAULT_SIZE
+    platform, float16_layers = options.get("platform", "rk3588"), options.get("float16_layers", 0)
+    if float16_layers and (request.precision != "int8" or request.qat_run is not None):
+        raise TreefuseError("--float16-layers keeps layers of a model the toolkit quantizes itself: use it with "
+                            "--precision int8 --calib, not with fp16 or --qat")
+    weights = _reference_weights(request)
+    with tempfile.TemporaryDirectory(prefix="treefuse-rknn-export-") as tmp:
+        staged = Path(tmp) / request.out.name
+        mode, onnx_path, calibration_sha256, qat = _source_model(request, weights, size, Path(tmp))
+        job = {"onnx": str(onnx_path), "platform": platform, "mode": mode, "out": str(staged),
+               "recipe_dir": str(recipe_dir(staged)), "algorithm": options.get("algorithm", "normal")}
+        if mode == "int8":
+            job["dataset"] = str(_dataset(request.calibration, size, Path(tmp) / "dataset"))
+        facts = _build(job, platform)
+        analysis = None
+        if float16_layers or options.get("layer_report"):
+            analysis = _analysis(job, request, size, Path(tmp))
+        if float16_layers:
+            job["float_layers"] = most_blamed(analysis, float16_layers)
+            shutil.rmtree(recipe_dir(staged))
+            facts = _build(job, platform)
+        _write_record(staged, request, weights, size, facts, calibration_sha256, qat)
+        advice = miss_advice(request, float16_layers) or gate_miss_advice("rknn", request.precision)
+        verification = verify_staged("rknn", staged, weights, request.precision,
+                                     None if qat else request.calibration, request.paired_images,
+                                     hw_range=(size, size), advice=advice)
+        _move_into_place(staged, request.out, analysis, verification)
+    detail = f"{len(facts['float_layers'])} layers in float16, " if facts["float_layers"] else ""
+    return (f"wrote {request.out}, {request.out.name}.json and {recipe_dir(request.out).name}/ ({request.precision}, "
+            f"{detail}{platform}; judged on rknn-toolkit2's simulator)")
+
+
+def _reference_weights(request: ExportRequest) -> Path:
+    """The FP32 weights the artifact is judged against: --weights, or a QAT run's own source weights."""
+    if request.qat_run is not None and Path(request.qat_run).is_dir():
+        from treefuse.export.observed_qat import source_weights
+
+        return source_weights(request.qat_run)
+    return Path(request.source)
+
+
+def _source_model(request: ExportRequest, weights: Path, size: tuple[int, int],
+                  tmp: Path) -> tuple[str, Path, str | None, dict[str, Any] | None]:
+    """(worker mode, the pinned ONNX model, calibration sha256, QAT record) of what the toolkit starts from."""
+    from treefuse.export.onnx.exporter import export_onnx
+
+    onnx_path = tmp / "model.onnx"
+    if request.qat_run is None:
+        export_onnx(weights, onnx_path)
+        calibration_sha256 = None
+        if request.precision == "int8":
+            from treefuse.calib.store import load_calibration_set
+
+            calibration_sha256 = load_calibration_set(request.calibration).sha256
+        pin_input(onnx_path, size)
+        return ("int8" if request.precision == "int8" else "float"), onnx_path, calibration_sha256, None
+    qat = _qdq_model(Path(request.qat_run), weights, onnx_path, request.paired_images)
+    pin_input(onnx_path, size)
+    return "qdq", onnx_path, qat.get("calibration_sha256"), qat
+
+
+def _qdq_model(qat: Path, weights: Path, out: Path, paired_images: Path | None) -> dict[str, Any]:
+    """The QAT run's QDQ ONNX model (ONNX Runtime's layout) at `out`; --qat may also name such a model itself."""
+    from treefuse.artifact import read_onnx_metadata
+    from treefuse.files import sha256_file
+
+    if qat.is_dir():
+        from treefuse.export.onnx.qat_export import export_qat_int8
+
+        export_qat_int8(qat, out, paired_images, target="onnxruntime")
+    elif qat.suffix == ".onnx" and qat.is_file():
+        shutil.copyfile(qat, out)
+    else:
+        raise TreefuseError(f"--qat {qat} is neither a QAT run folder nor a QDQ .onnx model; pass a "
+                            "`treefuse qat --target onnx-int8` run or the model `export onnx --qat` wrote")
+    metadata = read_onnx_metadata(out)
+    if metadata.get("treefuse.precision") != "int8" or metadata.get("treefuse.target") != "onnxruntime":
+        raise TreefuseError(f"--qat {qat}: not an ONNX Runtime INT8 QDQ model of treefuse; write one with "
+                            "`treefuse export onnx --precision int8 --qat RUN`")
+    if metadata.get("treefuse.source_sha256") != sha256_file(weights):
+        raise TreefuseError(f"--qat {qat} was made from other weights than {weights}; pass those with --weights")
+    return {"qdq_onnx": str(qat), "qdq_sha256": sha256_file(out),
+            "calibration_sha256": metadata.get("treefuse.calibration_sha256")}
+
+
+def pin_input(onnx_path: Path, size: tuple[int, int]) -> None:
+    """Fix the model's input and output to 1x3xHxW (the NPU compiles static shapes); shapes inside are re-inferred."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    for value in (*model.graph.input, *model.graph.output):
+        for dim, length in zip(value.type.tensor_type.shape.dim, (1, 3, *size)):
+            dim.ClearField("dim_param")
+            dim.dim_value = length
+    del model.graph.value_info[:]
+    onnx.save(onnx.shape_inference.infer_shapes(model), str(onnx_path))
+
+
+def _dataset(calibration: Any, size: tuple[int, int], folder: Path) -> Path:
+    """The toolkit's dataset list: one 1x3xHxW .npy per calibration crop, centre-cut to the export's size."""
+    from treefuse.calib.store import load_calibration_set
+
+    calibration_set = load_calibration_set(calibration)
+    height, width = calibration_set.images.shape[2:]
+    if height < size[0] or width < size[1]:
+        raise TreefuseError(f"the calibration crops are {height}x{width}, smaller than --size {size[0]}x{size[1]}; "
+                            f"build a set at the export's size: treefuse calib build --size {size[0]}x{size[1]}")
+    folder.mkdir()
+    top, left = (height - size[0]) // 2, (width - size[1]) // 2
+    lines = []
+    for index, image in enumerate(calibration_set.images):
+        path = folder / f"{index:04d}.npy"
+        np.save(path, np.ascontiguousarray(image[None, :, top:top + size[0], left:left + size[1]], dtype=np.float32))
+        lines.append(str(path.resolve()))
+    (folder / "list.txt").write_text("\n".join(lines) + "\n")
+    return folder / "list.txt"
+
+
+def _build(job: dict[str, Any], platform: str) -> dict[str, Any]:
+    from treefuse.runtimes.backends.rknn_runner import run_worker
+
+    return run_worker("build", job, f"building the {job['mode']} model")
+
+
+def _analysis(job: dict[str, Any], request: ExportRequest, size: tuple[int, int], tmp: Path) -> dict[str, Any]:
+    """The toolkit's accuracy_analysis of the INT8 build on the first calibration crop (simulator)."""
+    from treefuse.runtimes.backends.rknn_runner import run_worker
+
+    if job["mode"] != "int8":
+        raise TreefuseError("--layer-report needs --precision int8 with --calib: the toolkit analyses only models it "
+                            "quantized itself on the simulator (a QAT QDQ model needs a board)")
+    first = Path(job["dataset"]).read_text().splitlines()[0]
+    return run_worker("analyze", {**job, "inputs": [first]}, "accuracy_analysis")
+
+
+def most_blamed(analysis: dict[str, Any] | None, count: int) -> list[str]:
+    """The `count` quantized tensors whose own (single-layer) cosine to float is lowest: the ones to keep float16."""
+    rows = [row for row in (analysis or {}).get("layers", []) if row["op"] not in ("Input", "exDataConvert")]
+    return [row["tensor"] for row in sorted(rows, key=lambda row: row["single_cos"])[:count]]
+
+
+def miss_advice(request: ExportRequest, float16_layers: int) -> str:
+    """The NPU's own route first when toolkit INT8 misses: more layers in float16, then QAT."""
+    if request.precision != "int8" or request.qat_run is not None:
+        return ""
+    more = max(4, 2 * float16_layers)
+    return (f"keep the layers the toolkit's accuracy analysis blames in float16: add --float16-layers {more}; or "
+            "fine-tune for INT8: `treefuse qat --target onnx-int8 ...`, then `treefuse export rknn --precision int8 "
+            "--qat RUN`")
+
+
+def _write_record(staged: Path, request: ExportRequest, weights: Path, size: tuple[int, int], facts: dict[str, Any],
+                  calibration_sha256: str | None, qat: dict[str, Any] | None) -> None:
+    """The sidecar: the artifact record, provenance, and the simulator recipe's hashes (the runner checks them)."""
+    from treefuse.artifact import artifact_metadata
+    from treefuse.checkpoint import load_weights
+    from treefuse.files import sha256_file
+    from treefuse.provenance import provenance
+    from treefuse.runtimes.backends.rknn_runner import recipe_dir
+    from treefuse.sidecar import write_sidecar
+
+    loaded = load_weights(weights)
+    recipe = facts["recipe"]
+    rknn = {**recipe, "size": list(size), "float16_layers": facts["float_layers"],
+            "algorithm": request.options.get("algorithm", "normal") if recipe["mode"] == "int8" else None,
+            "recipe_sha256": {name: sha256_file(recipe_dir(staged) / name) for name in recipe["files"]}}
+    record = provenance(config=loaded.config.to_dict(), source_checkpoint=str(weights), source_sha256=loaded.sha256,
+                        precision=request.precision, precision_detail=PRECISIONS[request.precision], folded=True,
+                        converted_hw=list(size), calibration_sha256=calibration_sha256, qat=qat,
+                        tool_versions=facts["tool_versions"], rknn=rknn)
+    metadata = artifact_metadata(format="rknn", precision=request.precision, config=loaded.config.to_dict(),
+                                 source_sha256=loaded.sha256, calibration_sha256=calibration_sha256,
+                                 target=recipe["platform"])
+    metadata["treefuse.tool_versions"] = json.dumps(facts["tool_versions"], sort_keys=True)  # the toolkit's venv
+    write_sidecar(staged, metadata, record)
+
+
+def _move_into_place(staged: Path, out: Path, analysis: dict[str, Any] | None, verification: dict[str, Any]) -> None:
+    """The recipe first, then the .rknn, then its sidecar (and the layer report): each by one rename."""
+    from treefuse.files import atomic_path, write_json_atomic
+    from treefuse.runtimes.backends.rknn_runner import recipe_dir
+    from treefuse.sidecar import sidecar_path
+
+    def is_recipe(folder: Path) -> bool:
+        return (folder / "model.onnx").is_file() or (folder / "quantization.cfg").is_file()
+
+    with atomic_path(recipe_dir(out), directory=True, same_kind=is_recipe) as staged_recipe:
+        shutil.copytree(recipe_dir(staged), staged_recipe, dirs_exist_ok=True)
+    with atomic_path(out) as staged_rknn:
+        shutil.copyfile(staged, staged_rknn)
+    sidecar = json.loads(sidecar_path(staged).read_text())
+    sidecar["artifact"], sidecar["provenance"]["verification"] = out.name, verification
+    write_json_atomic(sidecar_path(out), sidecar)
+    if analysis is not None:
+        write_json_atomic(out.with_name(out.name + ".layers.json"), {"format": "treefuse-rknn-layers-v1",
+                          "artifact": out.name, "note": "rknn-toolkit2 accuracy_analysis on the simulator: cosine "
+                          "and Euclidean distance of each layer's output vs float, accumulated (entire) and "
+                          "alone (single)", "layers": analysis["layers"]})

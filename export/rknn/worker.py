@@ -1,0 +1,218 @@
+"""Rockchip's rknn-toolkit2, driven through files: run as `python worker.py COMMAND JOB.json` inside .venv-rknn.
+
+The toolkit pins numpy<=1.26.4, onnx<=1.18 and torch<=2.4, so it cannot live in treefuse's venv,
+and it can crash its process (SIGSEGV while building for rv1106/rv1103). This script imports
+nothing of treefuse: a job (JSON) names .onnx/.npy files in, files out; the toolkit's chatter goes
+to a log file, and only this script's own lines reach the parent (`ready`, `ok`, or one
+`treefuse: error: ...` line on stderr with exit 2). The parent turns a crash into one line too.
+
+  build JOB    an ONNX model (pinned to 1x3xHxW) -> .rknn plus the recipe the simulator rebuilds from
+  serve JOB    rebuild the recipe on the x86 simulator, then answer `IN.npy OUT.npy` lines on stdin
+  analyze JOB  the toolkit's per-layer accuracy_analysis of a recipe on the simulator -> a JSON table
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator
+
+RECIPE_FILES = {"float": ("model.onnx",), "qdq": ("model.onnx",),
+                "int8": ("model.model", "model.data", "quantization.cfg")}  # what each mode rebuilds from
+
+
+class JobError(Exception):
+    """The toolkit refused the job: one line for the parent."""
+
+
+@contextlib.contextmanager
+def toolkit_output(log_path: Path) -> Iterator[None]:
+    """File descriptors 1 and 2 sent to `log_path` (the toolkit prints progress bars and colour codes there)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def new_toolkit(platform: str, algorithm: str = "normal") -> Any:
+    """An RKNN object configured for `platform` (inputs already in [0, 1]: no mean, no std)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pkg_resources' deprecation warning at import
+        from rknn.api import RKNN
+    toolkit = RKNN(verbose=False)
+    _check(toolkit.config(target_platform=platform, quantized_algorithm=algorithm), f"config for {platform}")
+    return toolkit
+
+
+def _check(code: int, what: str) -> None:
+    if code != 0:
+        raise JobError(f"rknn-toolkit2 failed at {what} (the toolkit's log names the cause)")
+
+
+def build(job: dict[str, Any]) -> dict[str, Any]:
+    """Build the .rknn (`job['out']`) and write its simulator recipe into `job['recipe_dir']`."""
+    recipe, mode = Path(job["recipe_dir"]), job["mode"]
+    recipe.mkdir(parents=True, exist_ok=True)
+    toolkit = new_toolkit(job["platform"], job.get("algorithm", "normal"))
+    if mode == "int8":
+        with _cwd(recipe):  # step 1 writes model.model, model.data, model.quantization.cfg beside the ONNX name
+            shutil.copyfile(job["onnx"], "model.onnx")
+            _check(toolkit.load_onnx(model="model.onnx"), "load_onnx")
+            _check(toolkit.hybrid_quantization_step1(dataset=job["dataset"]), "quantization (hybrid step 1)")
+            os.replace("model.quantization.cfg", "quantization.cfg")
+            os.remove("model.onnx")
+            keep_in_float16(Path("quantization.cfg"), job.get("float_layers", []))
+        toolkit.release()
+        toolkit = _rebuilt(recipe, mode, job["platform"])
+    else:
+        _check(toolkit.load_onnx(model=job["onnx"]), "load_onnx")
+        _check(toolkit.build(do_quantization=False), "build")
+        shutil.copyfile(job["onnx"], recipe / "model.onnx")
+    _check(toolkit.export_rknn(job["out"]), "export_rknn")
+    toolkit.release()
+    return {"recipe": {"mode": mode, "platform": job["platform"], "files": list(RECIPE_FILES[mode])},
+            "float_layers": job.get("float_layers", []), "tool_versions": tool_versions()}
+
+
+def keep_in_float16(cfg: Path, layers: list[str]) -> None:
+    """Name `layers` (the toolkit's layer names) under custom_quantize_layers: the NPU runs them in float16."""
+    if not layers:
+        return
+    text = cfg.read_text()
+    entries = "".join(f"    {name}: float16\n" for name in layers)
+    text, count = re.subn(r"^custom_quantize_layers:.*$", "custom_quantize_layers:\n" + entries.rstrip("\n"),
+                          text, count=1, flags=re.M)
+    if count != 1:
+        raise JobError("the toolkit's quantization.cfg has no custom_quantize_layers section")
+    cfg.write_text(text)
+
+
+def _rebuilt(recipe: Path, mode: str, platform: str) -> Any:
+    """A toolkit holding the model rebuilt from its recipe, as the simulator needs (it cannot run a loaded .rknn)."""
+    toolkit = new_toolkit(platform)
+    if mode == "int8":
+        _check(toolkit.hybrid_quantization_step2(model_input=str(recipe / "model.model"),
+                                                 data_input=str(recipe / "model.data"),
+                                                 model_quantization_cfg=str(recipe / "quantization.cfg")),
+               "build (hybrid step 2)")
+    else:
+        _check(toolkit.load_onnx(model=str(recipe / "model.onnx")), "load_onnx")
+        _check(toolkit.build(do_quantization=False), "build")
+    return toolkit
+
+
+def serve(job: dict[str, Any], replies: Any) -> dict[str, Any]:
+    """Rebuild on the simulator, say `ready`, then answer each `IN.npy OUT.npy` line with `ok` until stdin closes."""
+    import numpy as np
+
+    toolkit = _rebuilt(Path(job["recipe_dir"]), job["mode"], job["platform"])
+    _check(toolkit.init_runtime(), "init_runtime (simulator)")
+    _reply(replies, "ready")
+    for line in sys.stdin:
+        source, _, target = line.strip().partition(" ")
+        batch = np.load(source, allow_pickle=False)
+        outputs = [toolkit.inference(inputs=[image[None]], data_format="nchw") for image in batch]
+        if any(output is None for output in outputs):
+            raise JobError("the simulator returned no output")
+        np.save(target, np.concatenate([np.asarray(o[0], dtype=np.float32) for o in outputs], axis=0))
+        _reply(replies, "ok")
+    toolkit.release()
+    return {}
+
+
+def _reply(replies: Any, line: str) -> None:
+    replies.write(line + "\n")
+    replies.flush()
+
+
+def analyze(job: dict[str, Any]) -> dict[str, Any]:
+    """accuracy_analysis of an INT8 recipe on the simulator: per layer, cosine and distance vs float."""
+    recipe = Path(job["recipe_dir"])
+    if job["mode"] != "int8":
+        raise JobError("accuracy_analysis runs on the simulator only for models the toolkit quantized itself "
+                       "(not a QDQ model, not float16)")
+    toolkit = _rebuilt(recipe, job["mode"], job["platform"])
+    with tempfile.TemporaryDirectory(prefix="treefuse-rknn-analysis-") as tmp:
+        _check(toolkit.accuracy_analysis(inputs=job["inputs"], output_dir=tmp), "accuracy_analysis")
+        table = parse_error_analysis((Path(tmp) / "error_analysis.txt").read_text())
+    toolkit.release()
+    return {"layers": table, "tool_versions": tool_versions()}
+
+
+ROW = re.compile(r"^\[(\w+)\]\s+(\S+)\s+([\d.]+)\s*\|\s*([\d.]+)\s+([\d.]+)\s*\|\s*([\d.]+)")
+
+
+def parse_error_analysis(text: str) -> list[dict[str, Any]]:
+    """The toolkit's error_analysis.txt rows: op, tensor, entire and single-layer cosine and Euclidean distance."""
+    rows = []
+    for line in text.splitlines():
+        match = ROW.match(line.strip())
+        if match:
+            op, tensor, cos, euc, single_cos, single_euc = match.groups()
+            rows.append({"op": op, "tensor": tensor, "entire_cos": float(cos), "entire_euc": float(euc),
+                         "single_cos": float(single_cos), "single_euc": float(single_euc)})
+    return rows
+
+
+def tool_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("rknn-toolkit2", "torch", "numpy", "onnx"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+@contextlib.contextmanager
+def _cwd(folder: Path) -> Iterator[None]:
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+COMMANDS = {"build": build, "analyze": analyze}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] not in (*COMMANDS, "serve"):
+        print(f"treefuse: error: usage: worker.py {{{','.join((*COMMANDS, 'serve'))}}} JOB.json; "
+              "run through treefuse", file=sys.stderr)
+        return 2
+    command, job = argv[0], json.loads(Path(argv[1]).read_text())
+    replies = os.fdopen(os.dup(1), "w")  # kept before the toolkit's output is sent to the log
+    try:
+        with toolkit_output(Path(job["log"])):
+            facts = serve(job, replies) if command == "serve" else COMMANDS[command](job)
+    except JobError as exc:
+        print(f"treefuse: error: {exc}", file=sys.stderr)
+        return 2
+    if "facts" in job:
+        Path(job["facts"]).write_text(json.dumps(facts, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

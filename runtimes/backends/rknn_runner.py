@@ -1,0 +1,167 @@
+"""RKNN runner: a .rknn judged on rknn-toolkit2's x86 simulator of the Rockchip NPU's arithmetic.
+
+The simulator cannot run a loaded .rknn (the toolkit refuses: "use load_xxx & build"), so export
+keeps beside `m.rknn` the recipe it was built from (`m.rknn.sim/`: the pinned ONNX model, or the
+toolkit's quantized model and quantization.cfg), hashed in the sidecar; this runner rebuilds it in
+a worker process in the toolkit's own venv (export/rknn/worker.py, `make install-rknn`) and feeds it
+.npy files. Simulator latency is not NPU latency: results say so.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from treefuse.errors import TreefuseError
+from treefuse.files import sha256_file
+from treefuse.runtimes.backends.base import Runner
+from treefuse.sidecar import read_sidecar
+
+TOOLKIT_ENV = "TREEFUSE_RKNN_PYTHON"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_VENV = REPO_ROOT / ".venv-rknn" / "bin" / "python"
+WORKER = REPO_ROOT / "export" / "rknn" / "worker.py"  # a script run by path: it imports nothing of treefuse
+SIMULATOR_NOTE = "rknn-toolkit2's x86 simulator: its latency is not the NPU's"
+
+
+def toolkit_python() -> str:
+    """A Python that has rknn-toolkit2: $TREEFUSE_RKNN_PYTHON, or the repo's .venv-rknn."""
+    if os.environ.get(TOOLKIT_ENV):
+        return os.environ[TOOLKIT_ENV]
+    if REPO_VENV.is_file():
+        return str(REPO_VENV)
+    raise TreefuseError("rknn: rknn-toolkit2 is not installed; run `make install-rknn` (its own venv .venv-rknn: "
+                        f"it pins numpy<=1.26.4 and onnx<=1.18) or set {TOOLKIT_ENV} to a Python that has it")
+
+
+def toolkit_missing() -> str | None:
+    """The format table's availability check: None when the toolkit's Python is found, else how to install it."""
+    try:
+        toolkit_python()
+    except TreefuseError as exc:
+        return str(exc)
+    return None
+
+
+def recipe_dir(artifact: str | Path) -> Path:
+    """Where the simulator's recipe of `artifact` lives: `m.rknn` -> `m.rknn.sim/`."""
+    artifact = Path(artifact)
+    return artifact.with_name(artifact.name + ".sim")
+
+
+def worker_failure(code: int, stderr: str, platform: str, what: str) -> TreefuseError:
+    """One line for a worker that failed (its own error line) or crashed (a signal), naming the platform."""
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else f"signal {-code}"
+        return TreefuseError(f"rknn: rknn-toolkit2 crashed ({name}) while {what} for {platform}; this toolkit "
+                             "version cannot convert for it here (docs/rknn.md), choose another --platform")
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    reason = lines[-1].removeprefix("treefuse: error: ").strip() if lines else f"exit {code}"
+    return TreefuseError(f"rknn: {what} for {platform} failed ({reason[:300]})")
+
+
+def run_worker(command: str, job: dict[str, Any], what: str) -> dict[str, Any]:
+    """Run one worker job to its end; returns its facts, or one line naming what failed."""
+    with tempfile.TemporaryDirectory(prefix="treefuse-rknn-") as tmp:
+        job = {"log": str(Path(tmp) / "toolkit.log"), "facts": str(Path(tmp) / "facts.json"), **job}
+        (Path(tmp) / "job.json").write_text(json.dumps(job))
+        done = subprocess.run([toolkit_python(), str(WORKER), command, str(Path(tmp) / "job.json")],
+                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise worker_failure(done.returncode, done.stderr, job.get("platform", "?"), what)
+        return json.loads(Path(job["facts"]).read_text())
+
+
+def simulator_recipe(artifact: Path) -> dict[str, Any]:
+    """The recipe the sidecar records for `artifact`, its files checked against their hashes."""
+    record = (read_sidecar(artifact) or {}).get("provenance", {}).get("rknn")
+    if not record:
+        raise TreefuseError(f"rknn: {artifact} has no treefuse record (m.rknn.json); export it with "
+                            "`treefuse export rknn`, which keeps what the simulator rebuilds from")
+    folder = recipe_dir(artifact)
+    for name, digest in record["recipe_sha256"].items():
+        if not (folder / name).is_file() or sha256_file(folder / name) != digest:
+            raise TreefuseError(f"rknn: {folder / name} is missing or changed since export; the simulator rebuilds "
+                                f"from it: re-export {artifact.name}")
+    return {**record, "recipe_dir": str(folder)}
+
+
+class RknnRunner(Runner):
+    """Runs a .rknn on the toolkit's simulator: a worker process rebuilds it once, then answers per batch."""
+
+    kind = "rknn"
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        self.worker: subprocess.Popen | None = None
+        self.tmp: tempfile.TemporaryDirectory | None = None
+        self.recipe: dict[str, Any] = {}
+
+    def activate_impl(self) -> None:
+        self.recipe = simulator_recipe(self.path)
+        self.tmp = tempfile.TemporaryDirectory(prefix="treefuse-rknn-sim-")
+        folder = Path(self.tmp.name)
+        job = {"recipe_dir": self.recipe["recipe_dir"], "mode": self.recipe["mode"],
+               "platform": self.recipe["platform"], "log": str(folder / "toolkit.log")}
+        (folder / "job.json").write_text(json.dumps(job))
+        self.worker = subprocess.Popen([toolkit_python(), str(WORKER), "serve", str(folder / "job.json")],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._expect("ready", "rebuilding the model on the simulator")
+
+    def _expect(self, word: str, what: str) -> None:
+        assert self.worker is not None and self.worker.stdout is not None
+        line = self.worker.stdout.readline().strip()
+        if line != word:
+            code = self.worker.wait()
+            stderr = self.worker.stderr.read() if self.worker.stderr else ""
+            self._close()
+            raise worker_failure(code, stderr, self.recipe.get("platform", "?"), what)
+
+    def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        assert self.worker is not None and self.worker.stdin is not None and self.tmp is not None
+        source, target = Path(self.tmp.name) / "in.npy", Path(self.tmp.name) / "out.npy"
+        np.save(source, np.ascontiguousarray(batch))
+        try:
+            self.worker.stdin.write(f"{source} {target}\n")
+            self.worker.stdin.flush()
+        except BrokenPipeError:
+            pass  # the worker died: _expect says how
+        self._expect("ok", f"running a {'x'.join(map(str, batch.shape))} input on the simulator")
+        return np.load(target, allow_pickle=False)
+
+    def deactivate_impl(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        if self.worker is not None:
+            if self.worker.poll() is None:
+                self.worker.stdin.close()
+                try:
+                    self.worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.worker.kill()
+                    self.worker.wait()
+            for stream in (self.worker.stdout, self.worker.stderr):
+                if stream is not None:
+                    stream.close()
+            self.worker = None
+        if self.tmp is not None:
+            self.tmp.cleanup()
+            self.tmp = None
+
+    def input_constraints(self) -> dict[str, Any]:
+        size = tuple((read_sidecar(self.path) or {}).get("provenance", {}).get("rknn", {}).get("size", ())) or None
+        return {"min_hw": size, "max_hw": size} if size else {}
+
+    def read_metadata_impl(self) -> dict[str, str]:
+        return (read_sidecar(self.path) or {}).get("metadata", {})
+
+    def describe_impl(self) -> dict[str, Any]:
+        return {"backend": f"rknn-toolkit2 simulator ({self.recipe.get('platform', '?')})",
+                "platform": self.recipe.get("platform"), "latency_note": SIMULATOR_NOTE, "simulated": True}
