@@ -68,6 +68,8 @@ class Format:
     artifact_of: str | None = None  # the format whose files it runs (OpenVINO runs ONNX files)
     mixed_precision: bool = False  # INT8 export keeps the most sensitive layers in float given --paired-images
     is_folder: bool = False  # the artifact is a folder (a package), not a file
+    layers: str | None = None  # "module:function": active runner -> (batch -> {layer: output}), for `treefuse diff`
+    profiler: str | None = None  # "module:function": (active runner, batch, runs) -> op timings, `treefuse profile`
 
     @property
     def precision_names(self) -> tuple[str, ...]:
@@ -112,12 +114,15 @@ FP32, FP16 = Precision("fp32", "fp32"), Precision("fp16", "fp16")
 FORMATS: list[Format] = [
     Format("torch", ".safetensors", tuple(Precision(name, name, benchmarked=False) for name in ("fp32", "fp16", "bf16")),
            "treefuse weights on PyTorch (the reference)",
-           "treefuse.runtimes.backends.torch_runner:TorchRunner", requires=("torch",)),
+           "treefuse.runtimes.backends.torch_runner:TorchRunner", requires=("torch",),
+           layers="treefuse.runtimes.inspect.torch_layers:open_layers"),
     Format("onnx", ".onnx", (FP32, FP16, Precision("int8", "int8", "ort-qdq", calibrated=True)),
            "ONNX model on ONNX Runtime",
            "treefuse.runtimes.backends.onnx_runner:OnnxRuntimeRunner", requires=("onnxruntime",),
            exporter="treefuse.export.onnx.request:export", export_options="treefuse.cli.export_onnx",
-           export_help="ONNX (fp32, fp16 or int8 QDQ), folded, simplified, checked", mixed_precision=True),
+           export_help="ONNX (fp32, fp16 or int8 QDQ), folded, simplified, checked", mixed_precision=True,
+           layers="treefuse.runtimes.inspect.onnx_layers:open_layers",
+           profiler="treefuse.runtimes.inspect.onnx_profile:profile"),
     Format("trt", ".engine", (FP16, Precision("int8", "int8", "trt-qdq")),  # INT8 from a QDQ model, or --calib
            "TensorRT engine (needs a GPU)",
            "treefuse.runtimes.backends.trt_runner:TensorRTRunner", requires=("tensorrt",), extra="tensorrt",
@@ -139,7 +144,8 @@ FORMATS: list[Format] = [
                                  Precision("int8", "int8", "ort-qdq", calibrated=True)),
            "ONNX model on OpenVINO (x86 camera boxes)",
            "treefuse.runtimes.backends.openvino_runner:OpenVINORunner", requires=("openvino",), extra="openvino",
-           artifact_of="onnx"),
+           artifact_of="onnx", layers="treefuse.runtimes.inspect.openvino_layers:open_layers",
+           profiler="treefuse.runtimes.inspect.openvino_profile:profile"),
     Format("executorch", ".pte", (FP32, Precision("int8", "int8", "xnnpack-int8", calibrated=True)),
            "ExecuTorch program on XNNPACK (Android, embedded Linux)",
            "treefuse.runtimes.backends.executorch_runner:ExecuTorchRunner", requires=("executorch",),

@@ -114,8 +114,47 @@ class EvaluateResult(Result):
     metric: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class DiffResult(Result):
+    """Two backends compared layer by layer on a set of images: where the candidate first goes wrong."""
+
+    KIND: ClassVar[str] = "treefuse-diff"
+    COMMAND: ClassVar[str] = "treefuse diff"
+
+    reference: dict[str, Any] = field(default_factory=dict)
+    candidate: dict[str, Any] = field(default_factory=dict)
+    passed: bool = False  # the final output meets the candidate precision's output-PSNR gate
+    failures: list[str] = field(default_factory=list)
+    gates: dict[str, Any] = field(default_factory=dict)
+    first_diverging_layer: str | None = None  # the first layer, in execution order, below the layer threshold
+    layers: list[dict[str, Any]] = field(default_factory=list)  # per layer: worst PSNR and max abs error over images
+    images: list[dict[str, Any]] = field(default_factory=list)
+    unmatched: dict[str, list[str]] = field(default_factory=dict)  # layers only one side exposes
+    exposure_effect: dict[str, float] = field(default_factory=dict)  # max |output change| from exposing layers
+    crop: list[int] = field(default_factory=list)
+    images_dir: str = ""
+
+
+@dataclass
+class ProfileResult(Result):
+    """Where one backend's time goes, from its own profiler: per op type, per layer, per node."""
+
+    KIND: ClassVar[str] = "treefuse-profile"
+    COMMAND: ClassVar[str] = "treefuse profile"
+
+    backend: dict[str, Any] = field(default_factory=dict)
+    size: list[int] = field(default_factory=list)
+    runs: int = 0
+    profiler: str = ""
+    total_ms: float = 0.0  # per run, the sum of every profiled op
+    groups_ms: dict[str, float] = field(default_factory=dict)  # compute / quantize / dequantize / layout / other
+    op_types: list[dict[str, Any]] = field(default_factory=list)
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+
+
 RESULT_TYPES: dict[str, type[Result]] = {cls.KIND: cls for cls in (ParityResult, BenchResult, SweepResult,
-                                                                    EvaluateResult)}
+                                                                    EvaluateResult, DiffResult, ProfileResult)}
 
 
 def result_from_json(data: Any, source: str = "result") -> Result:

@@ -69,14 +69,18 @@ class OpenVINORunner(Runner):
     def _compiled_for(self, shape: tuple[int, ...]) -> Any:
         # Static shapes compile to faster CPU kernels than a dynamic model; this net compiles in well under a second.
         if shape not in self.compiled:
-            model = self.model.clone()
-            model.reshape({model.inputs[0].get_any_name(): list(shape)})
-            config = {"INFERENCE_PRECISION_HINT": PRECISIONS[self.precision], "PERFORMANCE_HINT": "LATENCY"}
-            if self.threads:
-                config["INFERENCE_NUM_THREADS"] = self.threads
-            with held_stderr((RuntimeError,)):
-                self.compiled[shape] = self.core.compile_model(model, self.device, config)
+            self.compiled[shape] = self.compile_for(self.model, shape)
         return self.compiled[shape]
+
+    def compile_for(self, model: Any, shape: tuple[int, ...], **config: Any) -> Any:
+        """`model` (an ov.Model of this artifact) compiled for one input shape with this runner's settings."""
+        model = model.clone()
+        model.reshape({model.inputs[0].get_any_name(): list(shape)})
+        config = {"INFERENCE_PRECISION_HINT": PRECISIONS[self.precision], "PERFORMANCE_HINT": "LATENCY", **config}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        with held_stderr((RuntimeError,)):
+            return self.core.compile_model(model, self.device, config)
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         try:

@@ -1,0 +1,82 @@
+"""`treefuse diff`: two backends, every layer exposed, compared by the folded model's layer names."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from treefuse.device import device_fingerprint
+from treefuse.errors import TreefuseError
+from treefuse.formats import format_of, resolve
+from treefuse.gates import Gates
+from treefuse.images import read_image, to_batch
+from treefuse.provenance import provenance
+from treefuse.results import DiffResult
+from treefuse.runtimes.backends.base import Runner
+from treefuse.runtimes.inspect.compare import compare_layers, first_diverging, worst_of
+from treefuse.runtimes.inspect.names import OUTPUT
+
+Layers = dict[str, np.ndarray]
+
+
+def open_layers(runner: Runner) -> Callable[[np.ndarray], Layers]:
+    """The format table's layer capture for an active runner, or one line naming the formats that have one."""
+    row = format_of(runner.kind)
+    if row.layers is None:
+        from treefuse.formats import FORMATS
+
+        able = ", ".join(fmt.kind for fmt in FORMATS if fmt.layers)
+        raise TreefuseError(f"{runner.kind}: treefuse cannot expose this format's layers yet; diff one of {able}")
+    return resolve(row.layers)(runner)
+
+
+def crop_batch(image: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
+    """The centre crop (at most `crop`) of an HxWx3 image as a 1x3xHxW batch: per-layer arrays stay small."""
+    height, width = min(crop[0], image.shape[0]), min(crop[1], image.shape[1])
+    top, left = (image.shape[0] - height) // 2, (image.shape[1] - width) // 2
+    return np.ascontiguousarray(to_batch(image[top:top + height, left:left + width]))
+
+
+def diff_result(reference: Runner, candidate: Runner, images: list[Path], gates: Gates, min_layer_psnr_db: float,
+                crop: tuple[int, int] = (128, 128), threads: int | None = None, arrays: Path | None = None,
+                images_dir: str = "") -> DiffResult:
+    """Run both on every image, every layer exposed; judge the output by `gates`, name the first layer below
+    `min_layer_psnr_db`. With `arrays`, the first image's layers of both are written there (.npz)."""
+    capture_ref, capture_cand = open_layers(reference), open_layers(candidate)
+    per_image, image_rows, exposure = [], [], {"reference": 0.0, "candidate": 0.0}
+    names_ref: list[str] = []
+    names_cand: list[str] = []
+    for index, path in enumerate(images):
+        batch = crop_batch(read_image(path), crop)
+        ref_layers, cand_layers = capture_ref(batch), capture_cand(batch)
+        names_ref, names_cand = list(ref_layers), list(cand_layers)
+        for side, runner, layers in (("reference", reference, ref_layers), ("candidate", candidate, cand_layers)):
+            exposure[side] = max(exposure[side], float(np.max(np.abs(runner.infer(batch) - layers[OUTPUT]))))
+        rows = compare_layers(ref_layers, cand_layers)
+        image_rows.append(rows)
+        output = next(row for row in rows if row["layer"] == OUTPUT)
+        per_image.append({"image": str(path), "output_psnr_db": output["psnr_db"],
+                          "first_diverging_layer": first_diverging(rows, min_layer_psnr_db)})
+        if arrays is not None and index == 0:
+            _save_arrays(arrays, ref_layers, cand_layers)
+    layers = worst_of(image_rows)
+    failures = [f"{row['image']}: output PSNR {row['output_psnr_db']:.2f} dB < {gates.min_output_psnr_db:g} dB"
+                for row in per_image if not row["output_psnr_db"] >= gates.min_output_psnr_db]
+    return DiffResult(device=device_fingerprint(threads), provenance=provenance(), reference=reference.describe(),
+                      candidate=candidate.describe(), passed=not failures, failures=failures,
+                      gates={**gates.to_json(), "min_layer_psnr_db": min_layer_psnr_db},
+                      first_diverging_layer=first_diverging(layers, min_layer_psnr_db), layers=layers,
+                      images=per_image, exposure_effect=exposure, crop=list(crop), images_dir=images_dir,
+                      unmatched={"reference_only": [n for n in names_ref if n not in names_cand],
+                                 "candidate_only": [n for n in names_cand if n not in names_ref]})
+
+
+def _save_arrays(path: Path, reference: Layers, candidate: Layers) -> None:
+    from treefuse.files import atomic_path
+
+    with atomic_path(path) as staged:
+        with open(staged, "wb") as handle:  # np.savez would append .npz to a name without it
+            np.savez_compressed(handle, **{f"reference/{k}": v for k, v in reference.items()},
+                                **{f"candidate/{k}": v for k, v in candidate.items()})
+
