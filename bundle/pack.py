@@ -22,7 +22,7 @@ from treefuse.provenance import provenance
 
 PORTABLE_DIR = Path(__file__).resolve().parents[1] / "treefuse" / "portable"
 RUNNER_PACKAGE = "bundle_runner"
-BUNDLE_KINDS = ("onnx", "executorch", "litert")  # formats whose runtime runs without treefuse
+BUNDLE_KINDS = ("onnx", "executorch", "litert", "rknn")  # formats whose runtime runs without treefuse
 LAUNCHER = '''#!/usr/bin/env python3
 """Run this treefuse device bundle (`python run.py --help`): needs Python 3.8+, numpy and the format's runtime."""
 import sys
@@ -40,7 +40,8 @@ Run it on the device:  python run.py --json result.json   (needs Python 3.8+, nu
 Bring result.json and result.bench.json back; `treefuse report --verify result.json --bundle THIS_FOLDER`.
 Exit codes: 0 passed, 1 a quality gate failed, 2 bad or tampered bundle (or runtime missing), 3 a bug.
 """
-RUNTIME_PACKAGES = {"onnx": "onnxruntime", "executorch": "executorch", "litert": "ai-edge-litert (or tflite-runtime)"}
+RUNTIME_PACKAGES = {"onnx": "onnxruntime", "executorch": "executorch", "litert": "ai-edge-litert (or tflite-runtime)",
+                    "rknn": "rknn-toolkit-lite2 and the board's librknnrt.so, on a Rockchip board"}
 
 
 @dataclass(frozen=True)
@@ -200,5 +201,19 @@ def _write_contents(root: Path, request: PackRequest, facts: dict[str, Any], ref
     runner_files = sorted(PORTABLE_DIR.glob("*.py"))
     for source in runner_files:
         shutil.copyfile(source, root / RUNNER_PACKAGE / source.name)
+    engine = bundle_engine_file(facts["kind"])
+    if engine is not None:  # the format's own torch-free engine, found by the runner as KIND_engine.py
+        names.append(f"{RUNNER_PACKAGE}/{facts['kind']}_engine.py")
+        (root / names[-1]).write_bytes(engine.read_bytes())
     return [*names, "golden.npz", *texts, "run.py", "README.txt",
             *(f"{RUNNER_PACKAGE}/{source.name}" for source in runner_files)]
+
+
+def bundle_engine_file(kind: str) -> Path | None:
+    """The file of the engine the format's row names for bundles (found, not imported), or None."""
+    from importlib.util import find_spec
+
+    from treefuse.formats import format_of
+
+    module = format_of(kind).bundle_engine
+    return Path(find_spec(module).origin) if module else None

@@ -68,6 +68,7 @@ class Format:
     artifact_of: str | None = None  # the format whose files it runs (OpenVINO runs ONNX files)
     mixed_precision: bool = False  # INT8 export keeps the most sensitive layers in float given --paired-images
     is_folder: bool = False  # the artifact is a folder (a package), not a file
+    bundle_engine: str | None = None  # torch-free module device bundles carry as bundle_runner/KIND_engine.py
     layers: str | None = None  # "module:function": active runner -> (batch -> {layer: output}), for `treefuse diff`
     profiler: str | None = None  # "module:function": (active runner, batch, runs) -> op timings, `treefuse profile`
 
@@ -165,6 +166,7 @@ FORMATS: list[Format] = [
            export_options="treefuse.export.rknn.options",
            export_help="RKNN model (.rknn) for a Rockchip NPU (rk3588, rv1106, ...), fp16 or int8",
            default_precision="fp16", shape=Shape("fixed"), available="treefuse.runtimes.backends.rknn_runner:toolkit_missing",
+           bundle_engine="treefuse.export.rknn.board_engine",
            not_benchmarked="its latency here is the toolkit's x86 simulator, not the NPU: time it on the board "
                            "(`treefuse pack rknn:m.rknn`, docs/rknn.md)"),
 ]

@@ -200,7 +200,7 @@ def _write_record(staged: Path, request: ExportRequest, weights: Path, size: tup
 
     loaded = load_weights(weights)
     recipe = facts["recipe"]
-    rknn = {**recipe, "size": list(size), "float16_layers": facts["float_layers"],
+    rknn = {**recipe, "size": list(size), "float16_layers": facts["float_layers"], "conversion_s": facts["conversion_s"],
             "algorithm": request.options.get("algorithm", "normal") if recipe["mode"] == "int8" else None,
             "recipe_sha256": {name: sha256_file(recipe_dir(staged) / name) for name in recipe["files"]}}
     record = provenance(config=loaded.config.to_dict(), source_checkpoint=str(weights), source_sha256=loaded.sha256,

@@ -19,6 +19,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Iterator
@@ -70,6 +71,7 @@ def build(job: dict[str, Any]) -> dict[str, Any]:
     """Build the .rknn (`job['out']`) and write its simulator recipe into `job['recipe_dir']`."""
     recipe, mode = Path(job["recipe_dir"]), job["mode"]
     recipe.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     toolkit = new_toolkit(job["platform"], job.get("algorithm", "normal"))
     if mode == "int8":
         with _cwd(recipe):  # step 1 writes model.model, model.data, model.quantization.cfg beside the ONNX name
@@ -88,7 +90,8 @@ def build(job: dict[str, Any]) -> dict[str, Any]:
     _check(toolkit.export_rknn(job["out"]), "export_rknn")
     toolkit.release()
     return {"recipe": {"mode": mode, "platform": job["platform"], "files": list(RECIPE_FILES[mode])},
-            "float_layers": job.get("float_layers", []), "tool_versions": tool_versions()}
+            "float_layers": job.get("float_layers", []), "tool_versions": tool_versions(),
+            "conversion_s": round(time.perf_counter() - started, 2)}
 
 
 def keep_in_float16(cfg: Path, layers: list[str]) -> None:
@@ -206,8 +209,8 @@ def main(argv: list[str]) -> int:
     try:
         with toolkit_output(Path(job["log"])):
             facts = serve(job, replies) if command == "serve" else COMMANDS[command](job)
-    except JobError as exc:
-        print(f"treefuse: error: {exc}", file=sys.stderr)
+    except (JobError, ValueError) as exc:  # the toolkit's own errors are ValueErrors (its log's `E` lines)
+        print(f"treefuse: error: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
         return 2
     if "facts" in job:
         Path(job["facts"]).write_text(json.dumps(facts, sort_keys=True))

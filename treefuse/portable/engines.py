@@ -67,12 +67,26 @@ def import_runtime(kind: str) -> tuple[Any, str]:
     raise MissingRuntime(f"this bundle needs the {kind} runtime, which is not installed; pip install {wanted}")
 
 
+def own_engine(kind: str) -> Any:
+    """A format's own engine module, packed beside this one as KIND_engine.py (its row's `bundle_engine`), or None."""
+    try:
+        return import_module(f"{__package__}.{kind}_engine")
+    except ModuleNotFoundError:
+        return None
+
+
 class Engine:
     """One loaded artifact; `notes` holds what its runtime printed while loading and running."""
 
     def __init__(self, kind: str, path: Path, threads: int | None) -> None:
         self.kind, self.path, self.threads, self.notes = kind, path, threads, []
         started = time.perf_counter()
+        own = own_engine(kind) if kind not in RUNTIMES else None
+        if own is not None:  # it checks its device and runtime itself, each refusal one line (BundleError)
+            with captured_stderr(self.notes):
+                self.loaded = own.load(path, threads)
+            self.runtime, self.runtime_s = self.loaded.runtime, time.perf_counter() - started
+            return
         with captured_stderr(self.notes):
             self.module, self.runtime = import_runtime(kind)
             try:
@@ -86,9 +100,10 @@ class Engine:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
+        infer = self.loaded.infer if hasattr(self, "loaded") else getattr(self, f"_infer_{self.kind}")
         try:
             with captured_stderr(self.notes):
-                return np.asarray(getattr(self, f"_infer_{self.kind}")(batch), dtype=np.float32)
+                return np.asarray(infer(batch), dtype=np.float32)
         finally:
             self.runtime_s += time.perf_counter() - started
 
