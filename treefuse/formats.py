@@ -34,6 +34,8 @@ class Precision:
     scheme: str | None = None  # a QUANT_SCHEMES key when activations are 8-bit
     calibrated: bool = False  # post-training activation ranges: export needs --calib (or --qat RUN)
     benchmarked: bool = True  # part of `treefuse benchmark`'s matrix when the format is
+    hint_of: str | None = None  # a runtime's compute hint, not an artifact: benchmark runs that precision's file
+    cpu_flags: tuple[str, ...] = ()  # any one of these CPU flags is needed to run it (else "not on this CPU")
 
 
 @dataclass(frozen=True)
@@ -141,7 +143,8 @@ FORMATS: list[Format] = [
            exporter="treefuse.export.coreml.exporter:export", export_options="treefuse.cli.export_coreml",
            export_help="Core ML ML program (fp32, fp16, w8, w8a8)", default_precision="fp16",
            shape=Shape("range", min_hw=(64, 64), max_hw=(2048, 2048)), is_folder=True),
-    Format("openvino", ".onnx", (FP32, Precision("bf16", "bf16", benchmarked=False),
+    Format("openvino", ".onnx", (FP32, Precision("bf16", "bf16", benchmarked=False, hint_of="fp32",
+                                                 cpu_flags=("avx512_bf16", "amx_bf16")),
                                  Precision("int8", "int8", "ort-qdq", calibrated=True)),
            "ONNX model on OpenVINO (x86 camera boxes)",
            "treefuse.runtimes.backends.openvino_runner:OpenVINORunner", requires=("openvino",), extra="openvino",

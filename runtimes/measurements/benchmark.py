@@ -10,6 +10,7 @@ from typing import Any
 
 from treefuse.files import sha256_file
 from treefuse.runtimes.measurements.bench import bench_result
+from treefuse.runtimes.measurements.memory import peak_memory_in_own_process
 from treefuse.runtimes.measurements.parity import parity_result
 from treefuse.runtimes.backends.registry import make_runner
 
@@ -22,8 +23,13 @@ def artifact_size_bytes(path: str | Path) -> int:
 
 def run_benchmark(reference_spec: str, cells: list[dict[str, Any]], images_dir: Path, size: tuple[int, int],
                   warmup: int = 2, iters: int = 10, threads: int | None = None,
-                  progress: bool = False) -> dict[str, Any]:
-    """Parity of each runnable cell vs the reference on `images_dir`, then all latencies in one interleaved run."""
+                  progress: bool = False, more_sizes: tuple[tuple[int, int], ...] = (),
+                  memory: bool = True) -> dict[str, Any]:
+    """Parity of each runnable cell vs the reference on `images_dir`, then all latencies in one interleaved run.
+
+    `more_sizes` are timed too (one interleaved run each, "more_bench"), for latency vs resolution;
+    `memory` adds each backend's peak memory at `size`, measured in a process of its own.
+    """
     reference = make_runner(reference_spec, threads=threads)
     runnable = [cell for cell in cells if cell.get("spec")]
     candidates = [make_runner(cell["spec"], threads=threads) for cell in runnable]
@@ -33,15 +39,49 @@ def run_benchmark(reference_spec: str, cells: list[dict[str, Any]], images_dir: 
         parities = [parity_result(reference, candidate, images_dir, threads=threads, progress=progress)
                     for candidate in candidates]
         bench = bench_result([reference, *candidates], (1, 3, *size), warmup, iters, threads, progress=progress)
+        more = [bench_result([reference, *candidates], (1, 3, *other), warmup, iters, threads, progress=progress)
+                for other in dict.fromkeys(more_sizes) if tuple(other) != tuple(size)]
     finally:
         for runner in (reference, *candidates):
             runner.deactivate()
+    for measured in (bench, *more):
+        for facts in measured.backends:
+            facts["file_bytes"] = artifact_size_bytes(facts["path"])  # the report's size column reads it
+    if memory:  # after timing, so no child process competes with the timed runs
+        for facts in bench.backends:
+            facts["memory"] = peak_memory_in_own_process(facts["spec"], (1, 3, *size), threads)
     rows = [_row(cell, parity.to_json(), latency, bench.backends[0])
             for cell, parity, latency in zip(runnable, parities, bench.backends[1:])]
     rows.insert(0, _reference_row(bench.backends[0], parities))
     rows += [{"format": cell["kind"], "precision": cell["precision"], "route": cell.get("route", "ptq"),
               "verdict": "not run", "reason": cell["reason"]} for cell in cells if not cell.get("spec")]
-    return {"rows": rows, "bench": bench.to_json(), "parity": [parity.to_json() for parity in parities]}
+    return {"rows": rows, "bench": bench.to_json(), "parity": [parity.to_json() for parity in parities],
+            "more_bench": [measured.to_json() for measured in more]}
+
+
+def hinted_cells(cells: list[dict[str, Any]], cpu_flags: list[str]) -> list[dict[str, Any]]:
+    """Cells for the precisions a runtime computes on another precision's artifact (the format table's `hint_of`,
+    e.g. OpenVINO bf16 on the FP32 ONNX): runnable where the CPU has one of the row's `cpu_flags`, else why not."""
+    from treefuse.formats import FORMATS
+
+    made = {(c["kind"], c["precision"]): c for c in cells if c.get("route", "ptq") == "ptq"}
+    hinted = []
+    for row in FORMATS:
+        for precision in row.precisions:
+            base = made.get((row.kind, precision.hint_of)) if precision.hint_of else None
+            if base is None:
+                continue
+            cell = {"kind": row.kind, "precision": precision.name, "spec": None, "path": None, "reason": None,
+                    "export_s": None, "reused": base.get("reused", False), "route": "ptq", "gate_failed": False,
+                    "qat_run": None}
+            if precision.cpu_flags and not set(precision.cpu_flags) & set(cpu_flags):
+                cell["reason"] = f"not on this CPU (no {'/'.join(precision.cpu_flags)})"
+            elif not base.get("spec"):
+                cell["reason"] = f"runs the {precision.hint_of} artifact, which was not made ({base.get('reason')})"
+            else:
+                cell.update(spec=f"{base['spec']}?precision={precision.name}", path=base["path"])
+            hinted.append(cell)
+    return hinted
 
 
 def _reference_row(latency: dict[str, Any], parities: list[Any]) -> dict[str, Any]:

@@ -5,11 +5,16 @@ mark by writing "5" to /proc/self/clear_refs, so each call gets its own peak; wh
 reset is refused the number is `ru_maxrss`, a peak since process start, and says so.
 The delta over the RSS before the call is a lower bound on what the call needed: memory
 another backend in the same process freed can be reused. For exact per-backend figures,
-sweep one backend per process and merge the result files in `treefuse report`.
+`peak_memory_in_own_process` loads one backend in a fresh process and reads that process's
+peak (what `treefuse benchmark` records), or sweep one backend per process and merge the
+result files in `treefuse report`.
 """
 from __future__ import annotations
 
+import json
 import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -88,3 +93,48 @@ def check_input_fits(shape: tuple[int, ...], option: str) -> None:
     if free is not None and needed > free:
         raise TreefuseError(f"{option}: {'x'.join(map(str, shape))} float32 images (and as many out) need "
                             f"{needed / 2**30:.1f} GiB, more than the {free / 2**30:.1f} GiB free; use a smaller size")
+
+
+OWN_PROCESS = "own process per backend: VmHWM since start (interpreter, libraries, model, one call)"
+
+
+def peak_memory_in_own_process(spec: str, shape: tuple[int, ...], threads: int | None = None,
+                               timeout_s: float = 900) -> dict[str, Any]:
+    """Load one backend in a fresh Python process, run one call, and read that process's peak RSS (MiB).
+
+    No other backend shares the process, so the figure is what a program running only this engine needs;
+    `peak_rss_delta_mib` is the call's growth over the RSS once the model was loaded. A child that fails
+    gives {"error": its last line}, never a made-up figure.
+    """
+    command = [sys.executable, "-m", "treefuse.runtimes.measurements.memory", spec, "x".join(map(str, shape)),
+               str(threads or 0)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"error": f"no figure within {timeout_s:.0f} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        said = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        return {"error": said[:200]}
+    return json.loads(lines[-1])
+
+
+def _own_process_main(spec: str, shape_text: str, threads: int) -> None:
+    """The child of peak_memory_in_own_process: one backend, one call, its peaks as one JSON line."""
+    from treefuse.runtimes.backends.registry import make_runner
+
+    shape = tuple(int(n) for n in shape_text.split("x"))
+    batch = np.random.default_rng(0).random(shape, dtype=np.float32)
+    with make_runner(spec, threads=threads or None) as runner:
+        loaded_kib, load_peak_kib = _status_kib("VmRSS") or 0, _status_kib("VmHWM") or 0
+        call_only = _reset_peak_rss()  # else the call's peak is the process's, loading included
+        runner.infer(batch)
+        call_peak_kib = _status_kib("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kib = max(load_peak_kib, call_peak_kib)
+    print(json.dumps({"peak_rss_mib": peak_kib / 1024.0,
+                      "peak_rss_delta_mib": max((call_peak_kib if call_only else peak_kib) - loaded_kib, 0) / 1024.0,
+                      "rss_method": OWN_PROCESS}))
+
+
+if __name__ == "__main__":  # python -m treefuse.runtimes.measurements.memory SPEC 1x3xHxW THREADS
+    _own_process_main(sys.argv[1], sys.argv[2], int(sys.argv[3]))

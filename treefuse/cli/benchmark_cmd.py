@@ -8,6 +8,7 @@ EXAMPLES = """\
 example:
   treefuse benchmark --images ../shared/data/heavy-rain-sample5 --calib calib/ --size 512x512 --out outputs/benchmark
   treefuse benchmark --formats executorch,litert --images PAIRS --calib calib/ --out outputs/mobile
+  treefuse benchmark --formats onnx,openvino --images PAIRS --sizes 256x256,720x1280 --out outputs/cpu  # + resolution
 
 Exports into --out (an artifact already there is reused when its own record names the same
 weights, precision and calibration set), judges each against PyTorch FP32 with the default
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--images", type=Path, required=True, metavar="PAIRED_DIR",
                         help="paired folder (rain/ + clean/) the weights never trained on")
     parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW", help="timed size (default 512x512)")
+    parser.add_argument("--sizes", type=lambda text: [parse_size(t) for t in text.split(",") if t.strip()], default=[],
+                        metavar="HxW,...", help="more sizes to time beside --size, for latency vs resolution "
+                                                "(OUT/bench-HxW.json each), e.g. 256x256,512x512,720x1280")
     parser.add_argument("--formats", default=None, metavar="KIND[,KIND...]",
                         help="formats to include (default: every benchmarked row of the format table, "
                              "`treefuse info --json`)")
@@ -51,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.files import check_output_folder, check_output_path
     from treefuse.images import is_paired_folder
     from treefuse.provenance import provenance
-    from treefuse.runtimes.measurements.benchmark import format_benchmark_table, run_benchmark
+    from treefuse.device import cpu_facts
+    from treefuse.runtimes.measurements.benchmark import format_benchmark_table, hinted_cells, run_benchmark
 
     if not is_paired_folder(args.images):
         raise TreefuseError(f"{args.images} is not a paired folder (needs rain/ and clean/ with the same file names)")
@@ -66,11 +71,12 @@ def run(args: argparse.Namespace) -> int:
     matrix = tuple(cell for cell in benchmark_matrix() if kinds is None or cell[0] in kinds)
     weights = args.weights or default_weights()
     _check_qat_runs(args.qat, weights)
-    largest = _largest_image_hw(args.images, args.size)
+    largest = _largest_image_hw(args.images, tuple(map(max, zip(args.size, *args.sizes))))
     cells = [cell.to_json() for cell in export_matrix(weights, args.out, largest, args.calib, matrix)]
     cells += [cell.to_json() for cell in qat_cells(args.qat, args.out, largest, set(kinds) if kinds else None)]
+    cells += hinted_cells(cells, cpu_facts()["isa_flags"])  # OpenVINO bf16 on the FP32 file, where the CPU has bf16
     result = run_benchmark(f"torch:{weights}", cells, args.images, args.size, args.warmup, args.iters, args.threads,
-                           progress=True)
+                           progress=True, more_sizes=tuple(args.sizes))
     print(format_benchmark_table(result["rows"]))
     print(f"CPU: {cpu_flags_text()}; {args.size[0]}x{args.size[1]}, {args.iters} interleaved rounds; "
           f"quality on {args.images}")
@@ -125,6 +131,8 @@ def _write_results(args: argparse.Namespace, result: dict, cells: list[dict], re
                "device": result["bench"]["device"], "provenance": record}
     write_json_atomic(args.out / "benchmark.json", summary)
     write_json_atomic(args.out / "bench.json", result["bench"])
+    for more in result.get("more_bench", []):  # one file per size: `treefuse report` plots latency vs resolution
+        write_json_atomic(args.out / f"bench-{more['size'][0]}x{more['size'][1]}.json", more)
     runnable = [cell for cell in cells if cell.get("spec")]  # run_benchmark's parity list follows them
     for cell, parity in zip(runnable, result["parity"]):
         candidate, route = parity["candidate"], "-qat" if cell.get("route") == "qat" else ""
