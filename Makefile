@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= outputs/demo
 
-.PHONY: install install-litert install-rknn demo test test-fast bench browser clean arm64-check
+.PHONY: install install-litert install-rknn demo test test-fast bench browser clean arm64-check gpu-pack gpu-run
 
 install: $(STAMP)
 
@@ -55,6 +55,15 @@ arm64-check: install
 # Debian's Chromium for the headless-browser test of report.html (CI runs as root); skipped when absent.
 browser:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+
+# A lent GPU (docs/gpu_session.md): gpu-pack fills the git-ignored .gpu/ here (RESUME=TAR, INIT=W optional);
+# gpu-run is the one command there (its own Python, nothing installed); OUT=DIR make gpu-run DRY_RUN=1 tries it here.
+GPU_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-pack:
+	$(GPU_PYTHON) gpu/pack.py $(if $(RESUME),--resume $(RESUME)) $(if $(INIT),--init $(INIT))
+
+gpu-run:
+	$(GPU_PYTHON) gpu/run.py  # reads OUT, DRY_RUN, STEPS, GPU_SECONDS, TRAIN_SECONDS, GPU_DATA, INIT, RESUME
 
 clean:
 	rm -rf outputs .pytest_cache
