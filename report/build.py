@@ -16,9 +16,11 @@ from treefuse.report.verdict import verdict_table
 
 NOTES = ("Latencies are medians of interleaved runs (backends take turns), so ratios within one device are fair; "
          "absolute times on a shared or busy machine are noisy: compare ratios, not times across runs. "
-         "'—' marks a combination nobody measured. Peak memory is the whole process's resident set during one call "
-         "(per-call high-water mark, libraries included); the growth in brackets is a lower bound, since backends in one "
-         "process reuse memory others freed (sweep one backend per process for exact figures).")
+         "'—' marks a combination nobody measured. Peak memory marked 'own process' comes from a fresh process that "
+         "loaded that backend alone (`treefuse benchmark`): what a program running only that engine needs. Other peak "
+         "memory figures are the whole process's resident set during one call with every backend it ran loaded "
+         "(per-call high-water mark, libraries included); the growth in brackets is a lower bound, since backends in "
+         "one process reuse memory others freed.")
 
 CSS = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}
 table{border-collapse:collapse;margin:8px 0 20px}th,td{border:1px solid #ccc;padding:3px 8px;font-size:13px}

@@ -34,6 +34,7 @@ def device_tables(grid: DeviceGrid) -> list[Table]:
         if cell is None:
             return MISSING
         text = f"{fmt(cell.peak_rss_mib, '.0f')} (+{fmt(cell.peak_rss_delta_mib, '.0f')})"
+        text += " own process" if (cell.memory_method or "").startswith("own process") else ""
         return text + (f" / GPU {cell.cuda_peak_mib:.0f}" if cell.cuda_peak_mib is not None else "")
 
     tables = [
@@ -43,8 +44,10 @@ def device_tables(grid: DeviceGrid) -> list[Table]:
         _by_size(grid, "Speed-up vs PyTorch FP32 (x, higher is faster)",
                  lambda b, s: fmt(grid.speedup(b, s), ".2f")),
         _by_size(grid, "Throughput, images/s", lambda b, s: fmt(getattr(grid.cell(b, s), "throughput_img_per_s", None), ".2f")),
-        _by_size(grid, "Peak resident memory during one call, MiB: process total (+ growth over the RSS before the call)", memory),
     ]
+    if any(cell.peak_rss_mib is not None for cell in grid.latency.values()):  # a table of '—' says nothing
+        tables.append(_by_size(grid, "Peak resident memory, MiB: process total (+ growth during one call); "
+                               "'own process' figures load one backend alone", memory))
     if grid.quality:
         tables.append(quality_table(grid))
     if grid.evaluations:

@@ -23,6 +23,7 @@ class Verdict:
     timing: str | None  # "device", "emulated", "evaluator" or None when not timed at that size
     size_bytes: int | None
     peak_rss_mib: float | None
+    memory_method: str = ""  # "own process ..." when the backend was measured alone
 
 
 def verdict_size(grid: DeviceGrid, size: tuple[int, int] | None = None) -> tuple[int, int] | None:
@@ -49,7 +50,7 @@ def verdicts(grid: DeviceGrid, size: tuple[int, int] | None = None) -> list[Verd
             delta = worst = None
         rows.append(Verdict(backend, status, gates, delta, worst, cell.p50_ms if cell else None,
                             cell.timing if cell else None, artifact_bytes(grid.facts.get(backend)),
-                            cell.peak_rss_mib if cell else None))
+                            cell.peak_rss_mib if cell else None, (cell.memory_method or "") if cell else ""))
     return rows
 
 
@@ -81,10 +82,15 @@ def verdict_table(grid: DeviceGrid, size: tuple[int, int] | None = None) -> tupl
     size = verdict_size(grid, size)
     rows = verdicts(grid, size)
     notes = []
-    show_memory = any(r.peak_rss_mib is not None for r in rows)
-    if not show_memory:
+    own = [r.peak_rss_mib is not None and r.memory_method.startswith("own process") for r in rows]
+    show_memory = any(own)
+    if not any(r.peak_rss_mib is not None for r in rows):
         notes.append("Peak memory: not measured in these result files, so the column is left out "
-                     "(`treefuse sweep` and `treefuse benchmark` measure it).")
+                     "(`treefuse benchmark` measures each engine in a process of its own).")
+    elif not show_memory:
+        notes.append("Peak memory: these results measured it with every backend loaded in one process, which is no "
+                     "figure for one engine, so the column is left out here (the tables below have those figures; "
+                     "`treefuse benchmark` measures each engine in a process of its own).")
     header = ["engine", "gates", "task PSNR change, mean / worst image, dB",
               f"p50 at {size_text(size) if size else MISSING}, ms", "artifact, KB"] + (
         ["peak memory, MiB"] if show_memory else [])
@@ -93,7 +99,8 @@ def verdict_table(grid: DeviceGrid, size: tuple[int, int] | None = None) -> tupl
         p50 = fmt(r.p50_ms, ".1f") + (f" ({r.timing})" if r.p50_ms is not None and r.timing != "device" else "")
         change = MISSING if r.task_delta_db is None else f"{_change(r.task_delta_db)} / {_change(r.worst_delta_db)}"
         size_kb = fmt(None if r.size_bytes is None else r.size_bytes / 1024, ".0f")
-        body.append([r.backend, r.gates, change, p50, size_kb] + ([fmt(r.peak_rss_mib, ".0f")] if show_memory else []))
+        alone = r.peak_rss_mib if r.memory_method.startswith("own process") else None
+        body.append([r.backend, r.gates, change, p50, size_kb] + ([fmt(alone, ".0f")] if show_memory else []))
     title = f"Verdict on {grid.device} (gates of each engine's own precision; p50 at {size_text(size) if size else MISSING})"
     return (title, header, body), recommendation(rows), notes
 

@@ -46,7 +46,7 @@ def test_reports_open_on_the_verdict_table_and_end_on_folded_provenance(tmp_path
     assert md[first_table:].startswith("\n| engine | gates | task PSNR change")
     assert md.index("Verdict on Test CPU") < md.index("Verdict on NVIDIA H100") < md.index("**Latency p50")
     assert "Ship: fastest passing every gate: **onnx fp32** (41.0 ms p50)" in md
-    assert "| onnx fp32 | passed (thresholds not recorded) | 0.000 / — | 41.0 | 1 | 300 |" in md
+    assert "| onnx fp32 | passed (thresholds not recorded) | 0.000 / — | 41.0 | 1 |\n" in md
     provenance = md[md.index("## Provenance"):]
     assert md.rindex("\n## ") == md.index("\n## Provenance")  # nothing after it but the folded details
     short = provenance.split("<details>")[0].strip().splitlines()[1:]
@@ -77,15 +77,25 @@ def test_a_resolution_plot_needs_two_resolutions_and_a_plot_two_points(tmp_path,
     assert any("timed at one resolution (512x512)" in n and "--sizes" in n for n in notes)
 
 
-def test_peak_memory_is_shown_when_measured_else_the_column_is_dropped_with_a_note(tmp_path, artifacts):
+def test_peak_memory_is_shown_only_when_measured_per_engine_else_dropped_with_a_note(tmp_path, artifacts):
+    from treefuse.runtimes.measurements.memory import OWN_PROCESS
+
     data = json.loads(make_sweep(tmp_path, "cpu.json", *artifacts).read_text())
+    shared = main(["report", str(tmp_path / "cpu.json"), "--out", str(tmp_path / "shared")])
+    for cell in data["cells"]:
+        cell["memory"]["rss_method"] = OWN_PROCESS
+    (tmp_path / "own.json").write_text(json.dumps(data))
     for cell in data["cells"]:
         del cell["memory"]
-    (tmp_path / "cpu.json").write_text(json.dumps(data))
-    assert main(["report", str(tmp_path / "cpu.json"), "--out", str(tmp_path / "r")]) == 0
-    md = (tmp_path / "r" / "report.md").read_text()
-    verdict = md.split("Ship:")[0]
-    assert "peak memory" not in verdict and "Peak memory: not measured in these result files" in md
+    (tmp_path / "none.json").write_text(json.dumps(data))
+    assert shared == main(["report", str(tmp_path / "own.json"), "--out", str(tmp_path / "own")]) == \
+        main(["report", str(tmp_path / "none.json"), "--out", str(tmp_path / "none")]) == 0
+    verdicts = {name: (tmp_path / name / "report.md").read_text().split("## Test CPU")[0]
+                for name in ("shared", "own", "none")}
+    assert "| 41.0 | 1 | 300 |" in verdicts["own"] and "peak memory, MiB" in verdicts["own"]
+    assert "peak memory, MiB" not in verdicts["shared"] and "every backend loaded in one process" in verdicts["shared"]
+    assert "peak memory, MiB" not in verdicts["none"] and "not measured in these result files" in verdicts["none"]
+    assert "Peak resident memory" not in (tmp_path / "none" / "report.md").read_text()  # no table of '—' either
 
 
 def test_artifact_size_comes_from_the_result_or_from_the_file_only_while_its_hash_matches(tmp_path, artifacts):
