@@ -1,0 +1,119 @@
+"""Rockchip RKNN: export through rknn-toolkit2 in its own venv, the simulator runner, the board bundle's refusal.
+
+The toolkit's tests skip with a reason without .venv-rknn (`make install-rknn`); they use 4-channel
+weights at the paired images' 40x56 (a build takes seconds). The pure pieces (the toolkit's table
+parsed, the device tree read, the layers chosen for float16) run everywhere.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from treefuse.cli import main
+from treefuse.export.rknn.board_engine import rockchip_soc
+from treefuse.export.rknn.exporter import most_blamed
+from treefuse.export.rknn.worker import parse_error_analysis
+from treefuse.runtimes.backends.rknn_runner import toolkit_missing
+
+needs_toolkit = pytest.mark.skipif(toolkit_missing() is not None, reason=f"{toolkit_missing()}")
+SIZE = ["--size", "40x56"]  # the paired images' size: the NPU's input is static
+
+ANALYSIS = """layer_name      simulator_error
+[Input] input                                 1.00000 | 0.00000   1.00000 | 0.00000
+[exDataConvert] input_int8                    1.00000 | 0.12536   1.00000 | 0.12536
+[Conv] /head/Conv_output_0
+[Relu] /Relu_output_0                         0.99997 | 0.53153   0.99997 | 0.53153
+[Relu] /blocks.0/pairs.1/Relu_output_0        0.99974 | 0.96194   0.99894 | 0.43746
+[Add] output_int8                             0.99997 | 0.46938   0.99999 | 0.20395
+"""
+
+
+def test_the_toolkits_layer_table_is_read_and_its_worst_layers_kept_float16():
+    rows = parse_error_analysis(ANALYSIS)
+    assert [row["tensor"] for row in rows] == ["input", "input_int8", "/Relu_output_0",
+                                               "/blocks.0/pairs.1/Relu_output_0", "output_int8"]  # fused rows: no figures
+    assert rows[3]["single_cos"] == 0.99894 and rows[3]["entire_euc"] == 0.96194
+    assert most_blamed({"layers": rows}, 2) == ["/blocks.0/pairs.1/Relu_output_0", "/Relu_output_0"]  # not the input
+
+
+def test_only_a_rockchip_device_tree_names_an_soc(tmp_path):
+    tree = tmp_path / "compatible"
+    tree.write_bytes(b"radxa,rock-5b\0rockchip,rk3588\0")
+    assert rockchip_soc(tree) == "rk3588"
+    tree.write_bytes(b"raspberrypi,4-model-b\0brcm,bcm2711\0")
+    assert rockchip_soc(tree) is None
+    assert rockchip_soc(tmp_path / "absent") is None  # x86: no device tree at all
+
+
+@pytest.fixture(scope="module")
+def fp16_rknn(tiny_coreml_weights, tmp_path_factory):
+    if toolkit_missing():
+        pytest.skip(toolkit_missing())
+    out = tmp_path_factory.mktemp("rknn") / "m.rknn"
+    assert main(["export", "rknn", "--weights", str(tiny_coreml_weights), *SIZE, "--out", str(out)]) == 0
+    return out
+
+
+@needs_toolkit
+def test_fp16_export_writes_the_model_its_record_and_the_simulators_recipe(fp16_rknn, tiny_coreml_weights, paired_dir,
+                                                                          tmp_path, capsys):
+    sidecar = json.loads((fp16_rknn.parent / "m.rknn.json").read_text())
+    rknn = sidecar["provenance"]["rknn"]
+    assert sidecar["metadata"]["treefuse.target"] == "rk3588" and rknn["size"] == [40, 56] and rknn["mode"] == "float"
+    assert sidecar["provenance"]["tool_versions"]["rknn-toolkit2"] == "2.5.0"
+    assert (fp16_rknn.parent / "m.rknn.sim" / "model.onnx").is_file()
+    assert main(["parity", "--ref", f"torch:{tiny_coreml_weights}", "--cand", f"rknn:{fp16_rknn}", "--images",
+                 str(paired_dir), "--json", str(tmp_path / "p.json")]) == 0
+    result = json.loads((tmp_path / "p.json").read_text())
+    assert result["gates"]["precision"] == "fp16" and result["candidate"]["simulated"] is True
+    assert "not the NPU's" in result["candidate"]["latency_note"]
+
+
+@needs_toolkit
+def test_a_changed_recipe_is_refused_in_one_line(fp16_rknn, paired_dir, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "m.rknn"
+    for name in ("m.rknn", "m.rknn.json"):
+        shutil.copyfile(fp16_rknn.parent / name, tmp_path / name)
+    shutil.copytree(fp16_rknn.parent / "m.rknn.sim", tmp_path / "m.rknn.sim")
+    with open(tmp_path / "m.rknn.sim" / "model.onnx", "ab") as model:
+        model.write(b"\0")
+    code = main(["derain", "--backend", f"rknn:{copy}", str(paired_dir / "rain" / "000.png"), "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "changed since export" in err and err.count("\n") == 1
+
+
+def test_a_toolkit_crash_is_one_line_naming_the_platform(tiny_coreml_weights, tmp_path, capsys, monkeypatch):
+    # The toolkit's process dying of SIGSEGV (as rknn-toolkit2 2.5.0 does building some models for rv1106, FACTS.md),
+    # faked at the process boundary: a "toolkit Python" that kills itself with that signal.
+    crashing = tmp_path / "python"
+    crashing.write_text("#!/bin/sh\nkill -SEGV $$\n")
+    crashing.chmod(0o755)
+    monkeypatch.setenv("TREEFUSE_RKNN_PYTHON", str(crashing))
+    out = tmp_path / "out" / "m.rknn"
+    code = main(["export", "rknn", "--weights", str(tiny_coreml_weights), *SIZE, "--platform", "rv1106",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert "crashed (SIGSEGV)" in err and "rv1106" in err
+    assert not out.parent.exists() or not list(out.parent.iterdir())  # no model, no recipe, no staging debris
+
+
+@needs_toolkit
+def test_the_board_bundle_refuses_without_a_rockchip_npu(fp16_rknn, tiny_coreml_weights, paired_dir, tmp_path):
+    bundle = tmp_path / "bundle"
+    assert main(["pack", f"rknn:{fp16_rknn}", "--images", str(paired_dir), "--count", "1", "--sizes", "40x56",
+                 "--ref", f"torch:{tiny_coreml_weights}", "--out", str(bundle)]) == 0
+    assert (bundle / "bundle_runner" / "rknn_engine.py").is_file()
+    # the bundle as the device runs it: another process, numpy only, no fakes; this machine has no NPU
+    done = subprocess.run([sys.executable, str(bundle / "run.py"), "--json", str(tmp_path / "r.json")],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("run.py: error: no Rockchip NPU found") and done.stderr.count("\n") == 1
+    assert not (tmp_path / "r.json").exists()
