@@ -29,7 +29,7 @@ else
   BACKENDS+=(--backend "openvino:$A/default.int8.onnx")
 fi
 $T sweep --backend torch:treefuse/weights/default.safetensors "${BACKENDS[@]}" \
-  --sizes ${SIZES:-256x256,512x512,720x1280} --iters ${ITERS:-5} --warmup 1 --threads 2 \
+  --sizes ${SIZES:-256x256,512x512,720x1280} --iters ${ITERS:-5} --warmup 1 --threads 2 --memory own-process \
   --images "$DATA/heavy-rain-sample5" --json "reports/$LABEL.json"
 $T report "reports/$LABEL.json" --out reports --note "$NOTE"
 $T report --verify reports/report.md

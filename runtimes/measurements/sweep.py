@@ -18,19 +18,24 @@ from treefuse.results import SweepResult
 from treefuse.progress import progress_bar
 from treefuse.runtimes.backends.base import Runner
 from treefuse.runtimes.measurements.bench import measure_interleaved
-from treefuse.runtimes.measurements.memory import measure_peak_memory
+from treefuse.runtimes.measurements.memory import measure_peak_memory, peak_memory_in_own_process
 from treefuse.runtimes.measurements.parity import ParityGates, run_parity
 
 SWEEP_FORMAT = "treefuse-sweep-v1"
 
 
 def sweep_size(runners: list[Runner], labels: list[str], size: tuple[int, int], warmup: int,
-               iters: int) -> list[dict[str, Any]]:
-    """Latency (interleaved) and peak memory of every runner at one resolution."""
+               iters: int, own_process_memory: bool = False, threads: int | None = None) -> list[dict[str, Any]]:
+    """Latency (interleaved) and peak memory of every runner at one resolution.
+
+    `own_process_memory`: each backend's peak memory read in a fresh process that loads it alone
+    (a figure for that engine), instead of this process's, which holds every backend."""
     shape = (1, 3, *size)
     batch = np.random.default_rng(1).random(shape, dtype=np.float32)
-    # Memory first: each backend's first call at a new size is what grows its buffers.
-    memories = [measure_peak_memory(lambda: runner.infer(batch)) for runner in runners]
+    if own_process_memory:
+        memories = [peak_memory_in_own_process(runner.spec, shape, threads) for runner in runners]
+    else:  # memory first: each backend's first call at a new size is what grows its buffers
+        memories = [measure_peak_memory(lambda: runner.infer(batch)) for runner in runners]
     timings = measure_interleaved(runners, shape, warmup=warmup, iters=iters)
     cells = []
     for label, timing, memory in zip(labels, timings, memories):
@@ -74,7 +79,8 @@ def sweep_parity(runners: list[Runner], labels: list[str], images: list[tuple[Pa
 
 def run_sweep(runners: list[Runner], sizes: list[tuple[int, int]], warmup: int = 2, iters: int = 10,
               images: list[tuple[Path, Path | None]] | None = None, labels: list[str] | None = None,
-              progress: bool = False, threads: int | None = None, images_dir: str | None = None) -> SweepResult:
+              progress: bool = False, threads: int | None = None, images_dir: str | None = None,
+              own_process_memory: bool = False) -> SweepResult:
     """Measure all runners at all sizes (and parity when images are given); runners must be active.
 
     `labels` name the backends in the result (default: KIND:PATH); they must be unique.
@@ -83,7 +89,8 @@ def run_sweep(runners: list[Runner], sizes: list[tuple[int, int]], warmup: int =
     if len(set(labels)) != len(labels):
         raise TreefuseError("the same backend is named twice; give each --backend once (add ?options to vary it)")
     steps = progress_bar(list(sizes), progress, desc="sweep", unit="size")
-    cells = [cell for size in steps for cell in sweep_size(runners, labels, size, warmup, iters)]
+    cells = [cell for size in steps
+             for cell in sweep_size(runners, labels, size, warmup, iters, own_process_memory, threads)]
     return SweepResult(device=device_fingerprint(threads), provenance=provenance(), format=SWEEP_FORMAT,
                        sizes=[list(s) for s in sizes], warmup=warmup, iters=iters,
                        backends=[{**runner.describe(), "label": label} for runner, label in zip(runners, labels)],

@@ -58,3 +58,11 @@ def test_sizes_memory_and_the_bf16_row_reach_the_report(weights_path, paired_dir
     verdict = md.split("Ship:")[0]
     assert "peak memory, MiB" in verdict and "| openvino fp32 | passed" in verdict
     assert "No 'Latency vs resolution' plot" not in md  # two sizes: the plot is drawn
+
+
+def test_sweep_reads_memory_per_backend_in_its_own_process_when_asked(weights_path, onnx_path, tmp_path):
+    result = tmp_path / "sweep.json"
+    assert main(["sweep", "--backend", f"onnx:{onnx_path}", "--sizes", "16x16", "--iters", "1", "--warmup", "0",
+                 "--memory", "own-process", "--json", str(result)]) == 0
+    [cell] = json.loads(result.read_text())["cells"]
+    assert cell["memory"]["rss_method"] == OWN_PROCESS and cell["memory"]["peak_rss_mib"] > 0

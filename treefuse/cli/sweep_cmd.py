@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per backend and size (default 2)")
     parser.add_argument("--iters", type=int, default=10, help="timed calls per backend and size (default 10)")
     parser.add_argument("--threads", type=positive_int("--threads"), default=None, help="CPU threads per backend (default: library's)")
+    parser.add_argument("--memory", choices=("shared", "own-process"), default="shared",
+                        help="peak memory read in this process, which holds every backend (default), or in a fresh "
+                             "process per backend and size: a figure for that engine alone (seconds more each)")
     add_json_option(parser, required=True)
 
 
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         for runner in runners:
             runner.activate()
         result = run_sweep(runners, sizes, args.warmup, args.iters, images, labels=args.backend, progress=True,
-                           threads=args.threads, images_dir=args.images)
+                           threads=args.threads, images_dir=args.images,
+                           own_process_memory=args.memory == "own-process")
     finally:
         for runner in runners:
             runner.deactivate()
