@@ -10,7 +10,7 @@ DEMO   ?= outputs/demo
 install: $(STAMP)
 
 # torch is pinned to 2.13.0: that CPU build lies on disk here; any other spec downloads GBs.
-$(STAMP): pyproject.toml treefuse/formats.py
+$(STAMP): pyproject.toml setup.py treefuse/formats.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ from treefuse.images import from_batch, read_image, to_batch
 from treefuse.portable import manifest as bundle_manifest
 from treefuse.provenance import provenance
 
-PORTABLE_DIR = Path(__file__).resolve().parents[1] / "treefuse" / "portable"
 RUNNER_PACKAGE = "bundle_runner"
 BUNDLE_KINDS = ("onnx", "executorch", "litert", "rknn")  # formats whose runtime runs without treefuse
 LAUNCHER = '''#!/usr/bin/env python3
@@ -55,6 +55,7 @@ class PackRequest:
     reference: str | None = None  # torch:WEIGHTS; default: the weights the artifact was made from, if shipped
     count: int | None = None
     test_y_channel: bool = False
+    bench_size: tuple[int, int] | None = None  # (H, W) latency is timed at; None: the frames' own size
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,9 @@ def pack(request: PackRequest) -> PackedBundle:
         pairs = image_set(request.images)[: request.count or None]
         samples = _golden_samples(pairs, request.sizes, reference, limits)
         reference_facts = reference.describe()
+    bench_hw = request.bench_size or _frame_size(pairs, limits)
     with atomic_path(request.out, directory=True, same_kind=is_bundle) as staged:
-        files = _write_contents(staged, request, facts, reference_facts, samples)
+        files = _write_contents(staged, request, facts, reference_facts, samples, bench_hw)
         manifest = bundle_manifest.write_manifest(staged, files, {"treefuse_provenance": provenance()})
     total = sum(p.stat().st_size for p in request.out.rglob("*") if p.is_file())
     return PackedBundle(request.out, len(manifest["files"]) + 1, total,
@@ -158,6 +160,19 @@ def _check_limits(hw: tuple[int, int], limits: dict[str, Any], path: Path) -> No
                             "choose --sizes inside it or re-export with a wider range")
 
 
+def _frame_size(pairs: list[tuple[Path, Path | None]], limits: dict[str, Any]) -> tuple[int, int]:
+    """The largest frame of the images (a camera times whole frames, not golden crops), within the artifact's range."""
+    from PIL import Image
+
+    sizes = []
+    for rainy_path, _ in pairs:
+        with Image.open(rainy_path) as image:
+            sizes.append((image.height, image.width))
+    height, width = max(sizes, key=lambda hw: hw[0] * hw[1])
+    high = limits.get("max_hw") or (height, width)
+    return min(height, high[0]), min(width, high[1])
+
+
 def _compact(image: np.ndarray) -> np.ndarray:
     """uint8 when the image is exactly 8-bit (the runner divides by 255 as treefuse does), else float32."""
     as_uint8 = np.round(image * 255.0).astype(np.uint8)
@@ -165,7 +180,7 @@ def _compact(image: np.ndarray) -> np.ndarray:
 
 
 def _write_contents(root: Path, request: PackRequest, facts: dict[str, Any], reference: dict[str, Any],
-                    samples: list[Sample]) -> list[str]:
+                    samples: list[Sample], bench_hw: tuple[int, int]) -> list[str]:
     """Every file but the manifest; returns their bundle-relative names."""
     from treefuse.sidecar import sidecar_path
 
@@ -185,9 +200,8 @@ def _write_contents(root: Path, request: PackRequest, facts: dict[str, Any], ref
         sample["key"] = key
     np.savez_compressed(root / "golden.npz", **arrays)
     record = {**facts["artifact"], "path": names[0]}
-    largest = max(samples, key=lambda s: s["size"][0] * s["size"][1])["size"]
     bundle = {"format": bundle_manifest.FORMAT, "kind": facts["kind"], "artifact_file": names[0],
-              "precision": facts["precision"], "test_y_channel": request.test_y_channel, "bench_size": largest,
+              "precision": facts["precision"], "test_y_channel": request.test_y_channel, "bench_size": list(bench_hw),
               "reference": reference, "images": str(request.images),
               "samples": [{k: s[k] for k in ("key", "name", "source", "size")} for s in samples]}
     texts = {"bundle.json": bundle, "artifact.json": record, "gates.json": gates_for(facts["precision"]).to_json()}
@@ -198,9 +212,9 @@ def _write_contents(root: Path, request: PackRequest, facts: dict[str, Any], ref
                                                    precision=facts["precision"],
                                                    runtime=RUNTIME_PACKAGES[facts["kind"]]))
     (root / RUNNER_PACKAGE).mkdir()
-    runner_files = sorted(PORTABLE_DIR.glob("*.py"))
+    runner_files = portable_runner_files()
     for source in runner_files:
-        shutil.copyfile(source, root / RUNNER_PACKAGE / source.name)
+        (root / RUNNER_PACKAGE / source.name).write_bytes(source.read_bytes())
     engine = bundle_engine_file(facts["kind"])
     if engine is not None:  # the format's own torch-free engine, found by the runner as KIND_engine.py
         names.append(f"{RUNNER_PACKAGE}/{facts['kind']}_engine.py")
@@ -217,3 +231,12 @@ def bundle_engine_file(kind: str) -> Path | None:
 
     module = format_of(kind).bundle_engine
     return Path(find_spec(module).origin) if module else None
+
+
+def portable_runner_files() -> list[Any]:
+    """The torch-free runner's modules, found where treefuse is installed (a wheel or a source tree)."""
+    files = sorted((f for f in resources.files("treefuse.portable").iterdir() if f.name.endswith(".py")),
+                   key=lambda f: f.name)
+    if not any(f.name == "device_run.py" for f in files):  # a broken install would pack a bundle that cannot run
+        raise RuntimeError(f"treefuse.portable holds no device_run.py ({[f.name for f in files]}): reinstall treefuse")
+    return files

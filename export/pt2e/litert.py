@@ -23,6 +23,7 @@ from treefuse.errors import TreefuseError
 from treefuse.export.request import ExportRequest, check_request
 from treefuse.files import atomic_path
 from treefuse.provenance import provenance
+from treefuse.side_venv import side_python
 from treefuse.sidecar import write_sidecar
 
 PRECISIONS = {"fp32": "FP32 weights and compute (XNNPACK)",
@@ -31,17 +32,15 @@ PRECISIONS = {"fp32": "FP32 weights and compute (XNNPACK)",
                       "across-block fuses in FP32"}
 DEFAULT_SIZE = (256, 256)
 CONVERTER_ENV = "TREEFUSE_LITERT_PYTHON"
-REPO_VENV = Path(__file__).resolve().parents[2] / ".venv-litert" / "bin" / "python"
 
 
 def converter_python() -> str:
     """A Python that has litert-torch: $TREEFUSE_LITERT_PYTHON, this one, or the repo's .venv-litert."""
-    if os.environ.get(CONVERTER_ENV):
-        return os.environ[CONVERTER_ENV]
-    if importlib.util.find_spec("litert_torch") is not None:
+    if not os.environ.get(CONVERTER_ENV) and importlib.util.find_spec("litert_torch") is not None:
         return sys.executable
-    if REPO_VENV.is_file():
-        return str(REPO_VENV)
+    python = side_python(".venv-litert", CONVERTER_ENV)
+    if python is not None:
+        return str(python)
     raise TreefuseError("litert: the converter (litert-torch) is not installed; run `make install-litert` (its own "
                         f"venv .venv-litert) or set {CONVERTER_ENV} to a Python that has litert-torch==0.10.0")
 
@@ -147,7 +146,7 @@ def _learned_program(qat_run: Path, weights_path: Path, size: tuple[int, int], o
 
 
 def _run_converter(command: list[str]) -> None:
-    done = subprocess.run(command, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         reason = lines[-1].removeprefix("treefuse: error: ").strip() if lines else f"exit {done.returncode}"
