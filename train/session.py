@@ -28,7 +28,8 @@ RESUMABLE_SECTIONS = ("speed", "run")
 LATER_KEYS_AS_BEFORE = {("data", "synthetic_pool"): 0, ("data", "synthetic_exclude"): [],
                         ("data", "street_fraction"): 0.0, ("data", "rain_preset"): "street",
                         ("data", "street_dir"): "", ("data", "street_exclude"): [],
-                        ("data", "street_frame_fraction"): 0.0, ("data", "street_long_side"): 640}
+                        ("data", "street_frame_fraction"): 0.0, ("data", "street_long_side"): 640,
+                        ("optim", "activation_noise"): "", ("optim", "noise_calibration"): ""}
 # Pool images are twice the patch side, so patches cut from them still vary in position.
 POOL_CROP_FACTOR = 2
 
@@ -60,10 +61,12 @@ def load_training_data(config: TrainConfig) -> tuple[TrainingData, dict[str, Any
     if overlap:
         raise TreefuseError(f"validation pair {sorted(overlap)[0]} is also a training pair; "
                             "make data.train_range and data.val_range disjoint")
+    noise_files = calibration_files(config.optim.noise_calibration) if config.optim.noise_calibration else []
     record, digest = manifest({
         "train_rain": [f.rain for f in pair_files], "train_clean": [f.clean for f in pair_files],
         "synthetic_clean": photo_files, **({"street_clean": street_files} if street_files else {}), "validation": [p for f in validation_files for p in (f.rain, f.clean)],
         "init_weights": [Path(config.optim.init_weights)] if config.optim.init_weights else [],
+        **({"noise_calibration": noise_files} if noise_files else {}),
         **({"rain_preset": [preset_path(data.rain_preset)]} if preset else {})})
     pool = render_pool(photos, data.synthetic_pool, POOL_CROP_FACTOR * data.patch_size, data.heavy_fraction,
                        config.optim.seed, street_fraction=data.street_fraction, street_preset=preset,
@@ -72,6 +75,17 @@ def load_training_data(config: TrainConfig) -> tuple[TrainingData, dict[str, Any
                            data.heavy_fraction, data.flips, config.optim.seed, pool, data.street_fraction, preset,
                            **backdrops, street_frame_fraction=data.street_frame_fraction)
     return TrainingData(sampler, validation, digest), record
+
+
+def calibration_files(folder: str) -> list[Path]:
+    """The files of a calibration set (optim.noise_calibration), for the data manifest."""
+    from treefuse.calib.store import MANIFEST, TENSOR_FILE
+
+    files = [Path(folder) / MANIFEST, Path(folder) / TENSOR_FILE]
+    if not all(f.is_file() for f in files):
+        raise TreefuseError(f"optim.noise_calibration {folder} is not a calibration set; build one with "
+                            "treefuse calib build")
+    return files
 
 
 # Renderers whose rain is for scoring only, by the name their synth.json records (train/ never imports them).

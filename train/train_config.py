@@ -15,6 +15,7 @@ from treefuse.errors import TreefuseError, one_line
 CONFIG_DIR = Path(__file__).parent / "configs"
 RAIN_PRESET_SUFFIX = "-rain"  # train/configs/*-rain.yaml are rain presets a chunk used (data.rain_preset), not configs
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+NOISE_KINDS = ("", "calibrated-8bit")  # optim.activation_noise: none, or one u8 step of each calibrated range
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -55,6 +56,10 @@ class OptimConfig:
     ssim_weight: float = 0.6
     seed: int = 0
     init_weights: str = ""  # start from these weights (same model config) instead of a random init
+    # INT8-robust training (train/activation_noise.py): "calibrated-8bit" adds one uint8 step of uniform noise at
+    # every activation the ONNX Runtime INT8 export quantizes, its range calibrated on noise_calibration.
+    activation_noise: str = ""
+    noise_calibration: str = ""  # a treefuse calibration set (treefuse calib build), for activation_noise
 
 
 @dataclass(frozen=True)
@@ -186,6 +191,11 @@ def _validate(config: TrainConfig) -> None:
                             "(for example 2000) or data.synthetic_fraction=0")
     if not optim.lr > 0:
         raise TreefuseError(f"config: optim.lr must be positive, got {optim.lr}")
+    if optim.activation_noise not in NOISE_KINDS:
+        raise TreefuseError(f"config: optim.activation_noise must be one of {NOISE_KINDS}, got {optim.activation_noise!r}")
+    if bool(optim.activation_noise) != bool(optim.noise_calibration):
+        raise TreefuseError("config: optim.activation_noise and optim.noise_calibration go together; set both "
+                            "(noise_calibration: a folder made by treefuse calib build) or neither")
     if data.patch_size < 11:
         raise TreefuseError(f"config: data.patch_size must be at least 11 (the SSIM window), got {data.patch_size}")
     if speed.precision not in PRECISIONS:

@@ -98,7 +98,7 @@ class Trainer:
         self.model.to(device)
         self.memory_format = torch.channels_last if speed.channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
-        self.network = wrap(FoldedTraining(self.model) if speed.fold else self.model, world, device)
+        self.network = wrap(_training_network(self.model, config, device), world, device)
         if speed.compile:
             self.network = torch.compile(self.network)
         self.precision = resolve_precision(speed.precision, device)
@@ -211,6 +211,18 @@ def _check_cuda_graph(speed: SpeedConfig, device: torch.device, precision: str, 
         raise TreefuseError("speed.cuda_graph cannot run fp16's GradScaler inside a captured step; use bf16")
     if speed.compile or world.distributed:
         raise TreefuseError("speed.cuda_graph is not supported with speed.compile or several processes; use one")
+
+
+def _training_network(model: TreeFusionNet, config: TrainConfig, device: torch.device) -> torch.nn.Module:
+    """What the step runs: the model, its folded pass, or (optim.activation_noise) the noisy INT8-shaped pass."""
+    if config.optim.activation_noise:
+        from treefuse.calib.store import load_calibration_set
+        from treefuse.train.activation_noise import ActivationNoise, calibrated_steps
+
+        # From the starting weights, once: a resumed run rebuilds the same steps before loading its checkpoint.
+        images = load_calibration_set(config.optim.noise_calibration).images
+        return ActivationNoise(model, calibrated_steps(model, images, device))
+    return FoldedTraining(model) if config.speed.fold else model
 
 
 def _initial_weights(config: TrainConfig) -> TreeFusionNet:
