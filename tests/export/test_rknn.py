@@ -20,6 +20,7 @@ from treefuse.export.rknn.worker import parse_error_analysis
 from treefuse.runtimes.backends.rknn_runner import toolkit_missing
 
 needs_toolkit = pytest.mark.skipif(toolkit_missing() is not None, reason=f"{toolkit_missing()}")
+slow = pytest.mark.slow  # each runs the toolkit (2 s to import) and its simulator: 10-20 s on 2 cores
 SIZE = ["--size", "40x56"]  # the paired images' size: the NPU's input is static
 
 ANALYSIS = """layer_name      simulator_error
@@ -58,6 +59,7 @@ def fp16_rknn(tiny_coreml_weights, tmp_path_factory):
     return out
 
 
+@slow
 @needs_toolkit
 def test_fp16_export_writes_the_model_its_record_and_the_simulators_recipe(fp16_rknn, tiny_coreml_weights, paired_dir,
                                                                           tmp_path, capsys):
@@ -73,6 +75,7 @@ def test_fp16_export_writes_the_model_its_record_and_the_simulators_recipe(fp16_
     assert "not the NPU's" in result["candidate"]["latency_note"]
 
 
+@slow
 @needs_toolkit
 def test_a_changed_recipe_is_refused_in_one_line(fp16_rknn, paired_dir, tmp_path, capsys):
     import shutil
@@ -105,6 +108,7 @@ def test_a_toolkit_crash_is_one_line_naming_the_platform(tiny_coreml_weights, tm
     assert not out.parent.exists() or not list(out.parent.iterdir())  # no model, no recipe, no staging debris
 
 
+@slow
 @needs_toolkit
 def test_the_board_bundle_refuses_without_a_rockchip_npu(fp16_rknn, tiny_coreml_weights, paired_dir, tmp_path):
     bundle = tmp_path / "bundle"

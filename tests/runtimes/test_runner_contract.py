@@ -62,7 +62,7 @@ def tiny_weights_path(tmp_path_factory):
                         tmp_path_factory.mktemp("contract") / "tiny.safetensors")
 
 
-SLOW_TO_EXPORT = {"coreml", "executorch", "litert"}  # a conversion takes 10-40 s on 2 cores
+SLOW_TO_EXPORT = {"coreml", "executorch", "litert", "rknn"}  # a conversion takes 10-40 s on 2 cores
 
 
 @pytest.mark.parametrize("kind", [pytest.param(kind, marks=pytest.mark.slow) if kind in SLOW_TO_EXPORT else kind
