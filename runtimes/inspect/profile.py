@@ -26,13 +26,19 @@ LAYOUT = {"Transpose", "ReorderInput", "ReorderOutput", "Reorder", "Reshape", "P
           "Concatenation", "Split", "Convert"}
 
 
+# XNNPACK (ExecuTorch) names ops "Convolution (NHWC, QC8) IGEMM"; its Convert goes float <-> int8 either way.
+XNNPACK = {"Convert": "quantize or dequantize", "Transpose": "layout", "Copy": "layout"}
+
+
 def group_of(op_type: str) -> str:
     """compute, quantize, dequantize or layout (data movement and conversion)."""
     if op_type in QUANTIZE:
         return "quantize"
     if op_type in DEQUANTIZE:
         return "dequantize"
-    return "layout" if op_type in LAYOUT else "compute"
+    if op_type in LAYOUT:
+        return "layout"
+    return XNNPACK.get(op_type.split(" (")[0], "compute")
 
 
 def profile_backend(runner: Runner, size: tuple[int, int], runs: int, threads: int | None = None) -> ProfileResult:

@@ -1,6 +1,7 @@
 """`treefuse diff` and `treefuse profile` on 64x64 images: layers match by name, a tampered layer is named."""
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -19,7 +20,7 @@ TAMPERED_LAYER = "blocks.2.pairs.0.conv_a"
 def images(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inspect_images")
     rng = np.random.default_rng(3)
-    for index in range(2):
+    for index in range(1):
         write_image(folder / f"{index}.png", rng.random((64, 64, 3), dtype=np.float32))
     return folder
 
@@ -113,3 +114,37 @@ def test_profile_of_a_format_without_a_profiler_is_one_line(weights_path, capsys
     assert main(["profile", f"torch:{weights_path}", "--size", "64x64"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no profiler" in err
+
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "reports" / "artifacts"
+
+
+@pytest.mark.slow
+def test_litert_layers_are_named_back_to_the_folded_model(shipped_weights, images, tmp_path):
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install 'treefuse[litert]')")
+    code, result = _diff(tmp_path, f"torch:{shipped_weights}", f"litert:{ARTIFACTS / 'default.int8.tflite'}", images)
+    assert code in (0, 1) and result.unmatched == {"reference_only": [], "candidate_only": []}
+    assert [row["layer"] for row in result.layers][:2] == ["head", "blocks.0.pairs.0.conv_a"]
+
+
+def test_litert_module_paths_map_to_layer_names():
+    from treefuse.config import ModelConfig
+    from treefuse.runtimes.inspect.litert_layers import _module_paths, litert_paths
+
+    paths = litert_paths(ModelConfig())
+    name = ("treefuse.folding.FoldedTreeFusionNet;;treefuse.folding.FoldedTreeFusionNet/treefuse.folding.FoldedBlock_3/"
+            "treefuse.folding.FoldedPair_0/torch.nn.modules.conv.Conv2d_conv_a;1")
+    assert [paths.get(p) for p in _module_paths(name)] == ["", "blocks.3.pairs.0.conv_a"]
+    assert paths["FoldedBlock_2/Fuse_0"] == "blocks.2.upper_fuses.0" and paths["Fuse_6"] == "across_fuses.6"
+
+
+@pytest.mark.slow
+def test_executorch_profile_reads_the_xnnpack_operators(tmp_path):
+    pytest.importorskip("executorch", reason="executorch is not installed (pip install 'treefuse[executorch]')")
+    out = tmp_path / "profile.json"
+    assert main(["profile", f"executorch:{ARTIFACTS / 'default.int8.pte'}", "--size", "64x64", "--runs", "1",
+                 "--json", str(out)]) == 0
+    result = result_from_json(json.loads(out.read_text()), str(out))
+    assert sum(result.groups_ms.values()) == pytest.approx(result.total_ms, rel=1e-6)
+    kinds = {row["op_type"] for row in result.op_types}
+    assert "Convolution (NHWC, QC8) IGEMM" in kinds and "layout" in result.groups_ms
