@@ -9,7 +9,6 @@ a worker process in the toolkit's own venv (export/rknn/worker.py, `make install
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import tempfile
@@ -24,18 +23,20 @@ from treefuse.runtimes.backends.base import Runner
 from treefuse.sidecar import read_sidecar
 
 TOOLKIT_ENV = "TREEFUSE_RKNN_PYTHON"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-REPO_VENV = REPO_ROOT / ".venv-rknn" / "bin" / "python"
-WORKER = REPO_ROOT / "export" / "rknn" / "worker.py"  # a script run by path: it imports nothing of treefuse
+# Run by path, in the toolkit's venv (it imports nothing of treefuse): export/ sits two levels up in a source
+# tree and in an installed wheel alike.
+WORKER = Path(__file__).resolve().parents[2] / "export" / "rknn" / "worker.py"
 SIMULATOR_NOTE = "rknn-toolkit2's x86 simulator: its latency is not the NPU's"
+LAYERS_SHOWN = 8  # the layers accuracy_analysis blames most, copied into result files
 
 
 def toolkit_python() -> str:
-    """A Python that has rknn-toolkit2: $TREEFUSE_RKNN_PYTHON, or the repo's .venv-rknn."""
-    if os.environ.get(TOOLKIT_ENV):
-        return os.environ[TOOLKIT_ENV]
-    if REPO_VENV.is_file():
-        return str(REPO_VENV)
+    """A Python that has rknn-toolkit2: $TREEFUSE_RKNN_PYTHON, or .venv-rknn beside the source tree or here."""
+    from treefuse.side_venv import side_python
+
+    python = side_python(".venv-rknn", TOOLKIT_ENV)
+    if python is not None:
+        return str(python)
     raise TreefuseError("rknn: rknn-toolkit2 is not installed; run `make install-rknn` (its own venv .venv-rknn: "
                         f"it pins numpy<=1.26.4 and onnx<=1.18) or set {TOOLKIT_ENV} to a Python that has it")
 
@@ -163,5 +164,11 @@ class RknnRunner(Runner):
         return (read_sidecar(self.path) or {}).get("metadata", {})
 
     def describe_impl(self) -> dict[str, Any]:
-        return {"backend": f"rknn-toolkit2 simulator ({self.recipe.get('platform', '?')})",
-                "platform": self.recipe.get("platform"), "latency_note": SIMULATOR_NOTE, "simulated": True}
+        facts = {"backend": f"rknn-toolkit2 simulator ({self.recipe.get('platform', '?')})",
+                 "platform": self.recipe.get("platform"), "latency_note": SIMULATOR_NOTE, "simulated": True}
+        layers = self.path.with_name(self.path.name + ".layers.json")
+        if layers.is_file():  # export's accuracy_analysis travels into every result that runs this model
+            rows = json.loads(layers.read_text()).get("layers", [])
+            facts["layer_accuracy"] = {"file": layers.name, "layers": len(rows), "most_blamed": sorted(
+                rows, key=lambda row: row["single_cos"])[:LAYERS_SHOWN]}
+        return facts
