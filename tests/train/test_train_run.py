@@ -300,3 +300,21 @@ def test_benchmark_prints_fp32_and_bf16_side_by_side(capsys, tmp_path):
     assert all(float(line.split()[-2]) > 0 for line in cuts)
     record = json.loads((tmp_path / "b.json").read_text())
     assert record["it_per_s"]["fp32"] > 0 and len(record["batch_ms"]) == 4 and record["provenance"]["tool_versions"]
+
+
+def test_benchmark_reports_a_variant_this_machine_cannot_compile_and_measures_the_rest(capsys, tmp_path, monkeypatch):
+    def without_a_compiler(network, **options):
+        def fail(*args, **kwargs):
+            raise RuntimeError("inductor: no working C compiler found")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", without_a_compiler)  # the library boundary: torch.compile itself
+    tiny = ["model.blocks=2", "model.channels=4", "data.patch_size=24", "data.batch_size=2", "speed.threads=1",
+            "speed.compile=true"]
+    args = ["train", "--benchmark", "--bench-steps", "1", "--json", str(tmp_path / "b.json")]
+    assert main(args + [x for s in tiny for x in ("--set", s)]) == 0
+    record = json.loads((tmp_path / "b.json").read_text())
+    assert set(record["failed"]) == {"fp32 compile", "bf16 fold channels_last compile"}
+    assert all("no working C compiler" in message for message in record["failed"].values())
+    assert record["it_per_s"]["fp32"] > 0 and not set(record["failed"]) & set(record["it_per_s"])
+    assert "FAILED on this machine" in capsys.readouterr().out
