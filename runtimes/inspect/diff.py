@@ -1,8 +1,13 @@
-"""`treefuse diff`: two backends, every layer exposed, compared by the folded model's layer names."""
+"""`treefuse diff`: two backends, every layer exposed, compared by the folded model's layer names.
+
+The candidate runs here (`diff_result`), or ran on a device and sent its layers home
+(`run.py --layers` in a bundle; `diff_recorded`): the reference then runs on the inputs it recorded.
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -18,6 +23,7 @@ from treefuse.runtimes.inspect.compare import compare_layers, first_diverging, w
 from treefuse.runtimes.inspect.names import OUTPUT
 
 Layers = dict[str, np.ndarray]
+Sample = tuple[str, np.ndarray, Layers]  # image name, the 1x3xHxW input both ran on, the candidate's layers
 
 
 def open_layers(runner: Runner) -> Callable[[np.ndarray], Layers]:
@@ -43,20 +49,67 @@ def diff_result(reference: Runner, candidate: Runner, images: list[Path], gates:
                 images_dir: str = "") -> DiffResult:
     """Run both on every image, every layer exposed; judge the output by `gates`, name the first layer below
     `min_layer_psnr_db`. With `arrays`, the first image's layers of both are written there (.npz)."""
-    capture_ref, capture_cand = open_layers(reference), open_layers(candidate)
-    per_image, image_rows, exposure = [], [], {"reference": 0.0, "candidate": 0.0}
+    capture = open_layers(candidate)
+    exposure = {"candidate": 0.0}
+
+    def samples() -> Iterator[Sample]:
+        for path in images:
+            batch = crop_batch(read_image(path), crop)
+            layers = capture(batch)
+            exposure["candidate"] = max(exposure["candidate"],
+                                        float(np.max(np.abs(candidate.infer(batch) - layers[OUTPUT]))))
+            yield str(path), batch, layers
+
+    result = _judge(reference, candidate.describe(), samples(), gates, min_layer_psnr_db, threads, arrays)
+    result.exposure_effect.update(exposure)
+    result.crop, result.images_dir = list(crop), images_dir
+    return result
+
+
+def read_recorded(path: Path) -> tuple[dict[str, Any], list[Sample]]:
+    """What a bundle's `run.py --layers` wrote: who ran it, and per input its image name, the input and the layers."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            meta = json.loads(str(saved["meta"]))
+            count = len(meta["images"])
+            samples = [(meta["images"][i], saved[f"input/{i}"],
+                        {key.split("/", 2)[2]: saved[key] for key in saved.files if key.startswith(f"layers/{i}/")})
+                       for i in range(count)]
+    except (OSError, ValueError, KeyError, TypeError, EOFError) as exc:
+        raise TreefuseError(f"{path} is not a layers file from a bundle's `run.py --layers` "
+                            f"({type(exc).__name__}); run the bundle again with --layers") from None
+    if meta.get("kind") != "treefuse-layers" or not samples:
+        raise TreefuseError(f"{path} holds no recorded layers; run the bundle again with --layers")
+    return meta, samples
+
+
+def diff_recorded(reference: Runner, meta: dict[str, Any], samples: list[Sample], gates: Gates,
+                  min_layer_psnr_db: float, threads: int | None = None, arrays: Path | None = None,
+                  source: str = "") -> DiffResult:
+    """A device's recorded layers against `reference` run here on the same inputs."""
+    candidate = {**meta.get("candidate", {}), "device": meta.get("device", {})}
+    result = _judge(reference, candidate, samples, gates, min_layer_psnr_db, threads, arrays)
+    result.crop, result.images_dir = list(meta.get("crop", [])), source
+    return result
+
+
+def _judge(reference: Runner, candidate: dict[str, Any], samples: Iterable[Sample], gates: Gates,
+           min_layer_psnr_db: float, threads: int | None, arrays: Path | None) -> DiffResult:
+    capture_ref = open_layers(reference)
+    per_image, image_rows, exposure = [], [], {"reference": 0.0}
     names_ref: list[str] = []
     names_cand: list[str] = []
-    for index, path in enumerate(images):
-        batch = crop_batch(read_image(path), crop)
-        ref_layers, cand_layers = capture_ref(batch), capture_cand(batch)
+    for index, (name, batch, cand_layers) in enumerate(samples):
+        ref_layers = capture_ref(batch)
+        exposure["reference"] = max(exposure["reference"],
+                                    float(np.max(np.abs(reference.infer(batch) - ref_layers[OUTPUT]))))
         names_ref, names_cand = list(ref_layers), list(cand_layers)
-        for side, runner, layers in (("reference", reference, ref_layers), ("candidate", candidate, cand_layers)):
-            exposure[side] = max(exposure[side], float(np.max(np.abs(runner.infer(batch) - layers[OUTPUT]))))
         rows = compare_layers(ref_layers, cand_layers)
         image_rows.append(rows)
-        output = next(row for row in rows if row["layer"] == OUTPUT)
-        per_image.append({"image": str(path), "output_psnr_db": output["psnr_db"],
+        output = next((row for row in rows if row["layer"] == OUTPUT), None)
+        if output is None:
+            raise TreefuseError(f"the candidate's layers hold no model output for {name}; re-run it with every layer")
+        per_image.append({"image": name, "output_psnr_db": output["psnr_db"],
                           "first_diverging_layer": first_diverging(rows, min_layer_psnr_db)})
         if arrays is not None and index == 0:
             _save_arrays(arrays, ref_layers, cand_layers)
@@ -64,10 +117,10 @@ def diff_result(reference: Runner, candidate: Runner, images: list[Path], gates:
     failures = [f"{row['image']}: output PSNR {row['output_psnr_db']:.2f} dB < {gates.min_output_psnr_db:g} dB"
                 for row in per_image if not row["output_psnr_db"] >= gates.min_output_psnr_db]
     return DiffResult(device=device_fingerprint(threads), provenance=provenance(), reference=reference.describe(),
-                      candidate=candidate.describe(), passed=not failures, failures=failures,
+                      candidate=candidate, passed=not failures, failures=failures,
                       gates={**gates.to_json(), "min_layer_psnr_db": min_layer_psnr_db},
                       first_diverging_layer=first_diverging(layers, min_layer_psnr_db), layers=layers,
-                      images=per_image, exposure_effect=exposure, crop=list(crop), images_dir=images_dir,
+                      images=per_image, exposure_effect=exposure,
                       unmatched={"reference_only": [n for n in names_ref if n not in names_cand],
                                  "candidate_only": [n for n in names_cand if n not in names_ref]})
 
@@ -79,4 +132,3 @@ def _save_arrays(path: Path, reference: Layers, candidate: Layers) -> None:
         with open(staged, "wb") as handle:  # np.savez would append .npz to a name without it
             np.savez_compressed(handle, **{f"reference/{k}": v for k, v in reference.items()},
                                 **{f"candidate/{k}": v for k, v in candidate.items()})
-

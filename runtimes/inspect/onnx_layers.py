@@ -6,20 +6,7 @@ from typing import Callable
 import numpy as np
 
 from treefuse.runtimes.backends.base import Runner
-from treefuse.runtimes.inspect.names import layer_tensors
-
-
-def exposed_model(path) -> tuple[bytes, dict[str, str]]:
-    """The model's bytes with every layer's tensor a graph output, and layer -> tensor."""
-    import onnx
-
-    model = onnx.load(str(path))
-    layers = layer_tensors(model.graph)
-    present = {output.name for output in model.graph.output}
-    for tensor in layers.values():
-        if tensor not in present:  # a float tensor of unknown shape: ORT fills the shape in at run time
-            model.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
-    return model.SerializeToString(), layers
+from treefuse.runtimes.inspect.names import exposed_onnx
 
 
 def open_layers(runner: Runner) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
@@ -30,7 +17,7 @@ def open_layers(runner: Runner) -> Callable[[np.ndarray], dict[str, np.ndarray]]
     """
     import onnxruntime as ort
 
-    model_bytes, layers = exposed_model(runner.path)
+    model_bytes, layers = exposed_onnx(runner.path)
     session = ort.InferenceSession(model_bytes, runner.session_options(), providers=runner.providers)
     names = list(layers.values())
 

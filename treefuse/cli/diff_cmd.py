@@ -11,6 +11,7 @@ examples:
   treefuse diff --ref torch:w.safetensors --cand onnx:m.int8.onnx --images ../shared/data/heavy-rain-sample5/rain
   treefuse diff --ref onnx:m.onnx --cand openvino:m.int8.onnx --images pairs/ --crop 256x256 --json d.json
   treefuse diff --ref torch:w.safetensors --cand onnx:m.onnx --images imgs/ --arrays layers.npz
+  treefuse diff --ref torch:w.safetensors --cand-layers device.layers.npz   # from `run.py --layers` on a device
 
 Both backends run with every layer's output exposed, matched by the folded model's layer names
 (`blocks.2.pairs.0.conv_a` is the same tensor in PyTorch, ONNX Runtime and OpenVINO); a quantized
@@ -24,8 +25,11 @@ Images are centre-cropped to --crop (default 128x128): every layer of both is he
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
     add_backend_option(parser, "--ref", required=True)
-    add_backend_option(parser, "--cand", required=True)
-    parser.add_argument("--images", required=True, metavar="DIR", help="image folder or paired folder (rain/ used)")
+    add_backend_option(parser, "--cand")
+    parser.add_argument("--images", metavar="DIR", help="image folder or paired folder (rain/ used); with --cand")
+    parser.add_argument("--cand-layers", type=Path, metavar="NPZ",
+                        help="instead of --cand/--images: the layers a device recorded (`python run.py --layers NPZ` "
+                        "in its bundle); the reference runs here on the inputs the device ran")
     parser.add_argument("--crop", type=parse_size, default=(128, 128), metavar="HxW",
                         help="centre crop of each image (default 128x128)")
     parser.add_argument("--min-psnr", type=float, default=None, metavar="DB",
@@ -39,29 +43,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from treefuse.errors import GateFailed
+    from treefuse.errors import GateFailed, TreefuseError
     from treefuse.files import check_output_path, write_json_atomic
-    from treefuse.gates import check_threshold, gates_for, MAX_PSNR_DB
     from treefuse.runtimes.backends.registry import make_runner
-    from treefuse.runtimes.inspect.diff import diff_result
+    from treefuse.runtimes.inspect.diff import diff_recorded, diff_result, read_recorded
     from treefuse.runtimes.measurements.parity import image_set
 
+    if bool(args.cand_layers) == bool(args.cand or args.images) or bool(args.cand) != bool(args.images):
+        raise TreefuseError("give --cand KIND:PATH with --images DIR, or --cand-layers NPZ from a device bundle")
     for output in (args.json, args.arrays):
         if output:
             check_output_path(output)  # refuse a bad output before any work
-    images = [rainy for rainy, _ in image_set(args.images)]
-    with make_runner(args.ref, threads=args.threads) as reference, make_runner(args.cand, threads=args.threads) as candidate:
-        gates = gates_for(candidate.compute_precision()).with_overrides(args.min_psnr)
-        min_layer = gates.min_output_psnr_db if args.min_layer_psnr is None else args.min_layer_psnr
-        check_threshold("min layer PSNR", min_layer, 0.0, MAX_PSNR_DB)
-        result = diff_result(reference, candidate, images, gates, min_layer, args.crop, args.threads, args.arrays,
-                             str(args.images))
+    if args.cand_layers:
+        meta, samples = read_recorded(args.cand_layers)
+        with make_runner(args.ref, threads=args.threads) as reference:
+            gates, min_layer = _gates(meta.get("candidate", {}).get("precision"), args)
+            result = diff_recorded(reference, meta, samples, gates, min_layer, args.threads, args.arrays,
+                                   str(args.cand_layers))
+    else:
+        images = [rainy for rainy, _ in image_set(args.images)]
+        with make_runner(args.ref, threads=args.threads) as reference, \
+                make_runner(args.cand, threads=args.threads) as candidate:
+            gates, min_layer = _gates(candidate.compute_precision(), args)
+            result = diff_result(reference, candidate, images, gates, min_layer, args.crop, args.threads,
+                                 args.arrays, str(args.images))
     if args.json:
         write_json_atomic(args.json, result.to_json())
     _print(result)
     if not result.passed:
         raise GateFailed("; ".join(result.failures) + _first_text(result))
     return 0
+
+
+def _gates(precision: str | None, args: argparse.Namespace):
+    """The candidate precision's gates with the user's overrides, and the layer threshold (default: the output's)."""
+    from treefuse.gates import MAX_PSNR_DB, check_threshold, gates_for
+
+    gates = gates_for(precision).with_overrides(args.min_psnr)
+    min_layer = gates.min_output_psnr_db if args.min_layer_psnr is None else args.min_layer_psnr
+    check_threshold("min layer PSNR", min_layer, 0.0, MAX_PSNR_DB)
+    return gates, min_layer
 
 
 def _db(value: float) -> str:
@@ -83,8 +104,8 @@ def _print(result) -> None:
     if unmatched.get("reference_only") or unmatched.get("candidate_only"):
         print(f"unmatched layers: {len(unmatched['reference_only'])} only in the reference, "
               f"{len(unmatched['candidate_only'])} only in the candidate (see --json)")
-    print(f"exposing every layer changed the final output by at most {result.exposure_effect['reference']:.3g} "
-          f"(reference), {result.exposure_effect['candidate']:.3g} (candidate)")
+    print("exposing every layer changed the final output by at most "
+          + ", ".join(f"{value:.3g} ({side})" for side, value in result.exposure_effect.items()))
     first = result.first_diverging_layer
     print(f"first layer below {result.gates['min_layer_psnr_db']:g} dB: {first or 'none'}")
     print("PASSED" if result.passed else "FAILED: " + "; ".join(result.failures))

@@ -42,10 +42,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "is then labelled so and kept out of ratios")
     parser.add_argument("--save-outputs", type=Path, metavar="NPZ", help="also save this device's outputs (.npz), "
                         "to compare two devices output by output")
+    parser.add_argument("--layers", type=Path, metavar="NPZ", help="also save every layer's output on centre crops "
+                        "of the golden inputs (.npz): at home, `treefuse diff --ref torch:W --cand-layers NPZ` names "
+                        "the first layer this device gets wrong (ONNX bundles; needs the onnx package)")
+    parser.add_argument("--layers-crop", type=_size, default=(64, 64), metavar="HxW",
+                        help="centre crop of each golden input for --layers (default 64x64: small files, fast under "
+                        "emulation)")
     args = parser.parse_args(argv)
     if args.iters < 1 or args.warmup < 0 or (args.threads is not None and args.threads < 1):
         parser.error("--iters and --threads must be at least 1, --warmup at least 0")
     return args
+
+
+def _size(text: str) -> tuple[int, int]:
+    height, _, width = text.lower().partition("x")
+    if not (height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+        raise argparse.ArgumentTypeError(f"size {text!r} must be HxW, e.g. 64x64")
+    return int(height), int(width)
 
 
 def probe_failed(note: str) -> bool:
@@ -187,6 +200,8 @@ def _run(root: Path, args: argparse.Namespace) -> int:
             records.write_json(bench_path(args.json), bench)
         if args.save_outputs:
             _save_outputs(args.save_outputs, outputs)
+        if args.layers:
+            _save_layers(args.layers, engine, samples, args.layers_crop, {"candidate": candidate, "device": device})
     except OSError as exc:  # a read-only or full disk, a folder where the file goes: the user's to fix
         raise BundleError(f"cannot write {exc.filename or args.json} ({exc.strerror}); choose a writable path") from None
     _print_summary(parity, latency, device, bench_size)
@@ -210,6 +225,23 @@ def _save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
     staged = path.with_name(f".{path.name}.tmp.npz")
     np.savez_compressed(staged, **{f"output_{i:03d}": outputs[name] for i, name in enumerate(outputs)},
                         names=np.array(list(outputs)))
+    staged.replace(path)
+
+
+def _save_layers(path: Path, engine: Engine, samples: list, crop: tuple[int, int], facts: dict[str, Any]) -> None:
+    """Every layer of every golden input's centre crop, with the inputs and who ran them (JSON text, no pickles)."""
+    arrays: dict[str, np.ndarray] = {}
+    names = []
+    for index, (name, rainy, _, _) in enumerate(samples):
+        height, width = min(crop[0], rainy.shape[0]), min(crop[1], rainy.shape[1])
+        top, left = (rainy.shape[0] - height) // 2, (rainy.shape[1] - width) // 2
+        batch = to_batch(rainy[top:top + height, left:left + width])
+        arrays[f"input/{index}"] = batch
+        arrays.update({f"layers/{index}/{layer}": value for layer, value in engine.layers(batch).items()})
+        names.append(name)
+    meta = {"kind": "treefuse-layers", "images": names, "crop": list(crop), **facts}
+    staged = path.with_name(f".{path.name}.tmp.npz")
+    np.savez_compressed(staged, meta=np.array(json.dumps(records.infinities_as_text(meta))), **arrays)
     staged.replace(path)
 
 

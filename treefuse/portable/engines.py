@@ -26,6 +26,13 @@ RUNTIMES = {"onnx": (("onnxruntime", "onnxruntime"),),
             "litert": (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime"))}
 
 
+# kind -> the Engine method that returns every layer's output; the others say why not.
+LAYERS = {"onnx": "_layers_onnx"}
+LAYERS_REFUSED = {"executorch": "--layers: ExecuTorch runs this program as one XNNPACK delegate call, which keeps its "
+                                "layers to itself (ExecuTorch's debugger sees one operator); use --layers on the ONNX "
+                                "bundle of the same model"}
+
+
 class MissingRuntime(BundleError):
     """The format's runtime is not installed on this device."""
 
@@ -107,23 +114,48 @@ class Engine:
         finally:
             self.runtime_s += time.perf_counter() - started
 
+    def layers(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every layer's output under the folded model's names (`run.py --layers`), where the runtime exposes them."""
+        if self.kind not in LAYERS:
+            raise BundleError(LAYERS_REFUSED.get(self.kind, f"--layers: {self.kind} bundles cannot expose their layers "
+                                                            "yet; use the ONNX bundle of the same model"))
+        with captured_stderr(self.notes):
+            return {name: np.asarray(value, dtype=np.float32) for name, value in getattr(self, LAYERS[self.kind])(batch).items()}
+
     # -- ONNX Runtime --------------------------------------------------------------
-    def _load_onnx(self) -> None:
+    def _onnx_options(self) -> Any:
         ort = self.module
-        ort.set_default_logger_severity(3)
         options = ort.SessionOptions()
         options.log_severity_level = 3
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as treefuse's own runner
         if self.threads:
             options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        return options
+
+    def _load_onnx(self) -> None:
+        self.module.set_default_logger_severity(3)
+        self.session = self.module.InferenceSession(str(self.path), self._onnx_options(), providers=["CPUExecutionProvider"])
         first = self.session.get_inputs()[0]
         self.input_name, self.fp16_input = first.name, first.type == "tensor(float16)"
 
     def _infer_onnx(self, batch: np.ndarray) -> np.ndarray:
         feed = batch.astype(np.float16) if self.fp16_input else batch
         return self.session.run(None, {self.input_name: feed})[0]
+
+    def _layers_onnx(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        if not hasattr(self, "layer_session"):  # a second session, every layer a graph output
+            from .layers import exposed_onnx
+
+            try:
+                model_bytes, self.layer_tensors = exposed_onnx(self.path)
+            except ImportError:
+                raise BundleError("--layers needs the onnx package to expose the model's layers: pip install onnx") from None
+            self.layer_session = self.module.InferenceSession(model_bytes, self._onnx_options(),
+                                                              providers=["CPUExecutionProvider"])
+        feed = batch.astype(np.float16) if self.fp16_input else batch
+        values = self.layer_session.run(list(self.layer_tensors.values()), {self.input_name: feed})
+        return dict(zip(self.layer_tensors, values))
 
     # -- ExecuTorch (its pip runtime links libtorch, so tensors cross as torch tensors) ---
     def _load_executorch(self) -> None:
