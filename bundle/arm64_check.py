@@ -67,8 +67,10 @@ def make_artifacts(work: Path, log: Path) -> dict[str, Path | str]:
     if not calib.is_dir() and treefuse("calib", "build", "--images", str(CALIB_IMAGES), "--count", "16",
                                        "--size", "128x128", "--out", str(calib), log=log):
         raise TreefuseError(f"treefuse calib build failed; see {log}")
+    from treefuse.progress import progress_bar
+
     made: dict[str, Path | str] = {}
-    for target in TARGETS:
+    for target in progress_bar(TARGETS, desc="arm64-check exports", unit="artifact"):
         if not target.export:
             made[target.name] = REPO / target.file
             continue
@@ -92,8 +94,9 @@ def pack_all(artifacts: dict[str, Path | str], work: Path, sizes: str, count: in
             bundles[target.name] = artifact
             continue
         out = work / "bundles" / target.name
+        bench = sizes.split(",")[0].replace("full", "frame")  # emulated CPUs are slow: time a crop, not a frame
         code = treefuse("pack", f"{target.kind}:{artifact}", "--images", str(IMAGES), "--sizes", sizes,
-                        "--count", str(count), "--out", str(out), log=log)
+                        "--bench-size", bench, "--count", str(count), "--out", str(out), log=log)
         bundles[target.name] = out if code == 0 else f"treefuse pack exited {code} (see {log.name})"
     return bundles
 
@@ -251,7 +254,10 @@ def main(argv: list[str] | None = None) -> int:
                               run_x86(bundle, args.out / "x86", args.work / "outputs" / "x86", log)))
         shutil.rmtree(args.root / "work" / "bundles" / name, ignore_errors=True)
         shutil.copytree(bundle, args.root / "work" / "bundles" / name)
+    from treefuse.progress import progress_bar
+
     mount_for_chroot(args.root)
+    bar = progress_bar(None, total=len(VIEWS) * len(runnable), desc="arm64-check runs", unit="run")  # minutes each
     try:
         for view in VIEWS:
             show_cpu(args.root, view, f"/work/bundles/{next(iter(runnable))}")
@@ -260,8 +266,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  args.work / "outputs" / view.name, log)
                 runs[name].update({f"{view.name}_exit": code, f"{view.name}_wall_s": round(seconds, 1),
                                    f"{view.name}_error": error})
-                print(f"{view.name} {name}: exit {code} ({seconds:.0f} s) {error}", flush=True)
+                bar.update(1)
+                bar.write(f"{view.name} {name}: exit {code} ({seconds:.0f} s) {error}", file=sys.stdout)
     finally:
+        bar.close()
         unmount_chroot(args.root)
     rows = [{**compare(name, args.out, args.work, VIEWS), "runs": runs[name]} for name in bundles]
     write_json_atomic(args.out / "x86-vs-arm64.json", {"rows": rows, "sizes": args.sizes, "count": args.count,

@@ -11,6 +11,7 @@ from treefuse.calib.store import FORMAT, MANIFEST, TENSOR_FILE, set_sha256
 from treefuse.errors import TreefuseError
 from treefuse.files import atomic_path, sha256_file
 from treefuse.images import is_paired_folder, list_images, read_image
+from treefuse.progress import progress_bar
 from treefuse.provenance import provenance
 
 PREPROCESSING = {
@@ -85,7 +86,7 @@ def _refuse_overwriting_other_data(out_dir: Path) -> None:
 
 
 def build_calibration_set(images_dir: str | Path, out_dir: str | Path, count: int, size_hw: tuple[int, int],
-                          seed: int, synthetic_rain: bool = False) -> Path:
+                          seed: int, synthetic_rain: bool = False, progress: bool = False) -> Path:
     """Write a calibration set of `count` crops of `size_hw` from `images_dir` to `out_dir`."""
     images_dir, out_dir = Path(images_dir), Path(out_dir)
     if count < 1 or min(size_hw) < 1:
@@ -97,7 +98,7 @@ def build_calibration_set(images_dir: str | Path, out_dir: str | Path, count: in
     root = files[0].parent
     chosen = sorted(int(i) for i in np.random.default_rng(seed).choice(len(files), size=count, replace=False))
     crops, sources = [], []
-    for index, file_index in enumerate(chosen):
+    for index, file_index in enumerate(progress_bar(chosen, progress, desc="calibration crops", unit="img")):
         crop, entry = _sample(files[file_index], root, index, seed, tuple(size_hw), synthetic_rain)
         crops.append(crop.transpose(2, 0, 1))
         sources.append(entry)

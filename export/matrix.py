@@ -34,12 +34,13 @@ class Cell:
 
 
 def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Path | None,
-                  matrix: tuple[tuple[str, str], ...] | None = None,
+                  matrix: tuple[tuple[str, str], ...] | None = None, paired_images: Path | None = None,
                   log: Callable[[str], None] = print) -> list[Cell]:
     """Export each (kind, precision) of `matrix` (default: the format table's) into `out_dir`; a cell that cannot
     be made says why.
 
-    `size` is the largest input any artifact must take (formats with a fixed upper bound plan for it)."""
+    `size` is the largest input any artifact must take (formats with a fixed upper bound plan for it);
+    `paired_images` go to the INT8 cells as `treefuse export --paired-images` takes them."""
     from treefuse.checkpoint import load_weights
     from treefuse.formats import benchmark_matrix
 
@@ -65,11 +66,12 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
         log(f"{kind} {precision}: exporting {path} ...")
         start = time.perf_counter()
         try:
-            _export(kind, weights, path, precision, calib, size, source_sha256, calib_sha256)
+            _export(kind, weights, path, precision, calib, size, source_sha256, calib_sha256, paired_images)
         except (TreefuseError, GateFailed) as exc:  # one format failing must not hide the others' figures
             what = "export refused by its own gate" if isinstance(exc, GateFailed) else "export failed"
             failed[path] = f"{what}: {exc}"
-            cells.append(Cell(kind, precision, reason=failed[path], gate_failed=isinstance(exc, GateFailed)))
+            cells.append(Cell(kind, precision, path=str(path), reason=failed[path],
+                              gate_failed=isinstance(exc, GateFailed)))
             log(f"{kind} {precision}: {what} ({exc})")
             continue
         cells.append(Cell(kind, precision, spec, str(path), export_s=round(time.perf_counter() - start, 1)))
@@ -77,7 +79,7 @@ def export_matrix(weights: Path, out_dir: Path, size: tuple[int, int], calib: Pa
 
 
 def qat_cells(runs: list[Path], out_dir: Path, size: tuple[int, int], kinds: set[str] | None = None,
-              log: Callable[[str], None] = print) -> list[Cell]:
+              paired_images: Path | None = None, log: Callable[[str], None] = print) -> list[Cell]:
     """One cell per (run, format whose INT8 scheme the run learned): exported with --qat, never reused."""
     from treefuse.export.request import ExportRequest, run_export
     from treefuse.formats import benchmark_matrix, format_of
@@ -91,7 +93,7 @@ def qat_cells(runs: list[Path], out_dir: Path, size: tuple[int, int], kinds: set
             if row.precision(precision).scheme != scheme or row.artifact_of or (kinds and kind not in kinds):
                 continue
             reason = row.unavailable_reason() or row.not_benchmarked
-            path = out_dir / f"model.{precision}.qat-{run.name}{row.suffix}"
+            path = out_dir / f"model.{precision}.{qat_file_tag(run)}{row.suffix}"
             refused = False
             if reason is None:
                 log(f"{kind} {precision} (QAT {run}): exporting {path} ...")
@@ -99,7 +101,8 @@ def qat_cells(runs: list[Path], out_dir: Path, size: tuple[int, int], kinds: set
                     row.shape.style, {})
                 try:
                     start = time.perf_counter()
-                    run_export(ExportRequest(kind, run, path, precision, qat_run=run, **shape))
+                    run_export(ExportRequest(kind, run, path, precision, paired_images=paired_images, qat_run=run,
+                                             **shape))
                     cells.append(Cell(kind, precision, f"{kind}:{path}", str(path),
                                       export_s=round(time.perf_counter() - start, 1), route="qat", qat_run=str(run)))
                     continue
@@ -107,8 +110,15 @@ def qat_cells(runs: list[Path], out_dir: Path, size: tuple[int, int], kinds: set
                     reason = f"{'export refused by its own gate' if isinstance(exc, GateFailed) else 'export failed'}: {exc}"
                     refused = isinstance(exc, GateFailed)
             log(f"{kind} {precision} (QAT {run}): not run ({reason})")
-            cells.append(Cell(kind, precision, reason=reason, route="qat", qat_run=str(run), gate_failed=refused))
+            cells.append(Cell(kind, precision, path=str(path), reason=reason, route="qat", qat_run=str(run),
+                              gate_failed=refused))
     return cells
+
+
+def qat_file_tag(run: Path) -> str:
+    """`qat-NAME` for a run folder, without saying QAT twice when the folder's name already does."""
+    name = run.resolve().name
+    return name if name.lower().startswith("qat") else f"qat-{name}"
 
 
 def _unavailable(kind: str, precision: str, calib: Path | None) -> str | None:
@@ -160,7 +170,7 @@ def _is_reusable(spec: str, precision: str, source_sha256: str, calibration_sha2
 
 
 def _export(kind: str, weights: Path, path: Path, precision: str, calib: Path | None, size: tuple[int, int],
-            source_sha256: str, calib_sha256: str | None) -> None:
+            source_sha256: str, calib_sha256: str | None, paired_images: Path | None = None) -> None:
     """One cell through the row's exporter, as `treefuse export` would; a row that runs another's files exports those."""
     from treefuse.export.request import ExportRequest, run_export
     from treefuse.formats import format_of
@@ -171,4 +181,5 @@ def _export(kind: str, weights: Path, path: Path, precision: str, calib: Path | 
     if row.artifact_of and _is_reusable(f"{maker.kind}:{path}", precision, source_sha256, calibration and calib_sha256):
         return
     shape = {"range": {"min_hw": maker.shape.min_hw, "max_hw": size}, "fixed": {"size": size}}.get(maker.shape.style, {})
-    run_export(ExportRequest(maker.kind, weights, path, precision, calibration, **shape))
+    judged_on = paired_images if maker.precision(precision).scheme and maker.source == "weights" else None
+    run_export(ExportRequest(maker.kind, weights, path, precision, calibration, judged_on, **shape))

@@ -98,5 +98,16 @@ def _check_out(row: Format, out: Path) -> None:
 
 def run_export(request: ExportRequest) -> str:
     """Check the request against its row, then run the row's exporter; returns the line to print."""
+    from treefuse.export.verify import check_figures, recorded_checks
+
     check_request(request)
-    return resolve(request.row.exporter)(request)  # type: ignore[arg-type]
+    if request.qat_run is not None and request.paired_images is not None:
+        from treefuse.overlap import overlap_warning
+
+        warning = overlap_warning(request.qat_run, request.paired_images)
+        if warning:
+            print(warning, flush=True)  # before the check: a miss on such pairs needs it as much as a pass
+    with recorded_checks() as checks:
+        line = resolve(request.row.exporter)(request)  # type: ignore[arg-type]
+    # every format prints what its own check measured, however its exporter words the rest
+    return line if not checks or "checked on" in line else f"{line}\n{check_figures(checks[-1])}"

@@ -128,24 +128,44 @@ def resume_at_newest(run: RunDir, trainer: QatTrainer) -> None:
 
 
 def fine_tune(run: RunDir, trainer: QatTrainer, stop_after: int | None = None,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run to the config's last step (or `stop_after` more), checkpointing and writing RUN/learned.safetensors."""
-    config = trainer.config
-    last = config.optim.steps if stop_after is None else min(config.optim.steps, trainer.step + stop_after)
-    window_loss, window_start, loss = [], time.perf_counter(), float("nan")
+              log: Callable[[str], None] = print, progress: bool = False) -> dict[str, Any]:
+    """Run to the config's last step (or `stop_after` more), checkpointing and writing RUN/learned.safetensors.
+
+    A line (with the time left) follows the first step of every call and every `log_every` steps; metrics.jsonl
+    gets step 1 and every `log_every` (a pure function of the step: a resumed run logs what a straight one did)."""
+    from treefuse.progress import progress_bar
+
+    config, steps = trainer.config, trainer.config.optim.steps
+    last = steps if stop_after is None else min(steps, trainer.step + stop_after)
+    first = trainer.step + 1
+    bar = progress_bar(None, progress, total=steps, initial=trainer.step, desc="QAT", unit="step", mininterval=0.5)
+    window_loss, window_start, loss, started = [], time.perf_counter(), float("nan"), time.perf_counter()
     while trainer.step < last:
         loss = trainer.optimize()
         window_loss.append(loss)
-        if trainer.step % config.run.log_every == 0:
+        bar.update(1)
+        logged = trainer.step % config.run.log_every == 0 or trainer.step == 1
+        if logged or trainer.step == first:
             seconds = time.perf_counter() - window_start
             entry = {"step": trainer.step, "loss": sum(window_loss) / len(window_loss),
                      "it_per_s": len(window_loss) / max(seconds, 1e-9)}
-            run.log(entry)
-            log(f"step {trainer.step}/{config.optim.steps} loss {entry['loss']:.5f} ({entry['it_per_s']:.2f} it/s)")
+            if logged:
+                run.log(entry)
+            left_s = (last - trainer.step) * (time.perf_counter() - started) / (trainer.step - first + 1)
+            log(f"step {trainer.step}/{steps} loss {entry['loss']:.5f} ({entry['it_per_s']:.2f} it/s, "
+                f"{_duration(left_s)} left{' in this chunk' if last < steps else ''})")
             window_loss, window_start = [], time.perf_counter()
         if trainer.step % config.run.checkpoint_every == 0 or trainer.step == last:
             save(run, trainer)
-    return {"step": trainer.step, "steps": config.optim.steps, "loss": loss}
+    bar.close()
+    return {"step": trainer.step, "steps": steps, "loss": loss}
+
+
+def _duration(seconds: float) -> str:
+    """Seconds in the unit a person reads: '40 s', '2.3 min', '1.5 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
 def save(run: RunDir, trainer: QatTrainer) -> None:

@@ -20,6 +20,12 @@ from treefuse.provenance import provenance
 
 FORMAT = "treefuse-weights-v1"
 DEFAULT_WEIGHTS = Path(__file__).parent / "weights" / "default.safetensors"
+DEFAULT_NAME = "default"  # what a user types for the shipped weights, wherever weights are named
+
+
+def resolve_weights(path: str | Path) -> Path:
+    """`default` is the shipped weights (unless a file of that name is here); any other path as given."""
+    return DEFAULT_WEIGHTS if str(path) == DEFAULT_NAME and not Path(path).exists() else Path(path)
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,9 @@ def target_named(name: str) -> QatTarget:
     return TARGETS[name]
 
 
-def qat_command(target: str, weights: str = "W") -> str:
+def qat_command(target: str, weights: str = "W", data: str = "PAIRS") -> str:
     """The command that trains a run for `target` (what gate-miss advice names)."""
-    return f"treefuse qat --weights {weights} --data PAIRS --target {target} --out RUN"
+    return f"treefuse qat --weights {weights} --data {data} --target {target} --out RUN"
 
 
 def read_settings(run_dir: str | Path) -> dict[str, Any]:

@@ -119,17 +119,14 @@ def export_qat_int8(run_dir: str | Path, out_path: str | Path, paired_dir: str |
 
 def _verify(run_dir: Path, candidate: Path, settings: dict[str, Any], paired_dir: str | Path | None) -> dict[str, Any]:
     from treefuse.calib.store import load_calibration_set
-    from treefuse.export.onnx.sensitivity import load_paired_set
-    from treefuse.export.verify import samples_from_batches, verify_export
+    from treefuse.export.onnx.sensitivity import judged_samples, load_paired_set
+    from treefuse.export.verify import verify_export
     from treefuse.gates import gates_for
     from treefuse.qat_run import miss_advice
 
-    if paired_dir is not None:
-        paired = load_paired_set(paired_dir)
-        samples, what = samples_from_batches(paired.rainy, paired.clean, "pair"), paired.source
-    else:
-        calibration = load_calibration_set(settings["calibration_set"])
-        samples, what = samples_from_batches(calibration.batches(8)), "the calibration set (inputs only: no task PSNR)"
+    paired = load_paired_set(paired_dir) if paired_dir is not None else None
+    calibration = None if paired else load_calibration_set(settings["calibration_set"])
+    samples, what = judged_samples(paired, calibration)
     command = "treefuse export onnx --precision int8" + (" --target tensorrt" if LAYOUTS[
         target_named(settings["target"]).name] == "tensorrt" else "")
     return verify_export(f"onnx:{run_dir / BASE_DIR / FP32_ONNX}", f"onnx:{candidate}", samples, gates_for("int8"),

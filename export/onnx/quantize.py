@@ -279,14 +279,12 @@ def _qat_target(target: str) -> str:
 def _verify(fp32_path: Path, final_path: Path, calibration: Any, paired: Any, gates: Gates,
             target: str = "onnxruntime") -> dict[str, Any]:
     """The INT8 gates of the one gate table, checked on the paired set (or the calibration images)."""
-    from treefuse.export.verify import samples_from_batches, verify_onnx_export
+    from treefuse.export.onnx.sensitivity import judged_samples
+    from treefuse.export.verify import verify_onnx_export
 
-    if paired is not None:
-        samples, what = samples_from_batches(paired.rainy, paired.clean, "pair"), paired.source
-    else:
-        samples, what = samples_from_batches(calibration.batches(8)), "the calibration set (inputs only: no task PSNR)"
+    samples, what = judged_samples(paired, calibration)
     return verify_onnx_export(fp32_path, final_path, samples, gates, what, qat_target=_qat_target(target),
-                              paired_images=paired is not None)
+                              paired_images=paired is not None, judged=paired and paired.folder)
 
 
 def _budget_search(fp32_path: Path, layers: list[str], make: Callable[[Sequence[str], str], Path], paired: Any,
@@ -309,7 +307,8 @@ def _budget_search(fp32_path: Path, layers: list[str], make: Callable[[Sequence[
         f"image; gates {gates_text(gates.to_json())})")
     table = layer_sensitivity(layers, evaluate, all_int8, progress=progress)
     search = keep_until_gates_pass(fp32_psnr, all_int8, table, evaluate,
-                                   advice=gate_miss_advice("onnx", "int8", qat_target, paired_images=True))
+                                   advice=gate_miss_advice("onnx", "int8", qat_target, paired_images=True,
+                                                           judged=paired.folder))
     for step in search.steps[1:]:
         log(f"kept in float: {step['added']} (alone in float it recovers {step['recovered_alone_db']:+.3f} dB) "
             f"-> drop {step['drop_db']:.3f} dB mean, {step['worst_drop_db']:.3f} dB on {step['worst_image']}")

@@ -31,7 +31,7 @@ def export(request: ExportRequest) -> str:
 
 def _float(request: ExportRequest, fp32) -> str:
     from treefuse.export.onnx.chains import Fp16OnnxFromOnnx
-    from treefuse.export.verify import gate_miss_advice, verify_staged
+    from treefuse.export.verify import check_figures, gate_miss_advice, verify_staged
     from treefuse.files import atomic_path
 
     step = fp32 if request.precision == "fp32" else Fp16OnnxFromOnnx(fp32)
@@ -40,8 +40,7 @@ def _float(request: ExportRequest, fp32) -> str:
         verdict = verify_staged("onnx", staged, request.source, request.precision, request.calibration,
                                 request.paired_images, advice=gate_miss_advice("onnx", request.precision))
     detail = "" if request.precision == "fp32" else " (fp16 weights and activations; input and output stay float32)"
-    return f"wrote {request.out}{detail}; checked on {verdict['verified_on']}: min output PSNR " \
-           f"{verdict['output_psnr_db']['min']:.1f} dB vs PyTorch"
+    return f"wrote {request.out}{detail}\n{check_figures(verdict)}"
 
 
 def _int8(request: ExportRequest, fp32, target: str) -> str:

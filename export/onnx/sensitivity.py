@@ -31,6 +31,8 @@ class PairedSet:
     rainy: list[np.ndarray]
     clean: list[np.ndarray]
     source: str
+    names: tuple[str, ...] = ()  # each pair's rain file, as parity names it
+    folder: Path | None = None  # the paired folder they came from
 
 
 def load_paired_set(folder: str | Path, max_pairs: int | None = None, crop: int | None = None) -> PairedSet:
@@ -41,7 +43,18 @@ def load_paired_set(folder: str | Path, max_pairs: int | None = None, crop: int 
         rainy.append(to_batch(_centre_crop(read_image(rainy_path), crop)))
         clean.append(to_batch(_centre_crop(read_image(clean_path), crop)))
     view = f"centre {crop}x{crop} crops" if crop else "full images"
-    return PairedSet(rainy, clean, f"{folder} ({len(pairs)} pairs, {view})")
+    return PairedSet(rainy, clean, f"{folder} ({len(pairs)} pairs, {view})", tuple(str(r) for r, _ in pairs),
+                     Path(folder))
+
+
+def judged_samples(paired: PairedSet | None, calibration: Any) -> tuple[list[Any], str]:
+    """What an ONNX INT8 check judges: the paired set (task PSNR too), else the calibration crops; and their words."""
+    from treefuse.export.verify import samples_from_batches
+
+    if paired is not None:
+        return samples_from_batches(paired.rainy, paired.clean, paired.names), paired.source
+    return (samples_from_batches(calibration.batches(8), names=calibration.image_names()),
+            "the calibration set (inputs only: no task PSNR)")
 
 
 def _centre_crop(image: np.ndarray, crop: int | None) -> np.ndarray:
@@ -60,7 +73,7 @@ class PairedJudge:
         from treefuse.portable.quality import psnr
 
         self.gates = gates
-        self.samples = samples_from_batches(paired.rainy, paired.clean, "pair")  # the names the final check gives
+        self.samples = samples_from_batches(paired.rainy, paired.clean, paired.names)  # as the final check names them
         self.reference_outputs = self._outputs(fp32_path)
         self.fp32_psnr_db = float(np.mean([psnr(np.clip(output, 0, 1), clean) for output, (_, _, clean)
                                            in zip(self.reference_outputs, self.samples)]))

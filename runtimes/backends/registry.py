@@ -22,6 +22,10 @@ def parse_backend(spec: str) -> tuple[str, Path]:
         raise TreefuseError(f"backend {spec!r} must be KIND:PATH, e.g. torch:weights.safetensors or onnx:model.onnx")
     if kind not in backends():
         raise TreefuseError(f"unknown backend kind {kind!r} in {spec!r}; known kinds: {', '.join(backends())}")
+    if kind == "torch":  # torch:default names the shipped weights, as --weights default does
+        from treefuse.checkpoint import resolve_weights
+
+        return kind, resolve_weights(path)
     return kind, Path(path)
 
 

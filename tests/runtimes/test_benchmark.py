@@ -37,17 +37,23 @@ def test_cli_runs_onnx_and_lists_what_cannot_run(weights_path, paired_dir, tmp_p
     assert "reusing" in capsys.readouterr().out
 
 
-def test_an_export_refused_by_its_own_gate_fails_the_benchmark(weights_path, paired_dir, tmp_path, monkeypatch, capsys):
+def test_an_export_refused_by_its_own_gate_is_a_miss_in_a_complete_table(weights_path, paired_dir, tmp_path,
+                                                                         monkeypatch, capsys):
     from treefuse.export import verify
     from treefuse.gates import MAX_PSNR_DB, Gates
 
     monkeypatch.setattr(verify, "gates_for", lambda precision: Gates(MAX_PSNR_DB, 0.0, precision=precision))
     out = tmp_path / "bench"
-    code = main(["benchmark", "--weights", str(weights_path), "--images", str(paired_dir), "--formats", "onnx",
-                 "--size", "32x32", "--warmup", "0", "--iters", "1", "--out", str(out)])
-    assert code == 1 and "onnx fp32" in capsys.readouterr().err  # refused before timing is a miss, not "not run"
+    args = ["benchmark", "--weights", str(weights_path), "--images", str(paired_dir), "--formats", "onnx",
+            "--size", "32x32", "--warmup", "0", "--iters", "1", "--out", str(out)]
+    assert main(args) == 0  # the table is complete: the miss is in it, not an exit code nobody asked for
+    printed = capsys.readouterr()
+    assert "missed: onnx fp32: check the source weights" in printed.out and printed.err == ""
     cells = {(c["kind"], c["precision"]): c for c in json.loads((out / "benchmark.json").read_text())["cells"]}
     assert cells["onnx", "fp32"]["gate_failed"] and not cells["onnx", "int8"]["gate_failed"]
+    assert main([*args, "--require-pass", "onnx:int8"]) == 0  # not the cell that missed
+    assert main([*args, "--require-pass"]) == 1 and "onnx fp32" in capsys.readouterr().err
+    assert main([*args, "--require-pass", "onnx:fp64"]) == 2 and "KIND:PRECISION" in capsys.readouterr().err
 
 
 def test_an_artifact_of_other_weights_fails_its_row(weights_path, paired_dir, tmp_path):

@@ -45,6 +45,13 @@ def add_json_option(parser: argparse.ArgumentParser, required: bool = False) -> 
                         help="write the machine-readable result here (atomically)")
 
 
+def weights_path(text: str) -> Path:
+    """An argparse type for weights options: a .safetensors path, or `default` for the shipped weights."""
+    from treefuse.checkpoint import resolve_weights
+
+    return resolve_weights(text)
+
+
 def default_weights() -> Path:
     from treefuse.checkpoint import DEFAULT_WEIGHTS
 

@@ -16,15 +16,22 @@ gates of its precision on the paired images (output PSNR vs the reference, task 
 ground truth), then times every artifact and PyTorch interleaved at --size: compare the
 ratios, not absolute times across runs. Writes OUT/benchmark.json, and OUT/bench.json plus
 OUT/parity/*.json that `treefuse report` reads. Formats that cannot run here are listed
-with the reason.
+with the reason. INT8 cells are exported as `treefuse export KIND --paired-images PAIRS` would:
+ONNX keeps its most sensitive layers in float until it passes, and each export is judged on
+the pairs (default: --images).
+
+Exit 0 once the table is complete, misses included (marked FAIL, each with what to try, and
+with MODEL.gate-failed.json beside a kept artifact that missed); exit 1 only for the cells
+named by --require-pass that missed their gates.
 """
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from treefuse.cli.args import add_json_option, parse_size, positive_int
+    from treefuse.cli.args import add_json_option, parse_size, positive_int, weights_path
 
     parser.epilog = EXAMPLES
-    parser.add_argument("--weights", type=Path, default=None, help="treefuse weights (default: the shipped ones)")
+    parser.add_argument("--weights", type=weights_path, default=None,
+                        help="treefuse weights (`default` or omitted: the shipped ones)")
     parser.add_argument("--images", type=Path, required=True, metavar="PAIRED_DIR",
                         help="paired folder (rain/ + clean/) the weights never trained on")
     parser.add_argument("--size", type=parse_size, default=(512, 512), metavar="HxW", help="timed size (default 512x512)")
@@ -34,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--formats", default=None, metavar="KIND[,KIND...]",
                         help="formats to include (default: every benchmarked row of the format table, "
                              "`treefuse info --json`)")
+    parser.add_argument("--paired-images", type=Path, default=None, metavar="PAIRS",
+                        help="paired folder the INT8 exports keep float layers with and are judged on, as "
+                             "`treefuse export --paired-images` (default: --images)")
+    parser.add_argument("--require-pass", nargs="?", const="all", default=None, metavar="KIND:PRECISION[,...]",
+                        help="exit 1 when these cells (alone: every cell) miss their gates; without it a miss is "
+                             "a FAIL row of a complete table and the exit is 0")
     parser.add_argument("--calib", type=Path, default=None, metavar="CALIB_DIR",
                         help="calibration set for the int8 cells (without it they are listed as not run)")
     parser.add_argument("--qat", type=Path, action="append", default=[], metavar="RUN_DIR",
@@ -58,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     from treefuse.device import cpu_facts
     from treefuse.runtimes.measurements.benchmark import format_benchmark_table, hinted_cells, run_benchmark
 
-    if not is_paired_folder(args.images):
-        raise TreefuseError(f"{args.images} is not a paired folder (needs rain/ and clean/ with the same file names)")
+    for folder in (args.images, args.paired_images):
+        if folder is not None and not is_paired_folder(folder):
+            raise TreefuseError(f"{folder} is not a paired folder (needs rain/ and clean/ with the same file names)")
+    pairs = args.paired_images or args.images
     check_output_folder(args.out)
     if args.json:
         check_output_path(args.json)
@@ -69,11 +84,12 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise TreefuseError(f"--formats: unknown format(s) {unknown}; choose from {', '.join(sorted(known))}")
     matrix = tuple(cell for cell in benchmark_matrix() if kinds is None or cell[0] in kinds)
+    required = _required_cells(args.require_pass, known)
     weights = args.weights or default_weights()
     _check_qat_runs(args.qat, weights)
     largest = _largest_image_hw(args.images, tuple(map(max, zip(args.size, *args.sizes))))
-    cells = [cell.to_json() for cell in export_matrix(weights, args.out, largest, args.calib, matrix)]
-    cells += [cell.to_json() for cell in qat_cells(args.qat, args.out, largest, set(kinds) if kinds else None)]
+    cells = [cell.to_json() for cell in export_matrix(weights, args.out, largest, args.calib, matrix, pairs)]
+    cells += [cell.to_json() for cell in qat_cells(args.qat, args.out, largest, set(kinds) if kinds else None, pairs)]
     cells += hinted_cells(cells, cpu_facts()["isa_flags"])  # OpenVINO bf16 on the FP32 file, where the CPU has bf16
     result = run_benchmark(f"torch:{weights}", cells, args.images, args.size, args.warmup, args.iters, args.threads,
                            progress=True, more_sizes=tuple(args.sizes))
@@ -82,19 +98,71 @@ def run(args: argparse.Namespace) -> int:
           f"quality on {args.images}")
     _write_results(args, result, cells, provenance())
     failed = [row for row in result["rows"] if row["verdict"].startswith("FAIL")]
-    failed += [{"format": cell["kind"], "precision": cell["precision"], "route": cell["route"]}
+    failed += [{"format": cell["kind"], "precision": cell["precision"], "route": cell["route"], "path": cell["path"]}
                for cell in cells if cell.get("gate_failed")]  # refused before it could be timed: still a miss
-    if failed:
+    _mark_gate_failures(result["rows"], cells)
+    for row in failed:
+        print(f"missed: {_cell_name(row)}: {_advice(row, args.images)}")
+    missed = [row for row in failed if required is not None and (not required or _cell_key(row) in required)]
+    if missed:
         from treefuse.errors import GateFailed
-        from treefuse.export.verify import gate_miss_advice
 
-        advice = [f"{row['format']} {row['precision']}: {gate_miss_advice(row['format'], row['precision'])}"
-                  for row in failed if row.get("route") != "qat"]
-        names = ", ".join(f"{row['format']} {row['precision']}{' QAT' if row.get('route') == 'qat' else ''}"
-                          for row in failed)
-        raise GateFailed(f"{names} missed the default gates of their precision (table above)"
-                         + (f"; {'; '.join(advice)}" if advice else ""))
+        raise GateFailed(f"{', '.join(_cell_name(row) for row in missed)} missed the default gates of their "
+                         "precision (table above), and --require-pass asked for them")
     return 0
+
+
+def _cell_key(row: dict) -> str:
+    return f"{row['format']}:{row['precision']}"
+
+
+def _cell_name(row: dict) -> str:
+    return f"{row['format']} {row['precision']}{' QAT' if row.get('route') == 'qat' else ''}"
+
+
+def _required_cells(asked: str | None, known: set[str]) -> set[str] | None:
+    """--require-pass as a set of KIND:PRECISION keys (empty: every cell; None: none asked for)."""
+    from treefuse.errors import TreefuseError
+    from treefuse.formats import format_of
+
+    if asked is None or asked == "all":
+        return None if asked is None else set()
+    keys = {key.strip() for key in asked.split(",") if key.strip()}
+    for key in sorted(keys):
+        kind, _, precision = key.partition(":")
+        if kind not in known or precision not in format_of(kind).precision_names:
+            raise TreefuseError(f"--require-pass: no cell {key!r}; name cells as KIND:PRECISION, e.g. onnx:int8 "
+                                f"(kinds: {', '.join(sorted(known))})")
+    return keys
+
+
+def _advice(row: dict, images: Path) -> str:
+    """What to try for a missed cell, naming only what exists: this command's options or whole commands."""
+    from treefuse.export.verify import gate_miss_advice
+
+    if row.get("route") == "qat":
+        return "fine-tune longer: a new `treefuse qat` run with more --steps, then pass it here with --qat RUN2"
+    advice = gate_miss_advice(row["format"], row["precision"], paired_images=True, judged=images)
+    return advice + ("; then add --qat RUN to this benchmark" if "treefuse qat" in advice else "")
+
+
+def _mark_gate_failures(rows: list[dict], cells: list[dict]) -> None:
+    """MODEL.gate-failed.json beside each kept artifact that missed its gates (a passing run removes it)."""
+    from treefuse.files import write_json_atomic
+
+    verdicts = {row["spec"].split(":", 1)[1]: row for row in rows[1:] if row.get("spec")}
+    for cell in cells:
+        if not cell.get("path"):
+            continue
+        marker = Path(f"{cell['path']}.gate-failed.json")
+        row = verdicts.get(cell["path"])
+        missed = cell.get("gate_failed") or (row is not None and row["verdict"].startswith("FAIL"))
+        if missed and Path(cell["path"]).exists():
+            write_json_atomic(marker, {"artifact": cell["path"], "verdict": row["verdict"] if row else cell["reason"],
+                                       "gates": row.get("gates") if row else None,
+                                       "note": "missed its gates in `treefuse benchmark`: do not ship it"})
+        elif not missed and marker.exists():
+            marker.unlink()
 
 
 def _check_qat_runs(runs: list[Path], weights: Path) -> None:
@@ -131,6 +199,8 @@ def _write_results(args: argparse.Namespace, result: dict, cells: list[dict], re
                "device": result["bench"]["device"], "provenance": record}
     write_json_atomic(args.out / "benchmark.json", summary)
     write_json_atomic(args.out / "bench.json", result["bench"])
+    for more in result.get("more_bench", []):  # one file per size: `treefuse report` plots latency vs resolution
+        write_json_atomic(args.out / f"bench-{more['size'][0]}x{more['size'][1]}.json", more)
     for more in result.get("more_bench", []):  # one file per size: `treefuse report` plots latency vs resolution
         write_json_atomic(args.out / f"bench-{more['size'][0]}x{more['size'][1]}.json", more)
     runnable = [cell for cell in cells if cell.get("spec")]  # run_benchmark's parity list follows them

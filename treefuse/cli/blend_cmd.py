@@ -18,8 +18,10 @@ fixed before you look. The output's provenance names both parents by sha256.
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from treefuse.cli.args import weights_path
+
     parser.epilog = EXAMPLES
-    parser.add_argument("--base", type=Path, default=None, help="the weights fine-tuned from (default: the shipped ones)")
+    parser.add_argument("--base", type=weights_path, default=None, help="the weights fine-tuned from (default: the shipped ones)")
     parser.add_argument("--tuned", type=Path, required=True, help="the fine-tuned weights")
     parser.add_argument("--alpha", type=float, required=True, help="share of the tuned weights, 0..1")
     parser.add_argument("--out", type=Path, required=True, help="new .safetensors file")

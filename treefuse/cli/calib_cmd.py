@@ -7,9 +7,26 @@ import json
 from treefuse.cli.args import parse_size, positive_int
 
 
+BUILD_DESCRIPTION = """\
+Build a calibration set: --count crops of --size from the images in --images (one crop per image,
+chosen and placed by --seed), as one hashed, versioned folder that every INT8 export reads for
+its activation ranges (`treefuse export KIND --precision int8 --calib DIR`) and records by sha256.
+Use frames like the camera's (the rain/ half of a paired folder is taken), not the pairs the
+export is judged on."""
+BUILD_EXAMPLES = """\
+examples:
+  treefuse calib build --images ../shared/data/rain100h-train50 --count 32 --size 256x256 --out calib/
+  treefuse calib build --images CLEAN_FRAMES --synthetic-rain --count 16 --out calib-synth/
+  treefuse calib verify calib/      # exit 0 intact, 1 changed
+  treefuse export onnx --precision int8 --calib calib/ --paired-images PAIRS --out m.int8.onnx
+"""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="calib_action", metavar="ACTION", required=True)
-    build = actions.add_parser("build", help="crop real images (optionally add synthetic rain) into a set")
+    build = actions.add_parser("build", help="crop real images (optionally add synthetic rain) into a set",
+                               description=BUILD_DESCRIPTION, epilog=BUILD_EXAMPLES,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     build.add_argument("--images", required=True, help="folder of images (a paired folder uses its rain/ half)")
     build.add_argument("--count", type=int, default=32, help="number of crops, one per image (default 32)")
     build.add_argument("--size", default="256x256", help="crop size HxW (default 256x256)")
@@ -38,7 +55,7 @@ def _build(args: argparse.Namespace) -> int:
 
     check_input_fits((args.count, 3, *parse_size(args.size)), "--count and --size")
     out = build_calibration_set(args.images, args.out, args.count, parse_size(args.size), args.seed,
-                                synthetic_rain=args.synthetic_rain)
+                                synthetic_rain=args.synthetic_rain, progress=True)
     manifest = read_manifest(out)
     print(f"calibration set {out}: {manifest['tensor']['shape']} sha256 {manifest['sha256']}")
     return 0

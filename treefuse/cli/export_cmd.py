@@ -27,12 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_row_arguments(parser: argparse.ArgumentParser, row: Format) -> None:
     """The options the row says its format takes, then the format's own (recorded as request options)."""
-    from treefuse.cli.args import parse_size
+    from treefuse.cli.args import parse_size, weights_path
 
     if row.source == "onnx":
         parser.add_argument("--onnx", type=Path, required=True, help="the ONNX model to build from")
     else:
-        parser.add_argument("--weights", type=Path, default=None, help="treefuse weights (default: the shipped ones)")
+        parser.add_argument("--weights", type=weights_path, default=None,
+                            help="treefuse weights (`default` or omitted: the shipped ones)")
     parser.add_argument("--out", type=Path, required=True, help=f"the {row.suffix} {'package' if row.is_folder else 'file'} "
                         "to write (replaced atomically; never a folder of yours)")
     parser.add_argument("--precision", choices=row.precision_names, default=row.default_precision,

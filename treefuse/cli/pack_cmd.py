@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=positive_int("--count"), default=None, help="use the first N images only")
     add_backend_option(parser, "--ref", required=False)
     parser.add_argument("--y-channel", action="store_true", help="score on BT.601 luma instead of RGB")
+    parser.add_argument("--bench-size", default="frame", metavar="HxW",
+                        help="size latency is timed at (default 'frame': the largest image's own size, as the camera "
+                             "sends it; give a crop size for slow emulated devices)")
 
 
 def parse_sizes(text: str) -> tuple[tuple[int, int] | None, ...]:
@@ -44,8 +47,11 @@ def parse_sizes(text: str) -> tuple[tuple[int, int] | None, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from treefuse.bundle.pack import PackRequest, pack
+    from treefuse.cli.args import parse_size
+
+    bench_size = None if args.bench_size.lower() == "frame" else parse_size(args.bench_size)
     packed = pack(PackRequest(args.candidate, args.images, args.out, parse_sizes(args.sizes), args.ref,
-                              args.count, args.y_channel))
+                              args.count, args.y_channel, bench_size))
     print(f"wrote {packed.path}: {packed.samples} golden samples, {packed.files} files, "
           f"{packed.size_bytes / 1e6:.2f} MB, manifest sha256 {packed.manifest_sha256[:16]}")
     print(f"on the device: python {packed.path}/run.py --json result.json")

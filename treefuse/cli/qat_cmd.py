@@ -8,6 +8,8 @@ from typing import Any
 
 from treefuse.errors import TreefuseError
 
+DEFAULT_SYNTHETIC_DIR = Path("../shared/data/clean")
+
 EXAMPLES = """\
 examples:
   treefuse qat --weights W --data ../shared/data/rain100h-train50 --target ort-qdq --out runs/qat1   # its recipe, below
@@ -33,10 +35,12 @@ compute without int16 saturation; 8 is for VNNI/AMX CPUs (and the only choice fo
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from treefuse.cli.args import weights_path
     from treefuse.qat_run import ALIASES, TARGETS
 
     parser.epilog = EXAMPLES + _recipe_table(TARGETS)
-    parser.add_argument("--weights", type=Path, help="FP32 treefuse weights to start from (default: the shipped ones)")
+    parser.add_argument("--weights", type=weights_path,
+                        help="FP32 treefuse weights to start from (`default` or omitted: the shipped ones)")
     parser.add_argument("--target", choices=sorted(TARGETS) + sorted(ALIASES), default="ort-qdq",
                         help="the INT8 scheme (or a format that uses it) to train for (default ort-qdq)")
     parser.add_argument("--data", type=Path, help="paired folder (rain/ + clean/) to fine-tune on")
@@ -59,7 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patch", type=int, default=64, help="patch side (default 64)")
     parser.add_argument("--batch", type=int, default=8, help="patches per step (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the patch sampler (default 0)")
-    parser.add_argument("--synthetic-dir", default="../shared/data/clean", help="clean photos given synthetic rain")
+    parser.add_argument("--synthetic-dir", type=Path, default=None, metavar="CLEAN_PHOTOS",
+                        help=f"clean photos given synthetic rain (default: {DEFAULT_SYNTHETIC_DIR}, from the current "
+                        "folder or beside the repository)")
     parser.add_argument("--synthetic-fraction", type=float, default=0.5, help="share of synthetic-rain patches")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (default 50)")
@@ -90,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     trainer = QatTrainer(network, fp32_teacher(settings["weights"]), config, data.sampler, weights, scales, recipe,
                          observers)
     resume_at_newest(run_dir, trainer)
-    summary = fine_tune(run_dir, trainer, stop_after=args.chunk)
+    summary = fine_tune(run_dir, trainer, stop_after=args.chunk, progress=True)  # a bar on a terminal only
     print(json.dumps({"run": str(run_dir.path), "target": target, **summary}, sort_keys=True))
     if summary["step"] == summary["steps"]:
         for export in TARGETS[target].exports:
@@ -121,7 +127,7 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     freeze_at = _freeze_ranges_at(args.freeze_ranges_at, args.steps)
     weights = args.weights or default_weights()
     config = qat_config(str(args.data), args.steps, patch_size=args.patch, batch_size=args.batch, lr=args.lr,
-                        threads=args.threads, seed=args.seed, synthetic_dir=args.synthetic_dir,
+                        threads=args.threads, seed=args.seed, synthetic_dir=_synthetic_dir(args),
                         synthetic_fraction=args.synthetic_fraction, checkpoint_every=args.checkpoint_every,
                         init_weights=str(weights))
     load_weights(weights)  # bad weights, data or calibration fail before the folder is made
@@ -148,6 +154,26 @@ def _start(args: argparse.Namespace) -> tuple[Any, Any, Any, dict[str, Any]]:
     print(f"QAT run {run_dir.path}: {target.scheme}; starting from post-training INT8 on {calib} "
           f"(sha256 {facts['calib_sha256'][:12]})")
     return run_dir, config, data, settings
+
+
+def _synthetic_dir(args: argparse.Namespace) -> str:
+    """The clean photos to rain on, as an absolute path (a resumed run finds them from any folder)."""
+    if not args.synthetic_fraction:
+        return ""
+    if args.synthetic_dir is not None:
+        if not args.synthetic_dir.is_dir():
+            raise TreefuseError(f"--synthetic-dir {args.synthetic_dir} is not a folder; pass a folder of clean photos, "
+                                "or --synthetic-fraction 0 to fine-tune on --data alone")
+        return str(args.synthetic_dir.resolve())
+    import treefuse
+
+    beside_repository = Path(treefuse.__file__).resolve().parents[1] / DEFAULT_SYNTHETIC_DIR
+    for folder in (DEFAULT_SYNTHETIC_DIR, beside_repository):
+        if folder.is_dir():
+            return str(folder.resolve())
+    raise TreefuseError(f"--synthetic-dir: no clean photos at the default {DEFAULT_SYNTHETIC_DIR} (from here or beside "
+                        "the repository); pass --synthetic-dir CLEAN_PHOTOS, or --synthetic-fraction 0 to fine-tune "
+                        "on --data alone")
 
 
 def _weight_bits(target: str, asked: int | None) -> int | None:
