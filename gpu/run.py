@@ -136,19 +136,25 @@ def check_machine(settings: Settings) -> dict[str, object]:
         raise Refused(f"INIT {settings.init} is not a file in the tree; copy it under .gpu/ and carry it")
     if settings.out.exists() and any(settings.out.iterdir()):
         raise Refused(f"OUT {settings.out} is not empty; give an empty or new folder")
-    probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120)
+    probe = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=120, cwd=ROOT)
     if probe.returncode != 0:
-        raise Refused(f"torch does not import here ({probe.stderr.strip().splitlines()[-1:]}); check the Python")
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        raise Refused(f"torch or this tree does not import with {sys.executable} ({last}); check that Python")
     facts = json.loads(probe.stdout)
     if not settings.dry_run and not facts["cuda"]:
         raise Refused("torch sees no CUDA device; run on the GPU machine, or DRY_RUN=1 to try the steps on the CPU")
     return facts
 
 
-PROBE = """import json, platform, torch
+PROBE = """import json, platform, sys, torch
+sys.path.insert(0, "gpu"); import source; source.use_source_tree()
+from treefuse.device import cpu_facts
 cuda = torch.cuda.is_available()
 print(json.dumps({"python": platform.python_version(), "torch": torch.__version__, "cuda": cuda,
   "cuda_version": torch.version.cuda, "gpu": torch.cuda.get_device_name() if cuda else None,
+  "gpu_memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if cuda else None,
+  "compute_capability": ".".join(map(str, torch.cuda.get_device_capability())) if cuda else None,
+  "cpu": cpu_facts()["model"], "cpu_isa_flags": cpu_facts()["isa_flags"],
   "cpu_count": __import__("os").cpu_count()}))"""
 
 
