@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     except TreefuseError as exc:
         print(f"treefuse: error: {exc}", file=sys.stderr)
         return 2
+    except Exception:  # the contract's exit 3: a bug, said on the first line, with its traceback
+        print("treefuse: internal error (a bug in treefuse; please report it with this traceback):", file=sys.stderr)
+        traceback.print_exc()
+        return 3
 
 
 def _run(args: argparse.Namespace, started: float) -> int:
