@@ -82,8 +82,7 @@ def verdict_table(grid: DeviceGrid, size: tuple[int, int] | None = None) -> tupl
     size = verdict_size(grid, size)
     rows = verdicts(grid, size)
     notes = []
-    own = [r.peak_rss_mib is not None and r.memory_method.startswith("own process") for r in rows]
-    show_memory = any(own)
+    show_memory = any(r.peak_rss_mib is not None and r.memory_method.startswith("own process") for r in rows)
     if not any(r.peak_rss_mib is not None for r in rows):
         notes.append("Peak memory: not measured in these result files, so the column is left out "
                      "(`treefuse benchmark` measures each engine in a process of its own).")
