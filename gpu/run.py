@@ -44,6 +44,7 @@ CUDA_TESTS = ["tests/train/test_train_run.py", "tests/train/test_train_patches.p
 NEEDED_MODULES = {"torch": "torch", "numpy": "numpy", "PIL": "pillow", "yaml": "pyyaml", "safetensors": "safetensors",
                   "tqdm": "tqdm", "png": "pypng", "pytest": "pytest"}
 DATA_FOLDERS = ("rain100h-train50", "clean", "heavy-rain-sample5")
+PACKED_DATA = ".gpu/data"  # where make gpu-pack copies them (the paths train/configs/paper-gpu.yaml names)
 STEP_NAMES = ("cuda-tests", "latency", "train-speed", "train")
 RESERVE_S = 20.0  # kept back at the end for packing $OUT
 TRAIN_AT_LEAST_S = 60.0  # the earlier steps stop in time to leave the training this much
@@ -102,7 +103,7 @@ def settings_from_env(env: dict[str, str]) -> Settings:
     carried = ROOT / ".gpu" / "resume" / f"{RUN_NAME}.tar.gz"
     resume = env.get("RESUME") or (str(carried) if carried.is_file() else "")
     return Settings(out=Path(env["OUT"]), dry_run=env.get("DRY_RUN", "") not in ("", "0"), seconds=seconds,
-                    data=Path(env.get("GPU_DATA") or ROOT / ".gpu" / "data"), init=env.get("INIT") or WEIGHTS,
+                    data=Path(env.get("GPU_DATA") or ROOT / PACKED_DATA), init=env.get("INIT") or WEIGHTS,
                     work=Path(env.get("GPU_WORK") or ROOT / ".gpu" / "work"),
                     train_seconds=_seconds(env, "TRAIN_SECONDS") if env.get("TRAIN_SECONDS") else None,
                     resume=Path(resume) if resume else None, steps=steps)
@@ -197,10 +198,12 @@ def train_command(settings: Settings, work: Path) -> list[str]:
         if settings.dry_run else [])
     if settings.resume is not None:
         return [*chunk, "--resume", str(run), *[a for s in speed_here for a in ("--set", s)]]
-    learned = [f"optim.init_weights={settings.init}",
-               *[f"data.{key}={data}" for key, data in (("train_dirs", [str(settings.data / "rain100h-train50")]),
-                                                       ("synthetic_dir", settings.data / "clean"),
-                                                       ("val_dir", settings.data / "rain100h-train50"))]]
+    learned = [f"optim.init_weights={settings.init}"]
+    if settings.data.resolve() != (ROOT / PACKED_DATA).resolve():  # paper-gpu.yaml names .gpu/data, relative: a
+        # carried run then resumes wherever the tree lies, on the next GPU or here
+        learned += [f"data.{key}={data}" for key, data in (("train_dirs", [str(settings.data / "rain100h-train50")]),
+                                                          ("synthetic_dir", settings.data / "clean"),
+                                                          ("val_dir", settings.data / "rain100h-train50"))]
     if settings.dry_run:
         learned += ["data.synthetic_pool=4", "data.patch_size=24", "data.batch_size=2", "data.val_range=041-042",
                     "run.validate_every=8", "run.log_every=2", "run.checkpoint_every=4"]
