@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,7 +198,9 @@ def _convert(ct: Any, model: torch.nn.Module, recipe: CoreMLPrecision, example: 
 
 def _progress_only_on_a_terminal() -> contextlib.AbstractContextManager:
     """coremltools draws progress bars on stderr: keep them for a person at a terminal, not for logs and pipes."""
-    return contextlib.nullcontext() if sys.stderr.isatty() else contextlib.redirect_stderr(io.StringIO())
+    from treefuse.progress import bars_wanted
+
+    return contextlib.nullcontext() if bars_wanted() else contextlib.redirect_stderr(io.StringIO())
 
 
 def _quantize_weights(mlmodel: Any) -> Any:

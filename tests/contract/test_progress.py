@@ -50,3 +50,13 @@ def test_a_single_video_gets_a_bar_per_frame(world, tmp_path, monkeypatch):
     drawn = terminal.getvalue()
     assert "derain video" in drawn and f"{FRAMES}/{FRAMES}" in drawn and "frame" in drawn
     assert "file/s" not in drawn  # one input: no per-file bar over the per-frame one
+
+
+def test_a_json_run_draws_no_bar_even_on_a_terminal(world, tmp_path, monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    model = f"onnx:{world}/onnx/model.onnx"
+    assert main(["evaluate", "--backend", model, "--data", f"{world}/paired", "--json", str(tmp_path / "e.json")]) == 0
+    assert terminal.getvalue() == ""  # a script asked for JSON
+    assert main(["evaluate", "--backend", model, "--data", f"{world}/paired"]) == 0
+    assert "evaluate" in terminal.getvalue()  # the next command, a person's, gets its bar again

@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.command:
             print("treefuse: error: no command given; see `treefuse --help`", file=sys.stderr)
             return 2
+        from treefuse.progress import silence
+
+        silence(bool(getattr(args, "json", None)))  # a --json run is a script's: no bars
         return int(_load(args._module).run(args) or 0)
     except TreefuseError as exc:
         print(f"treefuse: error: {one_line(exc)}", file=sys.stderr)
