@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.etree import ElementTree
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = [sys.executable, str(ROOT / "gpu" / "source.py"), "-m"]
@@ -249,6 +250,12 @@ def pack_run(work: Path, out: Path) -> None:
 def figures(out: Path, work: Path) -> dict[str, object]:
     """The numbers the issue asks for, read back from the steps' files."""
     found: dict[str, object] = {}
+    try:
+        suite = ElementTree.parse(out / "cuda-tests.xml").getroot()
+        suite = suite if suite.tag == "testsuite" else suite.find("testsuite")
+        found["cuda_tests"] = {key: int(suite.get(key, 0)) for key in ("tests", "failures", "errors", "skipped")}
+    except (OSError, ElementTree.ParseError, AttributeError):
+        pass
     latency = _read_json(out / "latency.json")
     if latency:
         found["latency_p50_ms"] = {f"{c['backend']} @ {c['size'][0]}x{c['size'][1]}": c["latency_ms"]["p50"]
@@ -274,6 +281,12 @@ def write_summary(out: Path, summary: dict[str, object]) -> None:
     staged = out / ".summary.json.tmp"
     staged.write_text(json.dumps(summary, indent=2, sort_keys=True, default=str))
     staged.replace(out / "summary.json")
+
+
+def step_records(steps: list[Step]) -> list[dict[str, object]]:
+    """What each step that ran (or was skipped) did, for summary.json."""
+    return [{"name": s.name, "rc": s.rc, "seconds": s.seconds, "timed_out": s.timed_out,
+             **({"skipped": s.skipped} if s.skipped else {})} for s in steps if s.rc is not None or s.skipped]
 
 
 def exit_code(steps: list[Step]) -> int:
@@ -324,8 +337,7 @@ def main() -> int:
             step.skipped = f"{timeout:.0f} s left for it"
         else:
             run_step(step, timeout, log, step_env)
-        summary["steps"] = [{"name": s.name, "rc": s.rc, "seconds": s.seconds, "timed_out": s.timed_out,
-                             **({"skipped": s.skipped} if s.skipped else {})} for s in steps if s.rc is not None or s.skipped]
+        summary["steps"] = step_records(steps)
         write_summary(settings.out, summary)
     if (work / RUN_NAME / "config.yaml").is_file():
         pack_run(work, settings.out)
