@@ -42,6 +42,9 @@ def write_model_card(path: str | Path, command: str = "") -> Path:
         f"- Steps: {optim.steps}; Adam, lr {optim.lr:g}, x{optim.lr_gamma:g} at {list(optim.lr_milestones)}; "
         f"batch {data.batch_size} of {data.patch_size}x{data.patch_size} patches, flips {data.flips}; "
         f"loss {optim.mse_weight:g}·MSE + {optim.ssim_weight:g}·(1 − SSIM); seed {optim.seed}",
+        *([f"- Activation noise: {optim.activation_noise} (one uint8 step at every tensor the ONNX Runtime INT8 "
+           f"export quantizes, ranges from `{optim.noise_calibration}`; train/activation_noise.py)"]
+          if optim.activation_noise else []),
         f"- Device: {provenance.get('device', '?')}; precision {config.speed.precision}, fold {config.speed.fold}, "
         f"channels_last {config.speed.channels_last}",
         f"- Training time: {provenance.get('train_seconds', '?')} s; median {statistics.median(speeds):.2f} it/s"

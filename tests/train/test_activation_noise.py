@@ -123,6 +123,9 @@ def test_noise_changes_what_is_learned_and_its_hash(tmp_path, data, noise_config
                            weights(tmp_path / "noisy" / "final.safetensors")["head.weight"])
     manifest = (tmp_path / "noisy" / "data_manifest.json").read_text()
     assert "noise_calibration" in manifest and "images.npy" in manifest
+    from treefuse.train.model_card import write_model_card
+    assert "Activation noise: calibrated-8bit" in write_model_card(tmp_path / "noisy", "").read_text()
+    assert "Activation noise" not in write_model_card(tmp_path / "plain", "").read_text()
 
 
 @pytest.mark.parametrize("optim, message", [({"activation_noise": "int4"}, "must be one of"),
