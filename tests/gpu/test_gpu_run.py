@@ -42,6 +42,9 @@ def gpu_data(tmp_path):
     return data
 
 
+needs_make = pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed here")
+
+
 def gpu_run(tmp_path, out, **env):
     variables = {"OUT": str(out), "DRY_RUN": "1", "GPU_PYTHON": sys.executable, "GPU_WORK": str(tmp_path / "work"),
                  **env}
@@ -50,6 +53,7 @@ def gpu_run(tmp_path, out, **env):
 
 
 @pytest.mark.slow
+@needs_make
 def test_dry_run_writes_every_result_and_a_second_call_resumes(tmp_path, gpu_data):
     out = tmp_path / "out1"
     first = gpu_run(tmp_path, out, GPU_DATA=gpu_data, GPU_SECONDS=400, TRAIN_SECONDS=8)
@@ -82,6 +86,7 @@ def test_dry_run_writes_every_result_and_a_second_call_resumes(tmp_path, gpu_dat
     assert load_weights(again / "weights.safetensors").provenance["steps"] == resumed["training"]["step"]
 
 
+@needs_make
 def test_a_missing_data_folder_is_one_line_before_any_step(tmp_path, gpu_data):
     shutil.rmtree(gpu_data / "clean")
     result = gpu_run(tmp_path, tmp_path / "out", GPU_DATA=gpu_data)
