@@ -1,6 +1,8 @@
 """Shared fixtures: tiny weights, tiny images, and the shared data folder when present."""
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,16 @@ from treefuse.images import write_image
 from treefuse.model import TreeFusionNet
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# torch's _pytree speaks when torchao or ExecuTorch load outside treefuse's quiet imports (tests import them
+# directly): a logged Enum-registration note and a FutureWarning, which ended up after the run's summary.
+PYTREE_DEPRECATION = r"`torch\.utils\._pytree\._register_pytree_node` is deprecated"
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+warnings.filterwarnings("ignore", message=PYTREE_DEPRECATION, category=FutureWarning)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The same filter inside tests (pytest resets the filters around each one)."""
+    config.addinivalue_line("filterwarnings", f"ignore:{PYTREE_DEPRECATION}:FutureWarning")
 
 
 def synthetic_pair(rng: np.random.Generator, height: int = 40, width: int = 56) -> tuple[np.ndarray, np.ndarray]:

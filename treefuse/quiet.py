@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 
 from treefuse.errors import TreefuseError
@@ -33,8 +34,10 @@ def quiet_import() -> Iterator[None]:
     for logger in loggers:
         logger.setLevel(logging.ERROR)
     try:
-        # Only the file descriptor: a handler a library builds now must keep the real sys.stderr.
-        with _held_fd(python_too=False):
+        # Only the file descriptor: a handler a library builds now must keep the real sys.stderr. Python
+        # warnings on import (ExecuTorch's "experimental API") are the library's notes to itself, not ours.
+        with _held_fd(python_too=False), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             yield
     finally:
         for logger, level in zip(loggers, levels):

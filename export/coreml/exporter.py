@@ -178,6 +178,9 @@ def _convert(ct: Any, model: torch.nn.Module, recipe: CoreMLPrecision, example: 
     with torch.no_grad(), warnings.catch_warnings():
         # The finalized W8A8 graph uses quantize_per_tensor, which torch marks deprecated; tracing still works.
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
+        # Core ML converts TorchScript: torch marks tracing deprecated, coremltools still needs it
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.trace(_method)?` is deprecated",
+                                category=DeprecationWarning)
         traced = torch.jit.trace(model, example)
     height, width = (ct.RangeDim(low, high, default) for low, high, default in zip(min_hw, max_hw, example.shape[2:]))
     shape = ct.Shape(shape=(1, example.shape[1], height, width))
