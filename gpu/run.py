@@ -47,6 +47,7 @@ NEEDED_MODULES = {"torch": "torch", "numpy": "numpy", "PIL": "pillow", "yaml": "
 DATA_FOLDERS = ("rain100h-train50", "clean", "heavy-rain-sample5")
 PACKED_DATA = ".gpu/data"  # where make gpu-pack copies them (the paths train/configs/paper-gpu.yaml names)
 STEP_NAMES = ("cuda-tests", "latency", "train-speed", "train")
+TRAINING_STEPS = ("train", "train-eager")  # train-eager: the fallback without a CUDA graph (train_command)
 RESERVE_S = 20.0  # kept back at the end for packing $OUT
 TRAIN_AT_LEAST_S = 60.0  # the earlier steps stop in time to leave the training this much
 TAIL_CHARS = 4000
@@ -188,16 +189,19 @@ def plan(settings: Settings, work: Path) -> list[Step]:
     return [step for step in steps if step.name in settings.steps]
 
 
-def train_command(settings: Settings, work: Path) -> list[str]:
-    """The timed training chunk: a new run of the paper's recipe, or the carried run resumed."""
+def train_command(settings: Settings, work: Path, eager: bool = False) -> list[str]:
+    """The timed training chunk: a new run of the paper's recipe, or the carried run resumed.
+
+    `eager` is the fallback when the captured step broke: the same run without the CUDA graph (a speed
+    setting, so a run that reached a checkpoint resumes from it; one that did not starts again)."""
     run = work / RUN_NAME
     chunk = ["treefuse.train.timed_chunk", "--weights", str(settings.out / "weights.safetensors"),
              "--json", str(work / "train-summary.json"), "--seconds", "{seconds}",
              *(["--first-chunk", "4"] if settings.dry_run else [])]
     speed_here = [f"speed.device={settings.device}"] + (
         ["speed.precision=fp32", "speed.cuda_graph=false", "speed.channels_last=false", "speed.data_on_device=false"]
-        if settings.dry_run else [])
-    if settings.resume is not None:
+        if settings.dry_run else []) + (["speed.cuda_graph=false"] if eager else [])
+    if settings.resume is not None or (eager and any(run.glob("checkpoints/step_*"))):
         return [*chunk, "--resume", str(run), *[a for s in speed_here for a in ("--set", s)]]
     learned = [f"optim.init_weights={settings.init}"]
     if settings.data.resolve() != (ROOT / PACKED_DATA).resolve():  # paper-gpu.yaml names .gpu/data, relative: a
@@ -326,17 +330,11 @@ def main() -> int:
                                   "budget_s": settings.seconds, "init_weights": settings.init,
                                   "resumed_from": str(settings.resume) if settings.resume else None, "steps": []}
     for step in steps:
-        left = deadline - time.monotonic() - RESERVE_S
-        if step.name == "train":
-            seconds = min(left - TRAIN_MARGIN_S, settings.train_seconds or left)
-            step.argv = [a.replace("{seconds}", f"{max(seconds, 1.0):.0f}") for a in step.argv]
-            timeout = left  # the chunk keeps its own deadline; this only ends a hung one
-        else:
-            timeout = min(step.cap_s, left - (TRAIN_AT_LEAST_S if "train" in settings.steps else 0.0))
-        if timeout < MIN_STEP_S:
-            step.skipped = f"{timeout:.0f} s left for it"
-        else:
-            run_step(step, timeout, log, step_env)
+        run_in_budget(step, settings, deadline, log, step_env)
+        if step.name == "train" and step.rc not in (0, None) and not step.timed_out and not settings.dry_run:
+            if settings.resume is None and not any((work / RUN_NAME).glob("checkpoints/step_*")):
+                shutil.rmtree(work / RUN_NAME, ignore_errors=True)  # our scratch: the new run starts again
+            steps.append(Step("train-eager", SOURCE + train_command(settings, work, eager=True), 0.0))
         summary["steps"] = step_records(steps)
         write_summary(settings.out, summary)
     if (work / RUN_NAME / "config.yaml").is_file():
@@ -345,6 +343,21 @@ def main() -> int:
     write_summary(settings.out, summary)
     print(json.dumps({k: summary[k] for k in ("exit_code", "seconds")}))
     return int(summary["exit_code"])
+
+
+def run_in_budget(step: Step, settings: Settings, deadline: float, log: Path, env: dict[str, str]) -> None:
+    """Run a step with what the deadline leaves it, or mark it skipped when that is too little."""
+    left = deadline - time.monotonic() - RESERVE_S
+    if step.name in TRAINING_STEPS:
+        seconds = min(left - TRAIN_MARGIN_S, settings.train_seconds or left)
+        step.argv = [a.replace("{seconds}", f"{max(seconds, 1.0):.0f}") for a in step.argv]
+        timeout = left  # the chunk keeps its own deadline; this only ends a hung one
+    else:
+        timeout = min(step.cap_s, left - (TRAIN_AT_LEAST_S if "train" in settings.steps else 0.0))
+    if timeout < MIN_STEP_S:
+        step.skipped = f"{timeout:.0f} s left for it"
+    else:
+        run_step(step, timeout, log, env)
 
 
 if __name__ == "__main__":

@@ -127,3 +127,25 @@ def test_pack_copies_the_fixed_selection_and_pure_python_packages(tmp_path, gpu_
     assert photos == ["Kodak24/a.png", "Urban100/img_007.png"]  # img_006 is held out of all training
     assert (pack / "site" / "png.py").is_file()
     assert 'carry:     [".gpu"]' in result.stdout and "timeout_s: 570" in result.stdout
+
+
+def _run_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gpu_run", ROOT / "gpu" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_run"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_eager_fallback_resumes_a_run_that_reached_a_checkpoint_and_restarts_one_that_did_not(tmp_path):
+    run = _run_module()
+    settings = run.settings_from_env({"OUT": str(tmp_path / "out"), "GPU_WORK": str(tmp_path / "work")})
+    first = run.train_command(settings, settings.work)
+    assert "--config" in first and "speed.cuda_graph=false" not in first  # paper-gpu.yaml's CUDA graph stays on
+    fresh = run.train_command(settings, settings.work, eager=True)
+    assert "--config" in fresh and fresh[-1] == "speed.cuda_graph=false"
+    (settings.work / "gpu-run" / "checkpoints" / "step_000000020").mkdir(parents=True)
+    resumed = run.train_command(settings, settings.work, eager=True)
+    assert resumed[resumed.index("--resume") + 1] == str(settings.work / "gpu-run") and "--config" not in resumed
+    assert resumed[-1] == "speed.cuda_graph=false"
