@@ -125,6 +125,19 @@ class RknnRunner(Runner):
             raise worker_failure(code, stderr, self.recipe.get("platform", "?"), what)
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        size = tuple(self.recipe["size"])
+        if batch.shape[2:] == size:
+            return self._simulate(batch)
+        # A larger frame: tiles of the compiled size, overlapping so every output pixel saw its whole receptive
+        # field (exact up to rounding, runtimes/applications/tiling.py).
+        from treefuse.config import ModelConfig
+        from treefuse.runtimes.applications.tiling import derain_tiled, exact_overlap, receptive_radius
+
+        radius = receptive_radius(ModelConfig.from_dict(self.artifact().config or {}))
+        return np.stack([derain_tiled(self._simulate, image.transpose(1, 2, 0), size[0], exact_overlap(radius),
+                                      radius).transpose(2, 0, 1) for image in batch])
+
+    def _simulate(self, batch: np.ndarray) -> np.ndarray:
         assert self.worker is not None and self.worker.stdin is not None and self.tmp is not None
         source, target = Path(self.tmp.name) / "in.npy", Path(self.tmp.name) / "out.npy"
         np.save(source, np.ascontiguousarray(batch))
@@ -157,8 +170,16 @@ class RknnRunner(Runner):
             self.tmp = None
 
     def input_constraints(self) -> dict[str, Any]:
+        """The compiled size; a square one also runs larger frames tile by tile (with overlaps it needs room for)."""
         size = tuple((read_sidecar(self.path) or {}).get("provenance", {}).get("rknn", {}).get("size", ())) or None
-        return {"min_hw": size, "max_hw": size} if size else {}
+        if not size:
+            return {}
+        from treefuse.config import ModelConfig
+        from treefuse.runtimes.applications.tiling import exact_overlap, receptive_radius
+
+        tiles = size[0] == size[1] and size[0] > exact_overlap(receptive_radius(ModelConfig.from_dict(
+            self.artifact().config or {})))
+        return {"min_hw": size, "max_hw": None if tiles else size}
 
     def read_metadata_impl(self) -> dict[str, str]:
         return (read_sidecar(self.path) or {}).get("metadata", {})
