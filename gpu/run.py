@@ -6,16 +6,17 @@ path) and writes to $OUT, at most 8 files:
     summary.json        every step's outcome and the figures that matter, with the device
     log.txt             every step's command and the tail of its output
     cuda-tests.xml      the CUDA-only tests (JUnit XML)
-    latency.json        `treefuse sweep` of the folded model at 720p and 1080p, FP32/FP16/bf16, channels-last, CUDA graphs
+    latency.json        `treefuse sweep` at 720p and 1080p: FP32, FP16, bf16, folded, channels-last, CUDA graphs
     train-speed.json    `treefuse train --benchmark`
     weights.safetensors the weights the training chunk reached
     gpu-run.tar.gz      the run folder (config, metrics, checkpoints): carried back in, the next call resumes it
 
 Settings (environment): OUT (required); DRY_RUN=1 runs the same steps on the CPU with small sizes;
 GPU_SECONDS (default 480) is the whole call's budget; STEPS picks some of the steps (default all:
-cuda-tests,latency,train-speed,train); GPU_DATA (default .gpu/data) holds what `make gpu-pack`
-copied; GPU_WORK (default .gpu/work) is scratch; TRAIN_SECONDS caps the training chunk; INIT starts the training from other weights; RESUME (default
-.gpu/resume/gpu-run.tar.gz when present) is a gpu-run.tar.gz to continue.
+cuda-tests,latency,train-speed,train); TRAIN_SECONDS caps the training chunk; GPU_DATA (default
+.gpu/data) holds what `make gpu-pack` copied; GPU_WORK (default .gpu/work) is scratch; INIT starts
+the training from other weights; RESUME (default .gpu/resume/gpu-run.tar.gz when present) is a
+gpu-run.tar.gz to continue.
 Exit: 0 every step passed; 1 a test or gate failed; 2 the machine lacks something (one line); 3 a step broke.
 """
 from __future__ import annotations
@@ -98,7 +99,8 @@ def settings_from_env(env: dict[str, str]) -> Settings:
         raise Refused("OUT is not set; run as OUT=DIR make gpu-run (the device machine sets it)")
     seconds = _seconds({"GPU_SECONDS": "480", **env}, "GPU_SECONDS")
     if seconds < TRAIN_AT_LEAST_S + RESERVE_S:
-        raise Refused(f"GPU_SECONDS={seconds:g} leaves no time to train; give at least {TRAIN_AT_LEAST_S + RESERVE_S:g}")
+        raise Refused(f"GPU_SECONDS={seconds:g} leaves no time to train; "
+                      f"give at least {TRAIN_AT_LEAST_S + RESERVE_S:g}")
     steps = tuple(s.strip() for s in env.get("STEPS", ",".join(STEP_NAMES)).split(",") if s.strip())
     if not steps or set(steps) - set(STEP_NAMES):
         raise Refused(f"STEPS must name some of {','.join(STEP_NAMES)}, got {env.get('STEPS')!r}")
@@ -164,7 +166,7 @@ print(json.dumps({"python": platform.python_version(), "torch": torch.__version_
 def plan(settings: Settings, work: Path) -> list[Step]:
     """The steps in order, with their commands for a GPU or (DRY_RUN) for the CPU."""
     out, data, dry = settings.out, settings.data, settings.dry_run
-    weights = f"{ROOT / WEIGHTS}"
+    weights = WEIGHTS  # relative: the steps run in the tree's root
     if dry:  # the same commands, small: sizes stand in for 720p/1080p, options the CPU runs
         backends = [f"torch:{weights}?device=cpu", f"torch:{weights}?device=cpu,fold=true",
                     f"torch:{weights}?device=cpu,fold=true,channels_last=true"]
@@ -212,7 +214,8 @@ def train_command(settings: Settings, work: Path, eager: bool = False) -> list[s
     if settings.dry_run:
         learned += ["data.synthetic_pool=4", "data.patch_size=24", "data.batch_size=2", "data.val_range=041-042",
                     "run.validate_every=8", "run.log_every=2", "run.checkpoint_every=4"]
-    return [*chunk, "--config", "paper-gpu", "--out", str(run), *[a for s in learned + speed_here for a in ("--set", s)]]
+    overrides = [a for s in learned + speed_here for a in ("--set", s)]
+    return [*chunk, "--config", "paper-gpu", "--out", str(run), *overrides]
 
 
 def run_step(step: Step, timeout_s: float, log: Path, env: dict[str, str]) -> None:

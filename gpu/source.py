@@ -35,7 +35,8 @@ class StageFinder(importlib.abc.MetaPathFinder):
     def __init__(self, folders: dict[str, Path]) -> None:
         self.folders = folders
 
-    def find_spec(self, fullname: str, path: object = None, target: object = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(self, fullname: str, path: object = None,
+                  target: object = None) -> importlib.machinery.ModuleSpec | None:
         folder = self.folders.get(fullname)
         if folder is None:
             return None

@@ -107,7 +107,8 @@ def test_bad_settings_are_refused_in_one_line(tmp_path, gpu_data, env, message):
 
 def test_source_tree_imports_without_an_installed_treefuse():
     """The GPU machine has no install: the finder alone must map treefuse.<stage> onto its folder."""
-    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__.lower()]; "
+    code = ("import sys; "
+            "sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in type(f).__module__.lower()]; "
             "[sys.modules.pop(m) for m in list(sys.modules) if m.startswith('treefuse')]; "
             f"sys.path.insert(0, {str(ROOT / 'gpu')!r}); import source; source.use_source_tree(); "
             "import treefuse.train.train_config as c, treefuse.calib.store as s; print(c.__file__); print(s.__file__)")

@@ -42,7 +42,8 @@ def test_steps_are_onnx_runtime_int8_scales(tmp_path):
     model, images = _model(), _images()
     save_weights(model, tmp_path / "w.safetensors")
     export_onnx(tmp_path / "w.safetensors", tmp_path / "m.onnx")
-    rewritten = pad_output_channels(pad_input_channels(split_concat_convs(onnx.load(str(tmp_path / "m.onnx")))[0])[0])[0]
+    rewritten = split_concat_convs(onnx.load(str(tmp_path / "m.onnx")))[0]
+    rewritten = pad_output_channels(pad_input_channels(rewritten)[0])[0]
     onnx.save(rewritten, str(tmp_path / "r.onnx"))
     calibration = CalibrationSet(images=images, sha256="test", manifest={}, path=tmp_path)
     ranges = calibrate(tmp_path / "r.onnx", calibration, "minmax", tmp_path / "ranges.json")
@@ -145,5 +146,6 @@ def test_a_missing_calibration_set_is_refused_before_the_run_folder(tmp_path, da
 
 def test_calibration_set_round_trip_is_what_the_trainer_reads(tmp_path, noise_config):
     session = start_session(noise_config, tmp_path / "run")
-    expected = calibrated_steps(session.trainer.model, load_calibration_set(noise_config.optim.noise_calibration).images)
+    images = load_calibration_set(noise_config.optim.noise_calibration).images
+    expected = calibrated_steps(session.trainer.model, images)
     assert session.trainer.network.steps == expected
