@@ -170,7 +170,8 @@ def test_benchmark_judges_int8_on_pairs_and_marks_what_missed(tiny_weights, pair
                        lambda precision: Gates(MAX_PSNR_DB, 0.0, precision=precision))
         assert main(argv) == 0
         marker = json.loads((out / "model.int8.onnx.gate-failed.json").read_text())
-        assert marker["verdict"].startswith("FAIL") and marker["gates"]["min_output_psnr_db"] == MAX_PSNR_DB
+        miss = marker["misses"][0]
+        assert miss["verdict"].startswith("FAIL") and miss["gates"]["min_output_psnr_db"] == MAX_PSNR_DB
         printed = capsys.readouterr().out
         assert "missed: onnx int8: fine-tune for it" in printed and "then add --qat RUN to this benchmark" in printed
         assert "--paired-images PAIRS" not in printed  # this benchmark already judged on pairs
@@ -189,3 +190,12 @@ def test_calib_build_help_explains_and_shows_examples(capsys):
         main(["calib", "build", "--help"])
     text = capsys.readouterr().out
     assert "Build a calibration set" in text and "examples:" in text and "--paired-images" in text
+
+
+def test_bundle_latency_is_timed_at_the_frame_size(weights_path, onnx_path, paired_dir, tmp_path):
+    argv = ["pack", f"onnx:{onnx_path}", "--ref", f"torch:{weights_path}", "--images", str(paired_dir),
+            "--sizes", "16x16", "--count", "1"]
+    assert main([*argv, "--out", str(tmp_path / "frame")]) == 0
+    assert json.loads((tmp_path / "frame" / "bundle.json").read_text())["bench_size"] == [40, 56]  # not the crop
+    assert main([*argv, "--bench-size", "16x24", "--out", str(tmp_path / "crop")]) == 0  # slow emulated devices
+    assert json.loads((tmp_path / "crop" / "bundle.json").read_text())["bench_size"] == [16, 24]

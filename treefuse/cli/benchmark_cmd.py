@@ -147,21 +147,27 @@ def _advice(row: dict, images: Path) -> str:
 
 
 def _mark_gate_failures(rows: list[dict], cells: list[dict]) -> None:
-    """MODEL.gate-failed.json beside each kept artifact that missed its gates (a passing run removes it)."""
+    """MODEL.gate-failed.json beside each kept artifact that missed its gates on any runtime (a pass removes it)."""
     from treefuse.files import write_json_atomic
 
-    verdicts = {row["spec"].split(":", 1)[1]: row for row in rows[1:] if row.get("spec")}
+    by_spec = {row["spec"]: row for row in rows[1:] if row.get("spec")}
+    misses: dict[str, list[dict]] = {}
     for cell in cells:
         if not cell.get("path"):
             continue
-        marker = Path(f"{cell['path']}.gate-failed.json")
-        row = verdicts.get(cell["path"])
-        missed = cell.get("gate_failed") or (row is not None and row["verdict"].startswith("FAIL"))
-        if missed and Path(cell["path"]).exists():
-            write_json_atomic(marker, {"artifact": cell["path"], "verdict": row["verdict"] if row else cell["reason"],
-                                       "gates": row.get("gates") if row else None,
+        row = by_spec.get(cell.get("spec") or "")
+        failed = row is not None and row["verdict"].startswith("FAIL")
+        entries = misses.setdefault(cell["path"], [])  # OpenVINO runs the ONNX files: one mark for both
+        if cell.get("gate_failed") or failed:
+            entries.append({"format": cell["kind"], "precision": cell["precision"],
+                            "verdict": row["verdict"] if failed else cell["reason"],
+                            "gates": row.get("gates") if failed else None})
+    for path, entries in misses.items():
+        marker = Path(f"{path}.gate-failed.json")
+        if entries and Path(path).exists():
+            write_json_atomic(marker, {"artifact": path, "misses": entries,
                                        "note": "missed its gates in `treefuse benchmark`: do not ship it"})
-        elif not missed and marker.exists():
+        elif not entries and marker.exists():
             marker.unlink()
 
 
