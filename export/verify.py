@@ -148,11 +148,11 @@ def verify_staged(kind: str, staged: Path, weights: Path, precision: str, calibr
 def gate_miss_advice(kind: str, precision: str, qat_target: str | None = None, paired_images: bool = False,
                      judged: Path | None = None) -> str:
     """What to try when an export of `kind` at `precision` misses its gate: the routes not yet taken, cheapest first,
-    each with its recorded cost (export/route_costs.py).
+    each with its recorded cost (treefuse/route_costs.py).
 
     `paired_images`: the user gave them, so a mixed-precision format already kept its sensitive layers float;
     `judged`: the pairs the gate judged, which QAT must not train on."""
-    from treefuse.export import route_costs
+    from treefuse import route_costs
     from treefuse.formats import format_of
 
     row = format_of(kind)

@@ -218,7 +218,9 @@ def miss_advice(run_dir: str | Path, export_command: str) -> str:
         steps = int(read_state(Path(run_dir) / LEARNED_NAME, "")[1].get("steps", 0))
     except TreefuseError:
         steps = 0
-    target = target_named(settings["target"]).name
-    return (f"fine-tune longer from the same weights: `treefuse qat --weights {settings['weights']} --data PAIRS "
-            f"--target {target} --steps {max(2 * steps, 1000)} --out RUN2`, then `{export_command} --qat RUN2`; "
-            "judge it on the camera's own pairs with --paired-images PAIRS")
+    target, more = target_named(settings["target"]).name, max(2 * steps, 1000)
+    from treefuse.route_costs import qat_text  # the recorded cost: a newcomer should not guess an hour
+
+    return (f"fine-tune longer from the same weights ({qat_text(more)}): `treefuse qat --weights {settings['weights']} "
+            f"--data TRAIN_PAIRS --target {target} --steps {more} --out RUN2` (pairs the gate does not judge), then "
+            f"`{export_command} --qat RUN2 --out MODEL`; judge it on the camera's own pairs with --paired-images PAIRS")

@@ -132,7 +132,7 @@ def test_check_figures_name_each_figure_beside_its_gate():
 def test_the_advice_on_a_miss_runs_as_printed(tiny_weights, paired_dir, train_pairs, calib_dir, tmp_path,
                                               monkeypatch, capsys):
     """A post-training miss prints routes, cheapest first, with their recorded costs; the QAT route's commands run."""
-    from treefuse.export import route_costs
+    from treefuse import route_costs
     from treefuse.gates import MAX_PSNR_DB, Gates
 
     with monkeypatch.context() as impossible:  # gates no INT8 model meets: the miss a camera engineer first sees

@@ -246,7 +246,7 @@ def test_a_post_training_miss_names_the_cheapest_route_then_its_formats_qat(tiny
         assert main(["export", "onnx", "--weights", str(tiny_weights), "--precision", "int8", "--target", target,
                      "--calib", str(calib_dir), "--out", str(out)]) == 1
         err = capsys.readouterr().err
-        assert err.index("--paired-images") < err.index(f"treefuse qat --weights W --data PAIRS --target {scheme}")
+        assert err.index("--paired-images") < err.index(f"treefuse qat --weights W --data TRAIN_PAIRS --target {scheme}")
         assert ("--target tensorrt --qat RUN" in err) == (target == "tensorrt") and not out.exists()
 
 

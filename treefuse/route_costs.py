@@ -37,4 +37,4 @@ def qat_text(steps: int) -> str:
 
 def measured_on_text() -> str:
     """Where the costs were measured: compare, don't promise."""
-    return f"times measured on {MEASURED_ON}, export/route_costs.py"
+    return f"times measured on {MEASURED_ON}, treefuse/route_costs.py"
