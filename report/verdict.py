@@ -10,6 +10,9 @@ from treefuse.report.grid import REFERENCE_BACKEND, DeviceGrid, size_text
 from treefuse.report.tables import MISSING, Table, fmt, verdict_text
 
 
+CLOSE = 0.05  # runners-up within this fraction of the fastest p50 are named beside it
+
+
 @dataclass(frozen=True)
 class Verdict:
     """One engine x precision on one device, as the verdict table shows it."""
@@ -24,6 +27,7 @@ class Verdict:
     size_bytes: int | None
     peak_rss_mib: float | None
     memory_method: str = ""  # "own process ..." when the backend was measured alone
+    unstable: bool = False  # p90/p50 > 1.5: the machine was too noisy for this p50 to decide much
 
 
 def verdict_size(grid: DeviceGrid, size: tuple[int, int] | None = None) -> tuple[int, int] | None:
@@ -50,7 +54,8 @@ def verdicts(grid: DeviceGrid, size: tuple[int, int] | None = None) -> list[Verd
             delta = worst = None
         rows.append(Verdict(backend, status, gates, delta, worst, cell.p50_ms if cell else None,
                             cell.timing if cell else None, artifact_bytes(grid.facts.get(backend)),
-                            cell.peak_rss_mib if cell else None, (cell.memory_method or "") if cell else ""))
+                            cell.peak_rss_mib if cell else None, (cell.memory_method or "") if cell else "",
+                            bool(cell and cell.unstable)))
     return rows
 
 
@@ -63,7 +68,11 @@ def recommendation(rows: list[Verdict]) -> str:
     timed = [r for r in passing if r.p50_ms is not None and r.timing == "device"]
     if timed:
         best = min(timed, key=lambda r: r.p50_ms)
-        fastest = f"fastest passing every gate: **{best.backend}** ({best.p50_ms:.1f} ms p50)"
+        fastest = f"fastest passing every gate: **{best.backend}** ({best.p50_ms:.1f} ms p50" + (
+            ", an unstable timing: measure again on a quiet machine)" if best.unstable else ")")
+        close = [r.backend for r in timed if r is not best and r.p50_ms <= best.p50_ms * (1 + CLOSE)]
+        if close:  # a few percent is within one shared machine's noise: say so rather than crown one
+            fastest += f", {', '.join(close)} within {CLOSE:.0%}"
     elif any(r.timing in ("emulated", "evaluator") for r in passing):
         fastest = "fastest: not known here (latency emulated or evaluated, not timed on the device)"
     else:

@@ -33,6 +33,10 @@ def test_recommendation_is_the_fastest_and_the_smallest_that_pass_every_gate():
     assert "fastest passing every gate: **onnx fp32** (40.0 ms" in line  # not the faster failing or evaluated rows
     assert "smallest passing every gate: **coreml fp16** (0 KB)" in line  # size needs no device timing
     assert recommendation([_row("onnx int8", "FAILED", 5.0, 100)]) == "no engine passes every gate on this device"
+    close = recommendation(rows + [_row("openvino fp32", "passed", 41.9, 3000)])
+    assert "**onnx fp32** (40.0 ms p50), openvino fp32 within 5%" in close and "litert int8 within" not in close
+    noisy = Verdict("onnx fp32", "passed", "", None, None, 40.0, "device", 3000, None, unstable=True)
+    assert "(40.0 ms p50, an unstable timing" in recommendation([noisy])
     emulated = recommendation([_row("onnx fp32", "passed", 5.0, None, timing="emulated")])
     assert "not timed on the device" in emulated and "smallest: not known" in emulated
 
