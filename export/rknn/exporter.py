@@ -56,8 +56,8 @@ def export(request: ExportRequest) -> str:
             analysis = _analysis(job, request, size, Path(tmp))
         if float16_layers:
             job["float_layers"] = most_blamed(analysis, float16_layers)
-            shutil.rmtree(recipe_dir(staged))
-            facts = _build(job, platform)
+            staged.unlink()
+            facts = _build(job, platform)  # step 2 again on the same calibration, those tensors in float16
         _write_record(staged, request, weights, size, facts, calibration_sha256, qat)
         advice = miss_advice(request, float16_layers) or gate_miss_advice("rknn", request.precision)
         verification = verify_staged("rknn", staged, weights, request.precision,

@@ -74,13 +74,14 @@ def build(job: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     toolkit = new_toolkit(job["platform"], job.get("algorithm", "normal"))
     if mode == "int8":
-        with _cwd(recipe):  # step 1 writes model.model, model.data, model.quantization.cfg beside the ONNX name
-            shutil.copyfile(job["onnx"], "model.onnx")
-            _check(toolkit.load_onnx(model="model.onnx"), "load_onnx")
-            _check(toolkit.hybrid_quantization_step1(dataset=job["dataset"]), "quantization (hybrid step 1)")
-            os.replace("model.quantization.cfg", "quantization.cfg")
-            os.remove("model.onnx")
-            keep_in_float16(Path("quantization.cfg"), job.get("float_layers", []))
+        if not (recipe / "quantization.cfg").is_file():  # a rebuild with float16 layers reuses the calibration
+            with _cwd(recipe):  # step 1 writes model.model, model.data, model.quantization.cfg beside the ONNX
+                shutil.copyfile(job["onnx"], "model.onnx")
+                _check(toolkit.load_onnx(model="model.onnx"), "load_onnx")
+                _check(toolkit.hybrid_quantization_step1(dataset=job["dataset"]), "quantization (hybrid step 1)")
+                os.replace("model.quantization.cfg", "quantization.cfg")
+                os.remove("model.onnx")
+        keep_in_float16(recipe / "quantization.cfg", job.get("float_layers", []))
         toolkit.release()
         toolkit = _rebuilt(recipe, mode, job["platform"])
     else:
@@ -100,10 +101,10 @@ def keep_in_float16(cfg: Path, layers: list[str]) -> None:
         return
     text = cfg.read_text()
     entries = "".join(f"    {name}: float16\n" for name in layers)
-    text, count = re.subn(r"^custom_quantize_layers:.*$", "custom_quantize_layers:\n" + entries.rstrip("\n"),
+    text, count = re.subn(r"^custom_quantize_layers: \{\}$", "custom_quantize_layers:\n" + entries.rstrip("\n"),
                           text, count=1, flags=re.M)
     if count != 1:
-        raise JobError("the toolkit's quantization.cfg has no custom_quantize_layers section")
+        raise JobError("the toolkit's quantization.cfg has no empty custom_quantize_layers section to fill")
     cfg.write_text(text)
 
 
