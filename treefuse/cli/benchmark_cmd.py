@@ -207,8 +207,6 @@ def _write_results(args: argparse.Namespace, result: dict, cells: list[dict], re
     write_json_atomic(args.out / "bench.json", result["bench"])
     for more in result.get("more_bench", []):  # one file per size: `treefuse report` plots latency vs resolution
         write_json_atomic(args.out / f"bench-{more['size'][0]}x{more['size'][1]}.json", more)
-    for more in result.get("more_bench", []):  # one file per size: `treefuse report` plots latency vs resolution
-        write_json_atomic(args.out / f"bench-{more['size'][0]}x{more['size'][1]}.json", more)
     runnable = [cell for cell in cells if cell.get("spec")]  # run_benchmark's parity list follows them
     for cell, parity in zip(runnable, result["parity"]):
         candidate, route = parity["candidate"], "-qat" if cell.get("route") == "qat" else ""
