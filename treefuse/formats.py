@@ -142,6 +142,7 @@ FORMATS: list[Format] = [
            "treefuse.runtimes.backends.coreml_runner:CoreMLRunner", requires=("coremltools",), extra="coreml",
            exporter="treefuse.export.coreml.exporter:export", export_options="treefuse.cli.export_coreml",
            export_help="Core ML ML program (fp32, fp16, w8, w8a8)", default_precision="fp16",
+           layers="treefuse.runtimes.inspect.coreml_layers:open_layers",
            shape=Shape("range", min_hw=(64, 64), max_hw=(2048, 2048)), is_folder=True),
     Format("openvino", ".onnx", (FP32, Precision("bf16", "bf16", benchmarked=False, hint_of="fp32",
                                                  cpu_flags=("avx512_bf16", "amx_bf16")),

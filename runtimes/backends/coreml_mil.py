@@ -262,6 +262,12 @@ def check_supported(program: PackageProgram) -> None:
 def evaluate(program: PackageProgram, image: np.ndarray,
              ops: dict[str, Callable[[dict[str, Any], torch.dtype], torch.Tensor]] = OPS) -> np.ndarray:
     """Run the program on one 1x3xHxW float32 image; returns the output as float32."""
+    return evaluate_all(program, image, ops)[program.main.outputs[0].name].to(torch.float32).numpy()
+
+
+def evaluate_all(program: PackageProgram, image: np.ndarray,
+                 ops: dict[str, Callable[[dict[str, Any], torch.dtype], torch.Tensor]] = OPS) -> dict[str, Any]:
+    """Run the program on one 1x3xHxW float32 image; every variable's value by name (`treefuse diff` reads them)."""
     main = program.main
     input_var = main.inputs[program.input_name]
     writable = np.require(image, requirements="W")  # torch warns on a read-only array
@@ -282,5 +288,4 @@ def evaluate(program: PackageProgram, image: np.ndarray,
                 raise TreefuseError(f"Core ML op {op.op_type!r} is not implemented by treefuse's MIL evaluator")
             args = {name: read(var) for name, var in op.inputs.items()}
             values[out.name] = ops[op.op_type](args, _torch_dtype(out))
-        result = values[main.outputs[0].name]
-    return result.to(torch.float32).numpy()
+    return values

@@ -148,3 +148,13 @@ def test_executorch_profile_reads_the_xnnpack_operators(tmp_path):
     assert sum(result.groups_ms.values()) == pytest.approx(result.total_ms, rel=1e-6)
     kinds = {row["op_type"] for row in result.op_types}
     assert "Convolution (NHWC, QC8) IGEMM" in kinds and "layout" in result.groups_ms
+
+
+@pytest.mark.slow
+def test_coreml_layers_match_the_reference_where_the_program_keeps_their_names(tiny_coreml_weights, fp16_package,
+                                                                               images, tmp_path):
+    code, result = _diff(tmp_path, f"torch:{tiny_coreml_weights}", f"coreml:{fp16_package}?evaluator=mil", images)
+    assert code == 0 and result.first_diverging_layer is None
+    matched = [row["layer"] for row in result.layers]
+    assert "blocks.1.pairs.0.conv_a" in matched and matched[-1] == "output"
+    assert min(row["psnr_db"] for row in result.layers) > 45  # FP16 program, FP32 reference
