@@ -56,8 +56,7 @@ def diff_result(reference: Runner, candidate: Runner, images: list[Path], gates:
         for path in images:
             batch = crop_batch(read_image(path), crop)
             layers = capture(batch)
-            exposure["candidate"] = max(exposure["candidate"],
-                                        float(np.max(np.abs(candidate.infer(batch) - layers[OUTPUT]))))
+            exposure["candidate"] = max(exposure["candidate"], _largest_change(candidate.infer(batch), layers[OUTPUT]))
             yield str(path), batch, layers
 
     result = _judge(reference, candidate.describe(), samples(), gates, min_layer_psnr_db, threads, arrays)
@@ -101,8 +100,7 @@ def _judge(reference: Runner, candidate: dict[str, Any], samples: Iterable[Sampl
     names_cand: list[str] = []
     for index, (name, batch, cand_layers) in enumerate(samples):
         ref_layers = capture_ref(batch)
-        exposure["reference"] = max(exposure["reference"],
-                                    float(np.max(np.abs(reference.infer(batch) - ref_layers[OUTPUT]))))
+        exposure["reference"] = max(exposure["reference"], _largest_change(reference.infer(batch), ref_layers[OUTPUT]))
         names_ref, names_cand = list(ref_layers), list(cand_layers)
         rows = compare_layers(ref_layers, cand_layers)
         image_rows.append(rows)
@@ -123,6 +121,12 @@ def _judge(reference: Runner, candidate: dict[str, Any], samples: Iterable[Sampl
                       images=per_image, exposure_effect=exposure,
                       unmatched={"reference_only": [n for n in names_ref if n not in names_cand],
                                  "candidate_only": [n for n in names_cand if n not in names_ref]})
+
+
+def _largest_change(plain: np.ndarray, exposed: np.ndarray) -> float:
+    """How far exposing the layers moved the output; inf where either holds a NaN or Inf."""
+    change = np.abs(plain - exposed)
+    return float(np.max(change)) if np.all(np.isfinite(change)) else float("inf")
 
 
 def _save_arrays(path: Path, reference: Layers, candidate: Layers) -> None:

@@ -46,6 +46,9 @@ SWEEP = "sweep --backend onnx:{C}/onnx/model.onnx --sizes 16x16 --iters 1 --warm
 PARITY = "parity --ref onnx:{C}/onnx/model.onnx --images {C}/img"
 PARITY_REF = PARITY + " --cand onnx:{C}/onnx/model.onnx"
 EVALUATE = "evaluate --backend onnx:{C}/onnx/model.onnx"
+DIFF = "diff --ref onnx:{C}/onnx/model.onnx --images {C}/img --crop 16x16"
+DIFF_REF = DIFF + " --cand onnx:{C}/onnx/model.onnx"
+PROFILE = "profile onnx:{C}/onnx/model.onnx --size 16x16 --runs 1"
 ONNX = "export onnx --weights {C}/weights/w.safetensors --out {O}/m.onnx"
 INT8 = ONNX + " --precision int8 --calib {C}/sets/{set}"
 COREML = "export coreml --weights {C}/weights/w.safetensors --out {O}/m.mlpackage"
@@ -231,6 +234,23 @@ CASES = [
     Case("parity-threads-negative", PARITY_REF + " --threads -1", 2),
     Case("parity-json-is-a-folder", PARITY_REF + " --json {O}/p.json", 2, prepare=_folder_with_a_file("p.json")),
     Case("parity-bit-exact-candidate-json", PARITY_REF + " --json {O}/p.json", 0, writes="p.json"),
+    # -- diff ------------------------------------------------------------------------------------------------------
+    Case("diff-min-layer-psnr-nan", DIFF_REF + " --min-layer-psnr nan", 2),
+    Case("diff-crop-zero", DIFF_REF + " --crop 0x8", 2),
+    Case("diff-cand-without-images", "diff --ref onnx:{C}/onnx/model.onnx --cand onnx:{C}/onnx/model.onnx", 2),
+    Case("diff-cand-layers-not-layers", "diff --ref onnx:{C}/onnx/model.onnx --cand-layers {C}/text.txt", 2),
+    Case("diff-cand-garbage", DIFF + " --cand onnx:{C}/onnx/garbage.onnx", 2),
+    Case("diff-cand-output-shape", DIFF + " --cand onnx:{C}/onnx/shape.onnx", 2),
+    Case("diff-cand-outputs-nan-fails-gate", DIFF + " --cand onnx:{C}/onnx/nan.onnx", 1),
+    Case("diff-empty-folder", "diff --ref onnx:{C}/onnx/model.onnx --cand onnx:{C}/onnx/model.onnx --images {C}/empty",
+         2),
+    Case("diff-bit-exact-candidate-json", DIFF_REF + " --json {O}/d.json --arrays {O}/l.npz", 0, writes="l.npz"),
+    # -- profile ---------------------------------------------------------------------------------------------------
+    Case("profile-size-zero", PROFILE + " --size 0x0", 2),
+    Case("profile-runs-zero", PROFILE + " --runs 0", 2),
+    Case("profile-no-profiler", "profile torch:{C}/weights/w.safetensors --size 16x16", 2),
+    Case("profile-garbage", "profile onnx:{C}/onnx/garbage.onnx --size 16x16", 2),
+    Case("profile-json", PROFILE + " --json {O}/p.json", 0, writes="p.json"),
     # -- bench -----------------------------------------------------------------------------------------------------
     Case("bench-size-zero", BENCH + " --size 0x0", 2),
     Case("bench-size-negative", BENCH + " --size=-5x5", 2),
