@@ -10,6 +10,7 @@ from torch.nn import functional as F
 from treefuse.folding import fold
 from treefuse.model import Fuse
 from treefuse.runtimes.backends.base import Runner
+from treefuse.runtimes.backends.torch_runner import DTYPES
 from treefuse.runtimes.inspect.names import OUTPUT
 
 # `fused_block_features` applies F.relu to the head outside any module; exports show only the activated value.
@@ -18,8 +19,8 @@ ACTIVATED_BY_CALLER = {"head": F.relu}
 
 def open_layers(runner: Runner) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """A function batch -> {layer: output} over the folded model of an active torch runner."""
-    network = fold(runner.loaded.model).to(runner.device, torch.float32 if runner.dtype == "fp32" else
-                                           runner.model.head.weight.dtype).eval()
+    dtype = DTYPES[runner.dtype]
+    network = fold(runner.loaded.model).to(runner.device, dtype).eval()
     # A fuse's conv ends in the fuse's own ReLU: the fuse names that tensor (as in every export).
     inner_convs = {f"{name}.conv" for name, module in network.named_modules() if isinstance(module, Fuse)}
     named = [(name, module) for name, module in network.named_modules() if name and name not in inner_convs]
@@ -29,7 +30,7 @@ def open_layers(runner: Runner) -> Callable[[np.ndarray], dict[str, np.ndarray]]
         outputs: dict[str, torch.Tensor] = {}
         hooks = [module.register_forward_hook(_recorder(outputs, name)) for name, module in named]
         try:
-            output = network(runner._to_input(batch))
+            output = network(torch.from_numpy(np.require(batch, requirements="W")).to(runner.device, dtype))
         finally:
             for hook in hooks:
                 hook.remove()
