@@ -25,12 +25,13 @@ QAT_MILESTONES = [0, 0, 1 << 30, 1 << 30]  # observers and rounding from step 0;
 
 def prepare_network(weights_path: str | Path) -> tuple[Any, torch.nn.Module]:
     """The LinearQuantizer and the folded network of `weights_path` it prepared for QAT."""
-    from treefuse.export.coreml.w8a8 import linear_quantizer
+    from treefuse.export.coreml.w8a8 import linear_quantizer, torch_ao_quiet
 
     loaded = load_weights(weights_path)
     example = torch.rand(1, loaded.config.in_channels, *EXAMPLE_HW, generator=torch.Generator().manual_seed(0))
     quantizer = linear_quantizer(fold(loaded.model), QAT_MILESTONES)
-    prepared = quantizer.prepare(example_inputs=(example,))
+    with torch_ao_quiet():
+        prepared = quantizer.prepare(example_inputs=(example,))
     return quantizer, prepared
 
 
@@ -57,4 +58,7 @@ def finalized_from_run(run_dir: str | Path) -> tuple[torch.nn.Module, dict[str, 
     quantizer, network = prepare_network(source_weights(run_dir))
     load_start(network, run_dir)
     metadata = load_learned(network, run_dir)
-    return quantizer.finalize(network, inplace=True).eval(), metadata
+    from treefuse.export.coreml.w8a8 import torch_ao_quiet
+
+    with torch_ao_quiet():
+        return quantizer.finalize(network, inplace=True).eval(), metadata

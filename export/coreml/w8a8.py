@@ -6,7 +6,9 @@ in PyTorch instead: prepare -> calibration forward passes -> finalize, then trac
 """
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import warnings
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -28,13 +30,22 @@ def linear_quantizer(folded: nn.Module, milestones: list[int]) -> Any:
     return coreml_quant.LinearQuantizer(folded, config)
 
 
+@contextlib.contextmanager
+def torch_ao_quiet() -> Iterator[None]:
+    """coremltools' quantizer is built on torch.ao's FX quantization, which torch marks deprecated; it still works."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated", category=DeprecationWarning)
+        yield
+
+
 def quantize_w8a8(folded: nn.Module, calibration: CalibrationImages, example: torch.Tensor) -> nn.Module:
     """The folded model with 8-bit weights and activations, ranges observed on `calibration`."""
     from torch.ao import quantization as ao_quantization
 
     # milestones: observers on at step 0, fake quantization only after calibration (step "never").
     quantizer = linear_quantizer(folded, [0, 1 << 30, 1 << 30, 1 << 30])
-    prepared = quantizer.prepare(example_inputs=(example,))
+    with torch_ao_quiet():
+        prepared = quantizer.prepare(example_inputs=(example,))
     quantizer.step()
     prepared.eval()
     with torch.no_grad():
@@ -42,4 +53,5 @@ def quantize_w8a8(folded: nn.Module, calibration: CalibrationImages, example: to
             prepared(torch.tensor(calibration.images[start:start + CALIBRATION_BATCH]))
     prepared.apply(ao_quantization.disable_observer)
     prepared.apply(ao_quantization.enable_fake_quant)
-    return quantizer.finalize(inplace=True).eval()
+    with torch_ao_quiet():
+        return quantizer.finalize(inplace=True).eval()
