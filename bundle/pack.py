@@ -18,11 +18,12 @@ from treefuse.errors import TreefuseError
 from treefuse.files import atomic_path, check_output_path, sha256_file
 from treefuse.gates import gates_for
 from treefuse.images import from_batch, read_image, to_batch
+from treefuse.formats import bundle_kinds
 from treefuse.portable import manifest as bundle_manifest
+from treefuse.portable.engines import engine_module
 from treefuse.provenance import provenance
 
 RUNNER_PACKAGE = "bundle_runner"
-BUNDLE_KINDS = ("onnx", "executorch", "litert", "rknn")  # formats whose runtime runs without treefuse
 LAUNCHER = '''#!/usr/bin/env python3
 """Run this treefuse device bundle (`python run.py --help`): needs Python 3.8+, numpy and the format's runtime."""
 import sys
@@ -40,9 +41,6 @@ Run it on the device:  python run.py --json result.json   (needs Python 3.8+, nu
 Bring result.json and result.bench.json back; `treefuse report --verify result.json --bundle THIS_FOLDER`.
 Exit codes: 0 passed, 1 a quality gate failed, 2 bad or tampered bundle (or runtime missing), 3 a bug.
 """
-RUNTIME_PACKAGES = {"onnx": "onnxruntime", "executorch": "executorch", "litert": "ai-edge-litert (or tflite-runtime)",
-                    "rknn": "rknn-toolkit-lite2 and the board's librknnrt.so, on a Rockchip board"}
-
 
 @dataclass(frozen=True)
 class PackRequest:
@@ -84,8 +82,8 @@ def pack(request: PackRequest) -> PackedBundle:
 
     check_output_path(request.out, directory=True, same_kind=is_bundle)  # before minutes of work
     with make_runner(request.candidate) as candidate:
-        if candidate.kind not in BUNDLE_KINDS:
-            raise TreefuseError(f"pack takes {', '.join(BUNDLE_KINDS)} artifacts (runtimes that run without "
+        if candidate.kind not in bundle_kinds():
+            raise TreefuseError(f"pack takes {', '.join(bundle_kinds())} artifacts (runtimes that run without "
                                 f"treefuse), not {candidate.kind!r}")
         facts = candidate.describe()
         limits = candidate.input_constraints()
@@ -210,27 +208,21 @@ def _write_contents(root: Path, request: PackRequest, facts: dict[str, Any], ref
     (root / "run.py").write_text(LAUNCHER)
     (root / "README.txt").write_text(README.format(artifact=artifact.name, kind=facts["kind"],
                                                    precision=facts["precision"],
-                                                   runtime=RUNTIME_PACKAGES[facts["kind"]]))
+                                                   runtime=engine_module(facts["kind"]).NEEDS))
     (root / RUNNER_PACKAGE).mkdir()
     runner_files = portable_runner_files()
     for source in runner_files:
         (root / RUNNER_PACKAGE / source.name).write_bytes(source.read_bytes())
-    engine = bundle_engine_file(facts["kind"])
-    if engine is not None:  # the format's own torch-free engine, found by the runner as KIND_engine.py
-        names.append(f"{RUNNER_PACKAGE}/{facts['kind']}_engine.py")
-        (root / names[-1]).write_bytes(engine.read_bytes())
+    # the format's own torch-free engine, found by the runner as KIND_engine.py
+    names.append(f"{RUNNER_PACKAGE}/{facts['kind']}_engine.py")
+    (root / names[-1]).write_bytes(bundle_engine_file(facts["kind"]).read_bytes())
     return [*names, "golden.npz", *texts, "run.py", "README.txt",
             *(f"{RUNNER_PACKAGE}/{source.name}" for source in runner_files)]
 
 
-def bundle_engine_file(kind: str) -> Path | None:
-    """The file of the engine the format's row names for bundles (found, not imported), or None."""
-    from importlib.util import find_spec
-
-    from treefuse.formats import format_of
-
-    module = format_of(kind).bundle_engine
-    return Path(find_spec(module).origin) if module else None
+def bundle_engine_file(kind: str) -> Path:
+    """The file of the engine the format's row names for bundles (a wheel or a source tree alike)."""
+    return Path(engine_module(kind).__file__)
 
 
 def portable_runner_files() -> list[Any]:

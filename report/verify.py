@@ -76,7 +76,7 @@ def verify_result(path: Path, bundles: tuple[Path, ...] = ()) -> list[Check]:
     """Re-hash the artifacts one result file names (a foreign file is refused by load_result)."""
     result = load_result(path)
     if (result.data.get("provenance") or {}).get("bundle"):  # it came back from a device: check its bundle
-        from treefuse.bundle.verify import bundle_checks
+        from treefuse.report.device_results import bundle_checks
 
         return bundle_checks(path, result.data, list(bundles))
     records = artifact_records(result)

@@ -36,5 +36,4 @@ def device_fingerprint(threads: int | None = None) -> dict[str, Any]:
     """Everything needed to say which machine a number came from."""
     return {"hostname": platform.node(), "os": f"{platform.system()} {platform.release()}",
             "machine": platform.machine(), "cpu": cpu_facts(), "gpus": gpu_facts(),
-            "threads_used": threads, "versions": tool_versions(("treefuse", "torch", "onnxruntime", "onnx",
-                                                                 "coremltools", "tensorrt", "openvino", "numpy"))}
+            "threads_used": threads, "versions": tool_versions()}

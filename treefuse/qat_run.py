@@ -19,6 +19,7 @@ from typing import Any
 
 from treefuse.errors import TreefuseError, one_line
 from treefuse.files import atomic_path, sha256_file, write_json_atomic
+from treefuse.formats import QUANT_SCHEMES, qat_exports, scheme_of_kind
 
 SETTINGS_NAME = "qat.json"
 LEARNED_NAME = "learned.safetensors"
@@ -42,35 +43,44 @@ class QatRecipeDefaults:
 
 @dataclass(frozen=True)
 class QatTarget:
-    """One fake-quant scheme and the exports it serves exactly."""
+    """One fake-quant scheme of the format table, its default recipe and the exports that take its runs."""
 
-    name: str  # the --target of `treefuse qat`
-    scheme: str  # what is fake-quantized, as the runtime computes it
-    exports: tuple[str, ...]  # the `treefuse export` commands that take a run of this target
-    defaults: QatRecipeDefaults
-    observers: bool  # ranges from observers (XNNPACK, Core ML) rather than learned scales (ONNX)
+    name: str  # the --target of `treefuse qat`: a QUANT_SCHEMES key
+
+    @property
+    def scheme(self) -> str:
+        """What is fake-quantized, as the runtime computes it."""
+        return QUANT_SCHEMES[self.name].description
+
+    @property
+    def observers(self) -> bool:
+        """Ranges from observers (XNNPACK, Core ML) rather than learned scales (ONNX)."""
+        return QUANT_SCHEMES[self.name].observers
+
+    @property
+    def exports(self) -> tuple[str, ...]:
+        """The `treefuse export` commands that take a run of this target, read off the format table."""
+        return qat_exports(self.name)
+
+    @property
+    def defaults(self) -> QatRecipeDefaults:
+        return RECIPE_DEFAULTS[self.name]
 
 
-# Keyed by the INT8 scheme names of the format table (treefuse/formats.py, QUANT_SCHEMES). The defaults are
-# session 7's recipes (docs/quantization.md): each passed on H5 and on ten Rain100H pairs its run never saw.
-# The ONNX targets keep their calibrated scales (learned ones shrank and clipped bright fresh frames); the
+# Keyed by the INT8 scheme names of the format table. The defaults are session 7's recipes
+# (docs/quantization.md): each passed on H5 and on ten Rain100H pairs its run never saw. The ONNX
+# targets keep their calibrated scales (learned ones shrank and clipped bright fresh frames); the
 # observer targets keep the whole-set ranges and distil towards FP32 only.
-TARGETS: dict[str, QatTarget] = {t.name: t for t in (
-    QatTarget("ort-qdq", "ONNX Runtime QDQ: u8 affine per-tensor activations, s8 symmetric per-channel weights, "
-              "int32 biases", ("export onnx --precision int8",), QatRecipeDefaults(150, 1.0, 0.0, None), False),
-    QatTarget("trt-qdq", "TensorRT explicit QDQ: s8 symmetric activations and per-channel weights, zero point 0, "
-              "float biases", ("export onnx --precision int8 --target tensorrt",),
-              QatRecipeDefaults(300, 1.0, 0.0, None), False),
-    QatTarget("xnnpack-int8", "XNNPACK INT8 (PT2E XNNPACKQuantizer, QAT config): s8 affine per-tensor activations, "
-              "s8 symmetric per-channel weights [-127, 127]",
-              ("export executorch --precision int8", "export litert --precision int8"),
-              QatRecipeDefaults(150, 1.0, 10.0, 0), True),
-    QatTarget("coreml-w8a8", "Core ML w8a8 (coremltools LinearQuantizer): s8 symmetric per-channel weights and "
-              "8-bit activations", ("export coreml --precision w8a8",), QatRecipeDefaults(150, 1.0, 10.0, 0), True),
-)}
-# Other names a user (or an older run's qat.json) gives a target: format kinds and the first target names.
-ALIASES = {"onnx": "ort-qdq", "openvino": "ort-qdq", "onnx-int8": "ort-qdq", "tensorrt": "trt-qdq", "trt": "trt-qdq",
-           "tensorrt-int8": "trt-qdq", "executorch": "xnnpack-int8", "litert": "xnnpack-int8", "coreml": "coreml-w8a8"}
+RECIPE_DEFAULTS: dict[str, QatRecipeDefaults] = {
+    "ort-qdq": QatRecipeDefaults(150, 1.0, 0.0, None),
+    "trt-qdq": QatRecipeDefaults(300, 1.0, 0.0, None),
+    "xnnpack-int8": QatRecipeDefaults(150, 1.0, 10.0, 0),
+    "coreml-w8a8": QatRecipeDefaults(150, 1.0, 10.0, 0),
+}
+TARGETS: dict[str, QatTarget] = {name: QatTarget(name) for name in QUANT_SCHEMES}
+# Other names a user gives a target: every format kind (its INT8 scheme), and names older runs' qat.json hold.
+LEGACY_NAMES = {"onnx-int8": "ort-qdq", "tensorrt": "trt-qdq", "tensorrt-int8": "trt-qdq"}
+ALIASES = {**scheme_of_kind(), **LEGACY_NAMES}
 
 
 def target_named(name: str) -> QatTarget:

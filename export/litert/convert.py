@@ -1,7 +1,7 @@
-"""The LiteRT conversion itself, run as `python -m treefuse.export.pt2e.litert_convert` inside .venv-litert.
+"""The LiteRT conversion itself, run as `python -m treefuse.export.litert.convert` inside .venv-litert.
 
 litert-torch pins typing-extensions < 4.13 and pulls jax, so it lives in its own environment
-(`make install-litert`) and export/pt2e/litert.py calls this module there as a subprocess.
+(`make install-litert`) and export/litert/exporter.py calls this module there as a subprocess.
 Nothing crosses the process boundary but paths and a JSON facts file: the weights and the
 calibration set are read here with treefuse's own loaders (safetensors, .npy without pickle). A QAT
 run's network is the one exception: it needs ExecuTorch's quantizer to rebuild, so the parent hands

@@ -2,7 +2,7 @@
 
 litert-torch would downgrade this environment's typing-extensions and pulls jax, so the
 conversion runs in its own environment (.venv-litert, `make install-litert`) as a
-subprocess (export/pt2e/litert_convert.py); only paths and a JSON facts file cross over (and, for
+subprocess (export/litert/convert.py); only paths and a JSON facts file cross over (and, for
 a QAT run, its `convert_pt2e` program as a .pt2, since the run's network is rebuilt with ExecuTorch's
 quantizer, which lives here). The result is loaded and run with LiteRT's interpreter here before it
 is moved into place.
@@ -93,7 +93,7 @@ def export_litert(weights_path: str | Path, out_path: str | Path, precision: str
     with atomic_path(out_path) as staged, tempfile.TemporaryDirectory(prefix="treefuse-litert-") as tmp:
         facts_path = Path(tmp) / "facts.json"
         # Resolved paths: the converter runs with the repository as its working folder, not the user's.
-        command = [python, "-m", "treefuse.export.pt2e.litert_convert", "--weights", str(Path(weights_path).resolve()),
+        command = [python, "-m", "treefuse.export.litert.convert", "--weights", str(Path(weights_path).resolve()),
                    "--out", str(staged.resolve()), "--precision", precision, "--size", f"{size[0]}x{size[1]}",
                    "--facts", str(facts_path.resolve())]
         if calibration is not None:

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover  (read in the source tree)
 DEVICE_TREE = Path("/proc/device-tree/compatible")
 NPU_DRIVER_FILES = (Path("/sys/kernel/debug/rknpu"), Path("/dev/rknpu"), Path("/proc/rknpu"))
 PACKAGE = "rknn-toolkit-lite2"
+NEEDS = "rknn-toolkit-lite2 and the board's librknnrt.so, on a Rockchip board"
 
 
 def rockchip_soc(device_tree: Path = DEVICE_TREE) -> str | None:

@@ -62,17 +62,11 @@ class OnnxRuntimeRunner(Runner):
         """The session options every session of this runner uses (the layer capture and the profiler too)."""
         import onnxruntime as ort
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # Idle worker threads would otherwise spin after each call and steal the CPU from the
-        # next backend in an interleaved bench, flattering ONNX Runtime's ratio.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # A failing run is reported by its exception (one line); ORT's own ERROR log would be a second line.
-        options.log_severity_level = 4
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-        return options
+        from treefuse.formats import format_of, resolve
+
+        # One setup for a device bundle and for this runner: the ONNX row's bundle engine holds it. ORT's own
+        # ERROR log stays off here: a failing run is reported by its exception, one line.
+        return resolve(format_of("onnx").bundle_engine + ":session_options")(ort, self.threads, log_severity=4)
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         feed = batch.astype(np.float16) if self.input_is_fp16 else batch

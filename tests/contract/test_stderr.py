@@ -126,7 +126,7 @@ def test_a_successful_executorch_export_prints_nothing_on_stderr(tiny_coreml_wei
 
 @pytest.mark.slow
 def test_a_successful_litert_export_with_a_relative_out_prints_nothing_on_stderr(tiny_coreml_weights, tmp_path):
-    from treefuse.export.pt2e.litert import converter_missing
+    from treefuse.export.litert.exporter import converter_missing
 
     if converter_missing():
         pytest.skip(converter_missing())

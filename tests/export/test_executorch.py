@@ -12,7 +12,7 @@ pytest.importorskip("executorch", reason="ExecuTorch is not installed (pip insta
 
 from treefuse.cli import main  # noqa: E402
 from treefuse.errors import TreefuseError  # noqa: E402
-from treefuse.export.pt2e.executorch import export_executorch  # noqa: E402
+from treefuse.export.executorch.exporter import export_executorch  # noqa: E402
 from treefuse.runtimes.backends.registry import make_runner  # noqa: E402
 from treefuse.sidecar import sidecar_path  # noqa: E402
 

@@ -11,7 +11,7 @@ pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed (pip insta
 from treefuse.cli import main  # noqa: E402
 from treefuse.errors import TreefuseError  # noqa: E402
 from treefuse.export.pt2e import litert as litert_export  # noqa: E402
-from treefuse.export.pt2e.litert import export_litert  # noqa: E402
+from treefuse.export.litert.exporter import export_litert  # noqa: E402
 from treefuse.runtimes.backends.registry import make_runner  # noqa: E402
 
 from backend_helpers import min_psnr, run_backend  # noqa: E402

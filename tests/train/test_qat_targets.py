@@ -253,7 +253,7 @@ def test_a_post_training_miss_names_the_cheapest_route_then_its_formats_qat(tiny
 # --- XNNPACK (LiteRT): the same run's convert_pt2e program through litert-torch, float input and output ----------
 
 def litert_or_skip():
-    from treefuse.export.pt2e.litert import converter_missing
+    from treefuse.export.litert.exporter import converter_missing
 
     pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed (pip install 'treefuse[litert]')")
     if converter_missing():

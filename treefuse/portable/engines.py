@@ -1,5 +1,8 @@
-"""The artifact on its format's own runtime, without torch or treefuse: ONNX Runtime, ExecuTorch, LiteRT.
+"""The artifact on its format's own runtime, without torch or treefuse: each format's bundle engine, loaded by kind.
 
+A format's row names its engine (`bundle_engine`, a module in the format's folder); `treefuse pack`
+copies it beside this file as KIND_engine.py. An engine module gives `load(path, threads)`, whose
+result has `runtime` ('package version'), `infer(batch)` and, where the runtime allows, `layers(batch)`.
 Each engine takes and returns NCHW float32 RGB in [0, 1]. What a runtime prints on the C
 level (ONNX Runtime's `cpuinfo_initialize failed` under emulation, XNNPACK's delegate
 banner) is captured, kept out of the terminal, and recorded with the result.
@@ -19,18 +22,6 @@ from typing import Any, Iterator
 import numpy as np
 
 from .manifest import BundleError
-
-# kind -> (module to import, pip package that provides it) in the order tried.
-RUNTIMES = {"onnx": (("onnxruntime", "onnxruntime"),),
-            "executorch": (("executorch.runtime", "executorch"),),
-            "litert": (("ai_edge_litert.interpreter", "ai-edge-litert"), ("tflite_runtime.interpreter", "tflite-runtime"))}
-
-
-# kind -> the Engine method that returns every layer's output; the others say why not.
-LAYERS = {"onnx": "_layers_onnx"}
-LAYERS_REFUSED = {"executorch": "--layers: ExecuTorch runs this program as one XNNPACK delegate call, which keeps its "
-                                "layers to itself (ExecuTorch's debugger sees one operator); use --layers on the ONNX "
-                                "bundle of the same model"}
 
 
 class MissingRuntime(BundleError):
@@ -53,10 +44,10 @@ def captured_stderr(lines: list[str]) -> Iterator[None]:
             lines += [line for line in sink.read().decode("utf-8", "replace").splitlines() if line.strip()]
 
 
-def import_runtime(kind: str) -> tuple[Any, str]:
-    """The runtime module for `kind` and its package's 'name version'; MissingRuntime naming what to install."""
+def import_runtime(runtimes: tuple[tuple[str, str], ...]) -> tuple[Any, str]:
+    """The first of (module, pip package) that imports, and its 'package version'; MissingRuntime naming what to install."""
     broken = []
-    for module_name, package in RUNTIMES[kind]:
+    for module_name, package in runtimes:
         try:
             module = import_module(module_name)
         except ImportError:
@@ -68,18 +59,26 @@ def import_runtime(kind: str) -> tuple[Any, str]:
             return module, f"{package} {version(package)}"
         except PackageNotFoundError:
             return module, package
-    wanted = " or ".join(package for _, package in RUNTIMES[kind])
+    wanted = " or ".join(package for _, package in runtimes)
     if broken:
         raise MissingRuntime(f"{broken[0]}; reinstall it for this machine: pip install {wanted}")
-    raise MissingRuntime(f"this bundle needs the {kind} runtime, which is not installed; pip install {wanted}")
+    raise MissingRuntime(f"this bundle needs {wanted}, which is not installed; pip install {wanted}")
 
 
-def own_engine(kind: str) -> Any:
-    """A format's own engine module, packed beside this one as KIND_engine.py (its row's `bundle_engine`), or None."""
-    try:
-        return import_module(f"{__package__}.{kind}_engine")
-    except ModuleNotFoundError:
-        return None
+def engine_module(kind: str) -> Any:
+    """The format's engine: KIND_engine.py beside this file in a bundle, else the module its row names."""
+    if __package__ != "treefuse.portable":
+        try:
+            return import_module(f"{__package__}.{kind}_engine")
+        except ModuleNotFoundError:
+            raise BundleError(f"this bundle carries no engine for {kind!r} ({kind}_engine.py); re-pack it "
+                              "with `treefuse pack`") from None
+    from treefuse.formats import bundle_kinds, format_of  # run from treefuse's own tree (tests, `treefuse` itself)
+
+    module = format_of(kind).bundle_engine
+    if module is None:
+        raise BundleError(f"{kind} artifacts have no bundle engine; bundles carry {', '.join(bundle_kinds())}")
+    return import_module(module)
 
 
 class Engine:
@@ -88,102 +87,32 @@ class Engine:
     def __init__(self, kind: str, path: Path, threads: int | None) -> None:
         self.kind, self.path, self.threads, self.notes = kind, path, threads, []
         started = time.perf_counter()
-        own = own_engine(kind) if kind not in RUNTIMES else None
-        if own is not None:  # it checks its device and runtime itself, each refusal one line (BundleError)
-            with captured_stderr(self.notes):
-                self.loaded = own.load(path, threads)
-            self.runtime, self.runtime_s = self.loaded.runtime, time.perf_counter() - started
-            return
         with captured_stderr(self.notes):
-            self.module, self.runtime = import_runtime(kind)
             try:
-                getattr(self, f"_load_{kind}")()
-            except MissingRuntime:
+                self.loaded = engine_module(kind).load(path, threads)
+            except BundleError:
                 raise
             except Exception as exc:  # runtimes raise untyped errors for files they cannot load
-                raise BundleError(f"{self.runtime} cannot load {path.name} ({_first_line(exc)}); "
+                raise BundleError(f"the {kind} runtime cannot load {path.name} ({_first_line(exc)}); "
                                   "the bundle's artifact is not for this runtime version") from None
+        self.runtime = self.loaded.runtime
         self.runtime_s = time.perf_counter() - started  # import, load and every call: the runtime's own time
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         started = time.perf_counter()
-        infer = self.loaded.infer if hasattr(self, "loaded") else getattr(self, f"_infer_{self.kind}")
         try:
             with captured_stderr(self.notes):
-                return np.asarray(infer(batch), dtype=np.float32)
+                return np.asarray(self.loaded.infer(batch), dtype=np.float32)
         finally:
             self.runtime_s += time.perf_counter() - started
 
     def layers(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every layer's output under the folded model's names (`run.py --layers`), where the runtime exposes them."""
-        if self.kind not in LAYERS:
-            raise BundleError(LAYERS_REFUSED.get(self.kind, f"--layers: {self.kind} bundles cannot expose their layers "
-                                                            "yet; use the ONNX bundle of the same model"))
+        if not hasattr(self.loaded, "layers"):
+            raise BundleError(f"--layers: {self.kind} bundles cannot expose their layers yet; use the ONNX bundle "
+                              "of the same model")
         with captured_stderr(self.notes):
-            return {name: np.asarray(value, dtype=np.float32) for name, value in getattr(self, LAYERS[self.kind])(batch).items()}
-
-    # -- ONNX Runtime --------------------------------------------------------------
-    def _onnx_options(self) -> Any:
-        ort = self.module
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as treefuse's own runner
-        if self.threads:
-            options.intra_op_num_threads, options.inter_op_num_threads = self.threads, 1
-        return options
-
-    def _load_onnx(self) -> None:
-        self.module.set_default_logger_severity(3)
-        self.session = self.module.InferenceSession(str(self.path), self._onnx_options(), providers=["CPUExecutionProvider"])
-        first = self.session.get_inputs()[0]
-        self.input_name, self.fp16_input = first.name, first.type == "tensor(float16)"
-
-    def _infer_onnx(self, batch: np.ndarray) -> np.ndarray:
-        feed = batch.astype(np.float16) if self.fp16_input else batch
-        return self.session.run(None, {self.input_name: feed})[0]
-
-    def _layers_onnx(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        if not hasattr(self, "layer_session"):  # a second session, every layer a graph output
-            from .layers import exposed_onnx
-
-            try:
-                model_bytes, self.layer_tensors = exposed_onnx(self.path)
-            except ImportError:
-                raise BundleError("--layers needs the onnx package to expose the model's layers: pip install onnx") from None
-            self.layer_session = self.module.InferenceSession(model_bytes, self._onnx_options(),
-                                                              providers=["CPUExecutionProvider"])
-        feed = batch.astype(np.float16) if self.fp16_input else batch
-        values = self.layer_session.run(list(self.layer_tensors.values()), {self.input_name: feed})
-        return dict(zip(self.layer_tensors, values))
-
-    # -- ExecuTorch (its pip runtime links libtorch, so tensors cross as torch tensors) ---
-    def _load_executorch(self) -> None:
-        if self.threads:
-            import_module("executorch.extension.pybindings.portable_lib")._unsafe_reset_threadpool(self.threads)
-        self.method = self.module.Runtime.get().load_program(str(self.path)).load_method("forward")
-        self.torch = import_module("torch")
-
-    def _infer_executorch(self, batch: np.ndarray) -> np.ndarray:
-        outputs = [self.method.execute([self.torch.from_numpy(np.ascontiguousarray(image[None]))])[0].numpy()
-                   for image in batch]
-        return np.concatenate(outputs, axis=0)
-
-    # -- LiteRT (XNNPACK by default) ---------------------------------------------------
-    def _load_litert(self) -> None:
-        self.interpreter = self.module.Interpreter(model_path=str(self.path), num_threads=self.threads or None)
-        self.input_index = self.interpreter.get_input_details()[0]["index"]
-        self.output_index = self.interpreter.get_output_details()[0]["index"]
-        self.shape: tuple[int, ...] | None = None
-
-    def _infer_litert(self, batch: np.ndarray) -> np.ndarray:
-        if batch.shape != self.shape:  # every op of this network is size-agnostic: resize to each input
-            self.interpreter.resize_tensor_input(self.input_index, list(batch.shape))
-            self.interpreter.allocate_tensors()
-            self.shape = batch.shape
-        self.interpreter.set_tensor(self.input_index, np.ascontiguousarray(batch))
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output_index).copy()
+            return {name: np.asarray(value, dtype=np.float32) for name, value in self.loaded.layers(batch).items()}
 
 
 def _first_line(exc: BaseException) -> str:

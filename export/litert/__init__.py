@@ -1,0 +1,1 @@
+"""LiteRT models on XNNPACK: export (converted in .venv-litert), options and the bundle engine."""
