@@ -158,3 +158,11 @@ def test_coreml_layers_match_the_reference_where_the_program_keeps_their_names(t
     matched = [row["layer"] for row in result.layers]
     assert "blocks.1.pairs.0.conv_a" in matched and matched[-1] == "output"
     assert min(row["psnr_db"] for row in result.layers) > 45  # FP16 program, FP32 reference
+
+
+@pytest.mark.slow
+def test_executorch_diff_judges_the_output_and_lists_its_hidden_layers(shipped_weights, images, tmp_path):
+    pytest.importorskip("executorch", reason="executorch is not installed (pip install 'treefuse[executorch]')")
+    code, result = _diff(tmp_path, f"torch:{shipped_weights}", f"executorch:{ARTIFACTS / 'default.int8.pte'}", images)
+    assert code in (0, 1) and [row["layer"] for row in result.layers] == ["output"]
+    assert "blocks.2.pairs.0.conv_a" in result.unmatched["reference_only"]

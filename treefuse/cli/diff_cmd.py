@@ -101,7 +101,10 @@ def _print(result) -> None:
         mark = "  <- first below threshold" if row["layer"] == result.first_diverging_layer else ""
         print(f"{row['layer']:<{width}}  {_db(row['psnr_db']):>8}  {row['max_abs_error']:>11.3g}{mark}")
     unmatched = result.unmatched
-    if unmatched.get("reference_only") or unmatched.get("candidate_only"):
+    if len(result.layers) == 1:
+        print(f"{result.candidate.get('kind')} exposes only its output (its runtime keeps the layers to itself); "
+              "see docs/inspect.md")
+    elif unmatched.get("reference_only") or unmatched.get("candidate_only"):
         print(f"unmatched layers: {len(unmatched['reference_only'])} only in the reference, "
               f"{len(unmatched['candidate_only'])} only in the candidate (see --json)")
     print("exposing every layer changed the final output by at most "
