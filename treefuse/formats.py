@@ -103,7 +103,7 @@ class Format:
                 "description": self.description, "extra": self.extra, "exportable": self.exporter is not None,
                 "export_source": self.source if self.exporter else None, "shape_options": self.shape.style,
                 "benchmarked": self.not_benchmarked is None, "why_not_benchmarked": self.not_benchmarked,
-                "layers_exposed": self.layers is not None, "profiled": self.profiler is not None,
+                "diff": self.layers is not None, "profile": self.profiler is not None,
                 "available": reason is None, "why_unavailable": reason}
 
 
