@@ -52,13 +52,14 @@ def toolkit_output(log_path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def new_toolkit(platform: str, algorithm: str = "normal") -> Any:
-    """An RKNN object configured for `platform` (inputs already in [0, 1]: no mean, no std)."""
+def new_toolkit(job: dict[str, Any]) -> Any:
+    """An RKNN object configured as the job says (inputs already in [0, 1]: no mean, no std)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pkg_resources' deprecation warning at import
         from rknn.api import RKNN
     toolkit = RKNN(verbose=False)
-    _check(toolkit.config(target_platform=platform, quantized_algorithm=algorithm), f"config for {platform}")
+    _check(toolkit.config(target_platform=job["platform"], quantized_algorithm=job.get("algorithm") or "normal",
+                          optimization_level=job.get("optimization_level", 3)), f"config for {job['platform']}")
     return toolkit
 
 
@@ -72,7 +73,7 @@ def build(job: dict[str, Any]) -> dict[str, Any]:
     recipe, mode = Path(job["recipe_dir"]), job["mode"]
     recipe.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    toolkit = new_toolkit(job["platform"], job.get("algorithm", "normal"))
+    toolkit = new_toolkit(job)
     if mode == "int8":
         if not (recipe / "quantization.cfg").is_file():  # a rebuild with float16 layers reuses the calibration
             with _cwd(recipe):  # step 1 writes model.model, model.data, model.quantization.cfg beside the ONNX
@@ -83,14 +84,15 @@ def build(job: dict[str, Any]) -> dict[str, Any]:
                 os.remove("model.onnx")
         keep_in_float16(recipe / "quantization.cfg", job.get("float_layers", []))
         toolkit.release()
-        toolkit = _rebuilt(recipe, mode, job["platform"])
+        toolkit = _rebuilt(recipe, job)
     else:
         _check(toolkit.load_onnx(model=job["onnx"]), "load_onnx")
         _check(toolkit.build(do_quantization=False), "build")
         shutil.copyfile(job["onnx"], recipe / "model.onnx")
     _check(toolkit.export_rknn(job["out"]), "export_rknn")
     toolkit.release()
-    return {"recipe": {"mode": mode, "platform": job["platform"], "files": list(RECIPE_FILES[mode])},
+    return {"recipe": {"mode": mode, "platform": job["platform"], "files": list(RECIPE_FILES[mode]),
+                       "optimization_level": job.get("optimization_level", 3)},
             "float_layers": job.get("float_layers", []), "tool_versions": tool_versions(),
             "conversion_s": round(time.perf_counter() - started, 2)}
 
@@ -108,10 +110,10 @@ def keep_in_float16(cfg: Path, layers: list[str]) -> None:
     cfg.write_text(text)
 
 
-def _rebuilt(recipe: Path, mode: str, platform: str) -> Any:
+def _rebuilt(recipe: Path, job: dict[str, Any]) -> Any:
     """A toolkit holding the model rebuilt from its recipe, as the simulator needs (it cannot run a loaded .rknn)."""
-    toolkit = new_toolkit(platform)
-    if mode == "int8":
+    toolkit = new_toolkit(job)
+    if job["mode"] == "int8":
         _check(toolkit.hybrid_quantization_step2(model_input=str(recipe / "model.model"),
                                                  data_input=str(recipe / "model.data"),
                                                  model_quantization_cfg=str(recipe / "quantization.cfg")),
@@ -126,7 +128,7 @@ def serve(job: dict[str, Any], replies: Any) -> dict[str, Any]:
     """Rebuild on the simulator, say `ready`, then answer each `IN.npy OUT.npy` line with `ok` until stdin closes."""
     import numpy as np
 
-    toolkit = _rebuilt(Path(job["recipe_dir"]), job["mode"], job["platform"])
+    toolkit = _rebuilt(Path(job["recipe_dir"]), job)
     _check(toolkit.init_runtime(), "init_runtime (simulator)")
     _reply(replies, "ready")
     for line in sys.stdin:
@@ -152,7 +154,7 @@ def analyze(job: dict[str, Any]) -> dict[str, Any]:
     if job["mode"] != "int8":
         raise JobError("accuracy_analysis runs on the simulator only for models the toolkit quantized itself "
                        "(not a QDQ model, not float16)")
-    toolkit = _rebuilt(recipe, job["mode"], job["platform"])
+    toolkit = _rebuilt(recipe, job)
     with tempfile.TemporaryDirectory(prefix="treefuse-rknn-analysis-") as tmp:
         _check(toolkit.accuracy_analysis(inputs=job["inputs"], output_dir=tmp), "accuracy_analysis")
         table = parse_error_analysis((Path(tmp) / "error_analysis.txt").read_text())
@@ -197,6 +199,16 @@ def _cwd(folder: Path) -> Iterator[None]:
         os.chdir(before)
 
 
+def last_toolkit_error(log: Path) -> str:
+    """The toolkit's last error line (`E ...`) in its log, colour codes removed, or ''."""
+    try:
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace")).splitlines()
+    except OSError:
+        return ""
+    errors = [line.strip()[2:].strip() for line in lines if line.strip().startswith("E ")]
+    return " ".join(errors[-1].split())[:200] if errors else ""
+
+
 COMMANDS = {"build": build, "analyze": analyze}
 
 
@@ -211,7 +223,9 @@ def main(argv: list[str]) -> int:
         with toolkit_output(Path(job["log"])):
             facts = serve(job, replies) if command == "serve" else COMMANDS[command](job)
     except (JobError, ValueError) as exc:  # the toolkit's own errors are ValueErrors (its log's `E` lines)
-        print(f"treefuse: error: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+        cause = last_toolkit_error(Path(job["log"]))
+        print(f"treefuse: error: {' '.join(str(exc).split())[:300]}" + (f"; it says: {cause}" if cause else ""),
+              file=sys.stderr)
         return 2
     if "facts" in job:
         Path(job["facts"]).write_text(json.dumps(facts, sort_keys=True))

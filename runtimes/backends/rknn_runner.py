@@ -109,7 +109,8 @@ class RknnRunner(Runner):
         self.tmp = tempfile.TemporaryDirectory(prefix="treefuse-rknn-sim-")
         folder = Path(self.tmp.name)
         job = {"recipe_dir": self.recipe["recipe_dir"], "mode": self.recipe["mode"],
-               "platform": self.recipe["platform"], "log": str(folder / "toolkit.log")}
+               "platform": self.recipe["platform"], "optimization_level": self.recipe.get("optimization_level", 3),
+               "log": str(folder / "toolkit.log")}
         (folder / "job.json").write_text(json.dumps(job))
         self.worker = subprocess.Popen([toolkit_python(), str(WORKER), "serve", str(folder / "job.json")],
                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
