@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from treefuse.checkpoint import load_weights
-from treefuse.errors import TreefuseError, one_line
+from treefuse.errors import TreefuseError
 from treefuse.artifact import artifact_metadata
 from treefuse.export.request import ExportRequest, check_request
 from treefuse.files import atomic_path
@@ -185,14 +185,11 @@ def _convert(ct: Any, model: torch.nn.Module, recipe: CoreMLPrecision, example: 
     height, width = (ct.RangeDim(low, high, default) for low, high, default in zip(min_hw, max_hw, example.shape[2:]))
     shape = ct.Shape(shape=(1, example.shape[1], height, width))
     compute = ct.precision.FLOAT16 if recipe.compute == "fp16" else ct.precision.FLOAT32
-    try:
-        with _progress_only_on_a_terminal():
-            mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=[ct.TensorType(name=INPUT_NAME, shape=shape)],
-                                 outputs=[ct.TensorType(name=OUTPUT_NAME)], compute_precision=compute,
-                                 minimum_deployment_target=getattr(ct.target, recipe.target))
-    except Exception as exc:  # a converter failure is a bug or an unsupported torch version, stated in one line
-        raise TreefuseError(f"coremltools could not convert the model ({one_line(exc)}); "
-                            "check the coremltools version against pyproject's coreml extra") from None
+    # A converter that fails on a valid request is a bug (exit 3, traceback shown), not the user's input.
+    with _progress_only_on_a_terminal():
+        mlmodel = ct.convert(traced, convert_to="mlprogram", inputs=[ct.TensorType(name=INPUT_NAME, shape=shape)],
+                             outputs=[ct.TensorType(name=OUTPUT_NAME)], compute_precision=compute,
+                             minimum_deployment_target=getattr(ct.target, recipe.target))
     if recipe.int8_weights and not recipe.int8_activations:
         with _progress_only_on_a_terminal():
             mlmodel = _quantize_weights(mlmodel)

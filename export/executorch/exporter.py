@@ -19,7 +19,7 @@ import torch
 
 from treefuse.artifact import artifact_metadata
 from treefuse.checkpoint import load_weights
-from treefuse.errors import TreefuseError, one_line
+from treefuse.errors import TreefuseError
 from treefuse.export.request import ExportRequest, check_request
 from treefuse.files import atomic_path
 from treefuse.folding import fold
@@ -140,11 +140,8 @@ def _lower(program: Any) -> bytes:
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    try:
-        lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
-    except Exception as exc:  # a lowering failure is an unsupported torch/executorch pairing, stated in one line
-        raise TreefuseError(f"ExecuTorch could not lower the model ({one_line(exc)[:200]}); "
-                            "check the executorch version against pyproject's executorch extra") from None
+    # A lowering that fails on a valid request is a bug (exit 3, traceback shown), not the user's input.
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
     return bytes(lowered.buffer)
 
 
