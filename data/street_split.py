@@ -1,6 +1,6 @@
 """The split of ../shared/data/street-clean (50 road frames) into training, selection and judge frames.
 
-Written down before anything was scored (issue 23). Frames of one recording stay in one split
+Written down before anything was scored. Frames of one recording stay in one split
 (SOURCES.md: 024-027 are four cameras of one nuScenes instant, 033-035 one TuSimple clip,
 042-045 one Udacity drive, 049-050 one PKLot camera), so no split sees another's scene.
 - TRAIN: the backgrounds street rain is drawn on in training.

@@ -25,7 +25,7 @@ HELD_OUT = ("img_006.png", "img_019.png", "img_031.png", "img_044.png",
             "img_057.png", "img_070.png", "img_082.png", "img_095.png")
 SELECTION = ("img_001.png", "img_014.png", "img_026.png", "img_039.png",
              "img_052.png", "img_064.png", "img_077.png", "img_090.png")
-PRESET, SEED, SELECTION_SEED, CROP = "street-flat", 14, 99, 320  # issue 14's street rain, renamed street-flat
+PRESET, SEED, SELECTION_SEED, CROP = "street-flat", 14, 99, 320  # street rain without a depth estimate
 NAME = "street-holdout8:urban100-seed14-crop320"
 
 
@@ -36,7 +36,7 @@ def build(out: str, source_dir: str = SOURCE_DIR, selection: bool = False, seed:
                         names=list(names))
 
 
-STREET_SEEDS = {"selection": 23, "judge": 2023}  # fixed before anything was scored (issue 23)
+STREET_SEEDS = {"selection": 23, "judge": 2023}  # fixed before anything was scored
 STREET_RENDERERS = ("depth", "judge", "particle")  # training's renderer, then the two judges
 
 

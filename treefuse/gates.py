@@ -55,7 +55,7 @@ class Gates:
 
 # precision -> default gates. Measured on the shipped weights (docs/quantization.md,
 # docs/coreml.md): fp32 exports score > 80 dB, fp16 ~70-80 dB, int8 and w8a8 ~38-48 dB.
-# The worst-image bound for int8 and w8a8 fails the frame issue 21 found (0.49 dB lost by a QAT model).
+# The worst-image bound for int8 and w8a8 fails a frame that loses 0.49 dB while the mean passes (docs/quantization.md).
 DEFAULT_GATES: dict[str, Gates] = {
     "fp32": Gates(60.0, 0.01, 0.05, precision="fp32"),
     "fp16": Gates(45.0, 0.05, 0.2, precision="fp16"),

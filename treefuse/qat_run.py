@@ -67,8 +67,8 @@ class QatTarget:
         return RECIPE_DEFAULTS[self.name]
 
 
-# Keyed by the INT8 scheme names of the format table. The defaults are session 7's recipes
-# (docs/quantization.md): each passed on H5 and on ten Rain100H pairs its run never saw. The ONNX
+# Keyed by the INT8 scheme names of the format table. Each default recipe passed its gates on
+# heavy-rain-sample5 and on ten Rain100H pairs its run never saw (docs/quantization.md). The ONNX
 # targets keep their calibrated scales (learned ones shrank and clipped bright fresh frames); the
 # observer targets keep the whole-set ranges and distil towards FP32 only.
 RECIPE_DEFAULTS: dict[str, QatRecipeDefaults] = {

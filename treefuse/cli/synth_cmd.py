@@ -10,7 +10,7 @@ examples:
   treefuse synth --images frames/ --out pairs/ --count 500 --seed 3 # 500 pairs, frames reused with new rain
   treefuse synth --images frames/ --out val/ --crop 320 --seed 99   # centre 320x320 windows
   treefuse synth --images frames/ --out pairs/ --preset my_rain.yaml
-  treefuse synth --images frames/ --out pairs/ --preset street-flat  # issue 14's rain (no depth estimate)
+  treefuse synth --images frames/ --out pairs/ --preset street-flat  # streaks and veil without a depth estimate
 
 The street preset (data/rain_presets/street.yaml) estimates each frame's depth (sky, horizon,
 ground plane, facades) and draws a veil exp(-beta*depth) in the sky's colour, streaks by depth
