@@ -16,12 +16,32 @@ import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+@dataclass(frozen=True)
+class QuantScheme:
+    """An INT8 arithmetic a runtime computes, and the hooks that fake-quantize it exactly for QAT."""
+
+    description: str
+    qat_start: str  # "module:function" writing a QAT run's starting point (post-training INT8) into RUN/base
+    qat_network: str  # "module:function" loading the fake-quant network back from a run
+    observers: bool  # ranges from observers (XNNPACK, Core ML) rather than learned scales (the ONNX layouts)
+    other_exports: tuple[str, ...] = ()  # exports of a run not read off a row's precision (an exporter's --target)
+
+
 # The INT8 arithmetic a quantized artifact computes; a QAT run fake-quantizes one of these exactly.
-QUANT_SCHEMES: dict[str, str] = {
-    "ort-qdq": "ONNX Runtime QDQ: uint8 asymmetric activations, int8 symmetric per-channel weights",
-    "trt-qdq": "TensorRT explicit QDQ: int8 symmetric activations (zero point 0), int8 symmetric per-channel weights",
-    "xnnpack-int8": "XNNPACK (PT2E): int8 activations in [-128, 127], int8 symmetric per-channel weights [-127, 127]",
-    "coreml-w8a8": "Core ML w8a8: coremltools LinearQuantizer, 8-bit symmetric weights and activations",
+QUANT_SCHEMES: dict[str, QuantScheme] = {
+    "ort-qdq": QuantScheme("ONNX Runtime QDQ: u8 affine per-tensor activations, s8 symmetric per-channel weights, "
+                           "int32 biases", "treefuse.export.onnx.qat_export:make_qat_base",
+                           "treefuse.export.onnx.qat_export:load_qat_module", observers=False),
+    "trt-qdq": QuantScheme("TensorRT explicit QDQ: s8 symmetric activations and per-channel weights, zero point 0, "
+                           "float biases", "treefuse.export.onnx.qat_export:make_qat_base",
+                           "treefuse.export.onnx.qat_export:load_qat_module", observers=False,
+                           other_exports=("export onnx --precision int8 --target tensorrt",)),
+    "xnnpack-int8": QuantScheme("XNNPACK INT8 (PT2E XNNPACKQuantizer, QAT config): s8 affine per-tensor activations, "
+                                "s8 symmetric per-channel weights [-127, 127]", "treefuse.export.pt2e.qat:make_start",
+                                "treefuse.export.pt2e.qat:load_network", observers=True),
+    "coreml-w8a8": QuantScheme("Core ML w8a8 (coremltools LinearQuantizer): s8 symmetric per-channel weights and "
+                               "8-bit activations", "treefuse.export.coreml.qat:make_start",
+                               "treefuse.export.coreml.qat:load_network", observers=True),
 }
 
 
@@ -123,14 +143,14 @@ FORMATS: list[Format] = [
     Format("onnx", ".onnx", (FP32, FP16, Precision("int8", "int8", "ort-qdq", calibrated=True)),
            "ONNX model on ONNX Runtime",
            "treefuse.runtimes.backends.onnx_runner:OnnxRuntimeRunner", requires=("onnxruntime",),
-           exporter="treefuse.export.onnx.request:export", export_options="treefuse.cli.export_onnx",
+           exporter="treefuse.export.onnx.request:export", export_options="treefuse.export.onnx.options",
            export_help="ONNX (fp32, fp16 or int8 QDQ), folded, simplified, checked", mixed_precision=True,
            layers="treefuse.runtimes.inspect.onnx_layers:open_layers",
-           profiler="treefuse.runtimes.inspect.onnx_profile:profile"),
+           bundle_engine="treefuse.export.onnx.bundle_engine", profiler="treefuse.runtimes.inspect.onnx_profile:profile"),
     Format("trt", ".engine", (FP16, Precision("int8", "int8", "trt-qdq")),  # INT8 from a QDQ model, or --calib
            "TensorRT engine (needs a GPU)",
            "treefuse.runtimes.backends.trt_runner:TensorRTRunner", requires=("tensorrt",), extra="tensorrt",
-           exporter="treefuse.export.tensorrt.request:export", export_options="treefuse.cli.export_trt",
+           exporter="treefuse.export.tensorrt.request:export", export_options="treefuse.export.tensorrt.options",
            export_help="TensorRT engine (fp16 or int8) from an ONNX model; needs a GPU",
            default_precision="fp16", source="onnx", shape=Shape("profile"),
            available="treefuse.export.tensorrt.request:gpu_missing",
@@ -141,7 +161,7 @@ FORMATS: list[Format] = [
                                     Precision("w8a8", "w8a8", "coreml-w8a8", calibrated=True)),
            "Core ML package (treefuse's evaluator on Linux)",
            "treefuse.runtimes.backends.coreml_runner:CoreMLRunner", requires=("coremltools",), extra="coreml",
-           exporter="treefuse.export.coreml.exporter:export", export_options="treefuse.cli.export_coreml",
+           exporter="treefuse.export.coreml.exporter:export", export_options="treefuse.export.coreml.options",
            export_help="Core ML ML program (fp32, fp16, w8, w8a8)", default_precision="fp16",
            layers="treefuse.runtimes.inspect.coreml_layers:open_layers",
            shape=Shape("range", min_hw=(64, 64), max_hw=(2048, 2048)), is_folder=True),
@@ -155,8 +175,9 @@ FORMATS: list[Format] = [
     Format("executorch", ".pte", (FP32, Precision("int8", "int8", "xnnpack-int8", calibrated=True)),
            "ExecuTorch program on XNNPACK (Android, embedded Linux)",
            "treefuse.runtimes.backends.executorch_runner:ExecuTorchRunner", requires=("executorch",),
-           extra="executorch", exporter="treefuse.export.pt2e.executorch:export",
-           export_options="treefuse.cli.export_executorch",
+           extra="executorch", exporter="treefuse.export.executorch.exporter:export",
+           export_options="treefuse.export.executorch.options",
+           bundle_engine="treefuse.export.executorch.bundle_engine",
            export_help="ExecuTorch program (.pte, XNNPACK), fp32 or int8",
            layers="treefuse.runtimes.inspect.output_only:open_layers",
            profiler="treefuse.runtimes.inspect.executorch_profile:profile",
@@ -164,10 +185,11 @@ FORMATS: list[Format] = [
     Format("litert", ".tflite", (FP32, FP16, Precision("int8", "int8", "xnnpack-int8", calibrated=True)),
            "LiteRT model on XNNPACK (Android, embedded Linux)",
            "treefuse.runtimes.backends.litert_runner:LiteRTRunner", requires=("ai_edge_litert",), extra="litert",
-           exporter="treefuse.export.pt2e.litert:export", export_options="treefuse.cli.export_litert",
+           exporter="treefuse.export.litert.exporter:export", export_options="treefuse.export.litert.options",
            export_help="LiteRT model (.tflite, XNNPACK), fp32, fp16 or int8", shape=Shape("fixed"),
            layers="treefuse.runtimes.inspect.litert_layers:open_layers",
-           available="treefuse.export.pt2e.litert:converter_missing"),
+           available="treefuse.export.litert.exporter:converter_missing",
+           bundle_engine="treefuse.export.litert.bundle_engine"),
     Format("rknn", ".rknn", (FP16, Precision("int8", "int8", "ort-qdq", calibrated=True)),  # QAT: the ONNX QDQ run
            "RKNN model for a Rockchip NPU (judged on rknn-toolkit2's x86 simulator here)",
            "treefuse.runtimes.backends.rknn_runner:RknnRunner", exporter="treefuse.export.rknn.exporter:export",
@@ -207,6 +229,23 @@ def benchmark_matrix() -> tuple[tuple[str, str], ...]:
 def not_benchmarked() -> dict[str, str]:
     """kind -> why the benchmark lists it without exporting it."""
     return {fmt.kind: fmt.not_benchmarked for fmt in FORMATS if fmt.not_benchmarked}
+
+
+def qat_exports(scheme: str) -> tuple[str, ...]:
+    """The `treefuse export` commands that take a QAT run of `scheme`: every row precision computing it."""
+    from_rows = tuple(f"export {fmt.kind} --precision {p.name}" for fmt in FORMATS if fmt.exporter
+                      and fmt.source == "weights" for p in fmt.precisions if p.scheme == scheme)
+    return from_rows + QUANT_SCHEMES[scheme].other_exports
+
+
+def bundle_kinds() -> list[str]:
+    """The kinds a device bundle can carry: those whose row names a torch-free bundle engine."""
+    return [fmt.kind for fmt in FORMATS if fmt.bundle_engine]
+
+
+def scheme_of_kind() -> dict[str, str]:
+    """kind -> the INT8 scheme its quantized precision computes (what `treefuse qat --target KIND` means)."""
+    return {fmt.kind: p.scheme for fmt in FORMATS for p in fmt.precisions if p.scheme}
 
 
 GPU_ONLY_EXTRAS = ("tensorrt",)  # its wheels install only beside CUDA: `make install` leaves it to GPU machines
