@@ -44,13 +44,14 @@ def fast_qat(*argv: str) -> list[str]:
     return [*argv, "--steps", "2", "--patch", "16", "--batch", "1", "--synthetic-fraction", "0"]
 
 
-def test_default_names_the_shipped_weights(paired_dir, tmp_path, monkeypatch):
+def test_default_names_the_shipped_weights(tmp_path, monkeypatch):
     from treefuse.checkpoint import DEFAULT_WEIGHTS, resolve_weights
     from treefuse.cli import build_parser
 
+    from treefuse.runtimes.backends.registry import make_runner
+
     assert resolve_weights("default") == DEFAULT_WEIGHTS
-    assert main(["parity", "--ref", "torch:default", "--cand", f"torch:{DEFAULT_WEIGHTS}", "--images",
-                 str(paired_dir)]) == 0
+    assert make_runner("torch:default").path == DEFAULT_WEIGHTS  # what parity --ref torch:default runs
     monkeypatch.setattr(sys, "argv", ["treefuse", "export"])  # the parser loads only the command asked for
     args = build_parser().parse_args(["export", "onnx", "--weights", "default", "--out", "m.onnx"])
     assert args.weights == DEFAULT_WEIGHTS
@@ -156,6 +157,7 @@ def test_the_advice_on_a_miss_runs_as_printed(tiny_weights, paired_dir, train_pa
     assert code in (0, 1) and "warning: 2 judged pair(s)" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # four benchmark runs
 def test_benchmark_judges_int8_on_pairs_and_marks_what_missed(tiny_weights, paired_dir, calib_dir, tmp_path,
                                                              monkeypatch, capsys):
     from treefuse.gates import MAX_PSNR_DB, Gates
