@@ -113,7 +113,7 @@ def _fitted(sample: Sample, hw_range: tuple[tuple[int, int], tuple[int, int]] | 
 
 
 def verify_export(reference_spec: str, candidate_spec: str, samples: list[Sample], gates: Gates, what: str,
-                  advice: str = "") -> dict[str, Any]:
+                  advice: str = "", reference_words: str | None = None) -> dict[str, Any]:
     """Parity of the candidate against its reference on `samples`; GateFailed (exit 1) when it misses `gates`."""
     from treefuse.runtimes.backends.registry import make_runner
 
@@ -122,7 +122,7 @@ def verify_export(reference_spec: str, candidate_spec: str, samples: list[Sample
     verdict = {"passed": result["passed"], "failures": result["failures"], "gates": result["gates"],
                "output_psnr_db": result["output_psnr_db"], "task": result.get("task"),
                "worst_image": result.get("worst_image"), "verified_on": what, "image_count": len(samples),
-               "reference": _reference_words(reference_spec)}
+               "reference": reference_words or _reference_words(reference_spec)}
     recorded = _RECORDED.get()
     if recorded is not None:
         recorded.append(verdict)
@@ -183,4 +183,5 @@ def verify_onnx_export(fp32_path: Path, candidate_path: Path, samples: list[Samp
                        judged: Path | None = None) -> dict[str, Any]:
     """An ONNX INT8 candidate judged against the FP32 ONNX model it was quantized from."""
     advice = gate_miss_advice("onnx", "int8", qat_target, paired_images, judged)
-    return verify_export(f"onnx:{fp32_path}", f"onnx:{candidate_path}", samples, gates, what, advice)
+    return verify_export(f"onnx:{fp32_path}", f"onnx:{candidate_path}", samples, gates, what, advice,
+                         reference_words="the FP32 ONNX model")

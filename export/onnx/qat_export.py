@@ -130,4 +130,4 @@ def _verify(run_dir: Path, candidate: Path, settings: dict[str, Any], paired_dir
     command = "treefuse export onnx --precision int8" + (" --target tensorrt" if LAYOUTS[
         target_named(settings["target"]).name] == "tensorrt" else "")
     return verify_export(f"onnx:{run_dir / BASE_DIR / FP32_ONNX}", f"onnx:{candidate}", samples, gates_for("int8"),
-                         what, miss_advice(run_dir, command))
+                         what, miss_advice(run_dir, command), reference_words="the run's FP32 ONNX model")
