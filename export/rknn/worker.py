@@ -65,7 +65,7 @@ def new_toolkit(job: dict[str, Any]) -> Any:
 
 def _check(code: int, what: str) -> None:
     if code != 0:
-        raise JobError(f"rknn-toolkit2 failed at {what} (the toolkit's log names the cause)")
+        raise JobError(f"rknn-toolkit2 failed at {what}")
 
 
 def build(job: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +205,7 @@ def last_toolkit_error(log: Path) -> str:
         lines = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace")).splitlines()
     except OSError:
         return ""
-    errors = [line.strip()[2:].strip() for line in lines if line.strip().startswith("E ")]
+    errors = [line.strip()[2:].strip() for line in lines if line.strip().startswith("E ") and "version" not in line]
     return " ".join(errors[-1].split())[:200] if errors else ""
 
 
@@ -223,9 +223,10 @@ def main(argv: list[str]) -> int:
         with toolkit_output(Path(job["log"])):
             facts = serve(job, replies) if command == "serve" else COMMANDS[command](job)
     except (JobError, ValueError) as exc:  # the toolkit's own errors are ValueErrors (its log's `E` lines)
+        lines = [line for line in str(exc).splitlines() if line.strip()]  # the toolkit's carry a traceback first
         cause = last_toolkit_error(Path(job["log"]))
-        print(f"treefuse: error: {' '.join(str(exc).split())[:300]}" + (f"; it says: {cause}" if cause else ""),
-              file=sys.stderr)
+        print(f"treefuse: error: {' '.join(lines[-1].split())[:300] if lines else type(exc).__name__}"
+              + (f"; it says: {cause}" if cause else ""), file=sys.stderr)
         return 2
     if "facts" in job:
         Path(job["facts"]).write_text(json.dumps(facts, sort_keys=True))
