@@ -121,3 +121,41 @@ def test_the_board_bundle_refuses_without_a_rockchip_npu(fp16_rknn, tiny_coreml_
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("run.py: error: no Rockchip NPU found") and done.stderr.count("\n") == 1
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.fixture(scope="module")
+def calib_40x56(paired_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rknn-calib") / "calib"
+    assert main(["calib", "build", "--images", str(paired_dir / "rain"), "--count", "2", "--size", "40x56",
+                 "--out", str(out)]) == 0
+    return out
+
+
+@slow
+@needs_toolkit
+def test_float16_layers_are_the_ones_the_accuracy_analysis_blames(tiny_coreml_weights, calib_40x56, tmp_path):
+    out = tmp_path / "m.rknn"
+    assert main(["export", "rknn", "--weights", str(tiny_coreml_weights), *SIZE, "--precision", "int8",
+                 "--calib", str(calib_40x56), "--float16-layers", "2", "--out", str(out)]) == 0
+    kept = json.loads((tmp_path / "m.rknn.json").read_text())["provenance"]["rknn"]["float16_layers"]
+    table = json.loads((tmp_path / "m.rknn.layers.json").read_text())["layers"]
+    assert len(kept) == 2 and kept == most_blamed({"layers": table}, 2)
+    config = (tmp_path / "m.rknn.sim" / "quantization.cfg").read_text()
+    assert all(f"    {name}: float16\n" in config for name in kept)  # what the simulator and the board both run
+
+
+@slow
+@needs_toolkit
+def test_an_int8_miss_names_the_npus_float16_route_before_qat(tiny_coreml_weights, calib_40x56, tmp_path,
+                                                              monkeypatch, capsys):
+    from treefuse.export import verify
+    from treefuse.gates import MAX_PSNR_DB, Gates
+
+    monkeypatch.setattr(verify, "gates_for", lambda precision: Gates(MAX_PSNR_DB, 0.0, precision="int8"))
+    out = tmp_path / "m.rknn"
+    code = main(["export", "rknn", "--weights", str(tiny_coreml_weights), *SIZE, "--precision", "int8",
+                 "--calib", str(calib_40x56), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "misses its gates" in err and err.count("\n") == 1
+    assert "--float16-layers 4" in err and err.index("--float16-layers") < err.index("treefuse qat")
+    assert not list(tmp_path.iterdir())  # no model, no recipe, no sidecar
