@@ -67,7 +67,7 @@ def export(request: ExportRequest) -> str:
         _write_record(staged, request, weights, size, facts, calibration_sha256, qat)
         advice = miss_advice(request, float16_layers) or gate_miss_advice("rknn", request.precision)
         verification = verify_staged("rknn", staged, weights, request.precision,
-                                     None if qat else request.calibration, request.paired_images,
+                                     _judging_calibration(request, qat, size), request.paired_images,
                                      hw_range=(size, size), advice=advice)
         _move_into_place(staged, request.out, analysis, verification)
     detail = f"{len(facts['float_layers'])} layers in float16, " if facts["float_layers"] else ""
@@ -142,23 +142,46 @@ def pin_input(onnx_path: Path, size: tuple[int, int]) -> None:
 
 
 def _dataset(calibration: Any, size: tuple[int, int], folder: Path) -> Path:
-    """The toolkit's dataset list: one 1x3xHxW .npy per calibration crop, centre-cut to the export's size."""
+    """The toolkit's dataset list: one 1x3xHxW .npy per calibration crop, fitted to the export's fixed size.
+
+    A larger crop is centre-cut; a smaller one is mirrored out to the size (its pixels' statistics, which
+    are what calibration reads, stay those of the crop)."""
     from treefuse.calib.store import load_calibration_set
 
     calibration_set = load_calibration_set(calibration)
-    height, width = calibration_set.images.shape[2:]
-    if height < size[0] or width < size[1]:
-        raise TreefuseError(f"the calibration crops are {height}x{width}, smaller than --size {size[0]}x{size[1]}; "
-                            f"build a set at the export's size: treefuse calib build --size {size[0]}x{size[1]}")
     folder.mkdir()
-    top, left = (height - size[0]) // 2, (width - size[1]) // 2
     lines = []
     for index, image in enumerate(calibration_set.images):
         path = folder / f"{index:04d}.npy"
-        np.save(path, np.ascontiguousarray(image[None, :, top:top + size[0], left:left + size[1]], dtype=np.float32))
+        np.save(path, fit_to_size(image, size)[None])
         lines.append(str(path.resolve()))
     (folder / "list.txt").write_text("\n".join(lines) + "\n")
     return folder / "list.txt"
+
+
+def fit_to_size(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A 3xHxW image centre-cut, or mirrored out, to exactly 3 x size."""
+    fitted = image
+    for axis, want in ((1, size[0]), (2, size[1])):
+        have = fitted.shape[axis]
+        if have > want:
+            start = (have - want) // 2
+            fitted = fitted.take(range(start, start + want), axis=axis)
+        elif have < want:
+            pad = [(0, 0)] * 3
+            pad[axis] = ((want - have) // 2, want - have - (want - have) // 2)
+            fitted = np.pad(fitted, pad, mode="symmetric")
+    return np.ascontiguousarray(fitted, dtype=np.float32)
+
+
+def _judging_calibration(request: ExportRequest, qat: dict[str, Any] | None, size: tuple[int, int]) -> Any:
+    """The calibration set export's check may judge on: only crops that cover the fixed size (else self-made images)."""
+    if qat is not None or request.calibration is None:
+        return None
+    from treefuse.calib.store import load_calibration_set
+
+    height, width = load_calibration_set(request.calibration).images.shape[2:]
+    return request.calibration if height >= size[0] and width >= size[1] else None
 
 
 def _build(job: dict[str, Any], platform: str) -> dict[str, Any]:
