@@ -125,7 +125,7 @@ def verify_calibration_set(path: str | Path) -> dict[str, Any]:
     """Check a set against its manifest; GateFailed if changed, TreefuseError if not a set or unreadable."""
     path = Path(path)
     manifest, images, problems = _load_checked(path)
-    if images is None:  # damaged past reading, not merely changed: bad input, as for load
+    if images is None and tensor_file(path, manifest).is_file():  # damaged past reading, not changed: bad input
         raise TreefuseError(f"calibration set {path} is corrupt ({problems[-1]}); rebuild it with `treefuse calib build`")
     if problems:
         raise GateFailed(f"calibration set {path} was changed: {'; '.join(problems)}")
