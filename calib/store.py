@@ -121,11 +121,25 @@ def _shape_problems(images: np.ndarray, tensor: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _npy_header_readable(tensor_path: Path) -> bool:
+    """True when the .npy's header parses (its content may still be refused, as a pickled array is); a missing file too."""
+    if not tensor_path.is_file():
+        return True  # a missing tensor is a changed set, said as such
+    try:
+        with open(tensor_path, "rb") as stream:
+            major, _ = np.lib.format.read_magic(stream)
+            read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+            read_header(stream)  # the parser np.load uses, without the data
+    except UNREADABLE_NPY:
+        return False
+    return True
+
+
 def verify_calibration_set(path: str | Path) -> dict[str, Any]:
     """Check a set against its manifest; GateFailed if changed, TreefuseError if not a set or unreadable."""
     path = Path(path)
     manifest, images, problems = _load_checked(path)
-    if images is None and tensor_file(path, manifest).is_file():  # damaged past reading, not changed: bad input
+    if images is None and not _npy_header_readable(tensor_file(path, manifest)):  # damaged, not changed: bad input
         raise TreefuseError(f"calibration set {path} is corrupt ({problems[-1]}); rebuild it with `treefuse calib build`")
     if problems:
         raise GateFailed(f"calibration set {path} was changed: {'; '.join(problems)}")
