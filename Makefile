@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= outputs/demo
 
-.PHONY: install install-litert install-rknn demo test test-fast bench browser clean arm64-check gpu-pack gpu-run
+.PHONY: install install-litert install-rknn demo test test-fast test-journey bench browser clean arm64-check gpu-pack gpu-run
 
 install: $(STAMP)
 
@@ -37,10 +37,14 @@ demo: install
 
 # Two workers, one per core: the suite is mostly single-threaded conversions and subprocesses (~6.5 vs ~10 min here).
 test: install
-	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n 2 -m "not journey" -p no:cacheprovider
+
+# The documented journeys run as written (docs/quickstart-int8.md): minutes each, so outside `make test`.
+test-journey: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m journey
 
 test-fast: install
-	$(BIN)/python -m pytest -q -n 2 -m "not slow" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n 2 -m "not slow and not journey" -p no:cacheprovider
 
 bench: install
 	$(BIN)/python benchmarks/onnx_vs_eager.py

@@ -57,7 +57,7 @@ def localised(argv: list[str], root: Path, pairs: Path, train_pairs: Path) -> li
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.journey  # about 3 minutes on 2 quiet cores, 6 beside a training run: outside `make test`'s budget
 def test_the_quickstart_journey_runs_end_to_end(tmp_path, capsys):
     commands = journey_commands()
     assert [argv[0] for argv in commands] == ["calib", "export", "export", "parity", "benchmark", "qat", "export",
