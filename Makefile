@@ -9,17 +9,20 @@ DEMO   ?= outputs/demo
 
 install: $(STAMP)
 
+# setuptools' 10-line banner on every editable install (a folder named like the package is its source, on purpose).
+EDITABLE_QUIET := PYTHONWARNINGS='ignore:Editable installation'
+
 # torch is pinned to 2.13.0: that CPU build lies on disk here; any other spec downloads GBs.
 $(STAMP): pyproject.toml setup.py treefuse/formats.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,report,video,$(shell $(PYTHON) treefuse/formats.py)]'
+	$(EDITABLE_QUIET) $(BIN)/pip install -q -e '.[test,report,video,$(shell $(PYTHON) treefuse/formats.py)]'
 	touch $(STAMP)
 
 # LiteRT's converter (litert-torch) downgrades typing-extensions and pulls jax: its own venv, called as a subprocess.
 install-litert: install
-	$(PYTHON) -m venv .venv-litert && .venv-litert/bin/pip install -q torch==2.13.0 && .venv-litert/bin/pip install -q -e '.[litert-convert]'
+	$(PYTHON) -m venv .venv-litert && .venv-litert/bin/pip install -q torch==2.13.0 && $(EDITABLE_QUIET) .venv-litert/bin/pip install -q -e '.[litert-convert]'
 
 # Rockchip's rknn-toolkit2 pins numpy<=1.26.4, onnx<=1.18, protobuf<=4.25.4 and torch<=2.4 (whose index wheel wants CUDA):
 # its own venv, without treefuse, beside the local CPU torch; export/rknn/worker.py runs in it (docs/rknn.md).
