@@ -10,7 +10,7 @@ pytest.importorskip("ai_edge_litert", reason="LiteRT is not installed (pip insta
 
 from treefuse.cli import main  # noqa: E402
 from treefuse.errors import TreefuseError  # noqa: E402
-from treefuse.export.pt2e import litert as litert_export  # noqa: E402
+from treefuse.export.litert import exporter as litert_export  # noqa: E402
 from treefuse.export.litert.exporter import export_litert  # noqa: E402
 from treefuse.runtimes.backends.registry import make_runner  # noqa: E402
 
@@ -99,7 +99,8 @@ def test_cli_refuses_bad_requests_before_converting(tmp_path, capsys):
 
 def test_missing_converter_and_runtime_name_the_fix(tmp_path, monkeypatch):
     monkeypatch.delenv(litert_export.CONVERTER_ENV, raising=False)
-    monkeypatch.setattr(litert_export, "REPO_VENV", tmp_path / "no-venv" / "python")
+    monkeypatch.setattr("treefuse.side_venv.SOURCE_TREE", tmp_path)  # no .venv-litert beside the tree ...
+    monkeypatch.chdir(tmp_path)  # ... nor in the working directory
     monkeypatch.setattr(litert_export.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(TreefuseError, match="make install-litert"):
         litert_export.converter_python()
