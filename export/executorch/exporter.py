@@ -19,7 +19,6 @@ import torch
 
 from treefuse.artifact import artifact_metadata
 from treefuse.checkpoint import load_weights
-from treefuse.errors import TreefuseError
 from treefuse.export.request import ExportRequest, check_request
 from treefuse.files import atomic_path
 from treefuse.folding import fold
