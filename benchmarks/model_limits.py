@@ -96,7 +96,6 @@ def int8_seconds(shape: tuple[int, int, int, int], size: tuple[int, int], iters:
 
 def one_conv_onnx(shape: tuple[int, int, int, int], int8: bool) -> bytes:
     """An ONNX model of one convolution of this shape; INT8 as QDQ (uint8 activations, int8 per-channel weights)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     cin, cout, kernel, dilation = shape

@@ -8,7 +8,6 @@ an x86 machine or a wrong board says so (exit 2) instead of crashing in the runt
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
