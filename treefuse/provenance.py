@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import platform
 import re
 from importlib.metadata import PackageNotFoundError, requires, version
@@ -10,6 +11,7 @@ from typing import Any
 CORE_PACKAGES = ("treefuse", "torch", "onnx", "onnxruntime", "onnxsim", "numpy")  # every export goes through these
 
 
+@functools.lru_cache(maxsize=1)  # every artifact and result asks; the installed metadata does not change in a run
 def format_packages() -> tuple[str, ...]:
     """The pip packages of every format's extra (the format table's `extra`, as pyproject lists them)."""
     from treefuse.formats import FORMATS
