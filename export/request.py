@@ -1,7 +1,9 @@
-"""One export request, checked against its format's row before any work, and handed to the row's exporter.
+"""The one export pipeline: a request checked against its format's row once, staged, converted by the row's
+exporter, judged by its precision's gates, recorded, and moved into place with its companions.
 
-Every exporter has one signature, `export(request: ExportRequest) -> str` (the line to print), so
-the CLI and `treefuse benchmark` reach any format through the table alone.
+A format's exporter implements only the conversion, `convert(request, staged) -> Converted`: it writes the
+artifact at `staged` (and any companion beside it, named `<artifact name><suffix>`) and says how to judge
+it. The CLI, `treefuse benchmark` and the Python helpers reach every format through `run_export` alone.
 """
 from __future__ import annotations
 
@@ -10,7 +12,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from treefuse.errors import TreefuseError
+from treefuse.export.verify import check_figures, verify_staged
+from treefuse.files import atomic_artifact, check_output_path
 from treefuse.formats import Format, format_of, resolve
+from treefuse.sidecar import write_sidecar
 
 MIN_SIDE = 2  # the 3x3 dilation-4 convolutions need a few pixels; any runtime accepts 2x2 and up
 
@@ -34,6 +39,28 @@ class ExportRequest:
     @property
     def row(self) -> Format:
         return format_of(self.kind)
+
+    def reference_weights(self) -> Path:
+        """The FP32 weights the artifact is judged against: the source, or a QAT run's own source weights."""
+        if self.qat_run is not None and Path(self.qat_run).is_dir():
+            from treefuse.export.observed_qat import source_weights
+
+            return source_weights(self.qat_run)
+        return Path(self.source)
+
+
+@dataclass(frozen=True)
+class Converted:
+    """What a conversion made at the staged path: how the pipeline judges it, what it records, what it says."""
+
+    summary: str  # what was written, for the printed line: "int8, XNNPACK, inputs 16x16 .. 256x256"
+    calibration: Path | None = None  # calibration images the check may judge on when no paired images are given
+    hw_range: tuple[tuple[int, int], tuple[int, int]] | None = None  # the input sizes the artifact accepts
+    advice: str = ""  # what to try when the artifact misses its gates
+    sidecar: tuple[dict[str, str], dict[str, Any]] | None = None  # (metadata, provenance) for a format with no
+    # metadata field of its own; the pipeline adds the check's verdict to the provenance
+    verdict: dict[str, Any] | None = None  # set when the conversion judged itself (ONNX INT8 against FP32 ONNX)
+    notes: tuple[str, ...] = ()  # more lines to print, after the written line
 
 
 def check_hw_range(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> None:
@@ -83,13 +110,14 @@ def check_request(request: ExportRequest) -> None:
 
 
 def _check_out(row: Format, out: Path) -> None:
-    from treefuse.files import check_output_path
-
     if out.suffix != row.suffix:
         raise TreefuseError(f"{row.kind} output must end in {row.suffix}, got {out.name}")
     if row.is_folder:
         if out.exists() and not out.is_dir():
             raise TreefuseError(f"{out} is a file; choose a {row.suffix} package path for --out")
+        if out.is_dir() and any(out.iterdir()) and row.package_marker and not (out / row.package_marker).is_file():
+            raise TreefuseError(f"{out} exists and is not a {row.kind} package (no {row.package_marker}); nothing "
+                                "was touched: remove it or choose another --out")
         return
     if out.is_dir():
         raise TreefuseError(f"{out} is a folder; choose a {row.suffix} file path for --out")
@@ -97,17 +125,38 @@ def _check_out(row: Format, out: Path) -> None:
 
 
 def run_export(request: ExportRequest) -> str:
-    """Check the request against its row, then run the row's exporter; returns the line to print."""
-    from treefuse.export.verify import check_figures, recorded_checks
-
+    """Check, stage, convert, judge, record, move into place; returns the lines to print."""
     check_request(request)
+    row = request.row
+    convert = resolve(row.exporter)  # type: ignore[arg-type]
+    _warn_of_overlap(request)
+    with atomic_artifact(request.out, directory=row.is_folder, same_kind=_same_kind(row)) as staged:
+        made: Converted = convert(request, staged)
+        if made.sidecar is not None:  # before the check too: a runner may read its artifact's record (RKNN's recipe)
+            write_sidecar(staged, *made.sidecar)
+        verdict = made.verdict or verify_staged(row.kind, staged, request.reference_weights(), request.precision,
+                                                made.calibration, request.paired_images, made.hw_range, made.advice)
+        if made.sidecar is not None:
+            metadata, record = made.sidecar
+            write_sidecar(staged, metadata, {**record, "verification": verdict})
+        companions = sorted(path.name for path in staged.parent.iterdir() if path != staged and path.name[:1] != ".")
+    written = " and ".join([str(request.out), *companions]) if len(companions) < 3 else \
+        f"{request.out} and {', '.join(companions)}"
+    return "\n".join([f"wrote {written} ({made.summary})", *made.notes, check_figures(verdict)])
+
+
+def _warn_of_overlap(request: ExportRequest) -> None:
+    """A QAT run judged on pairs it trained on: said before the check, as a miss on them needs it as much as a pass."""
     if request.qat_run is not None and request.paired_images is not None:
         from treefuse.overlap import overlap_warning
 
         warning = overlap_warning(request.qat_run, request.paired_images)
         if warning:
-            print(warning, flush=True)  # before the check: a miss on such pairs needs it as much as a pass
-    with recorded_checks() as checks:
-        line = resolve(request.row.exporter)(request)  # type: ignore[arg-type]
-    # every format prints what its own check measured, however its exporter words the rest
-    return line if not checks or "checked on" in line else f"{line}\n{check_figures(checks[-1])}"
+            print(warning, flush=True)
+
+
+def _same_kind(row: Format):
+    """For a package format: whether a folder already at --out is one of its packages (and so may be replaced)."""
+    if not row.is_folder or row.package_marker is None:
+        return None
+    return lambda folder: (folder / row.package_marker).is_file()  # type: ignore[operator]

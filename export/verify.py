@@ -20,7 +20,8 @@ from treefuse.runtimes.measurements.parity import ParityGates, Sample, parity_ov
 
 MAX_CALIBRATION_SAMPLES = 4  # a calibration set holds up to hundreds of crops: a few judge a broken export
 SELF_MADE_HW = (64, 64)
-# The verdicts of the checks run inside `recorded_checks()`: how `run_export` prints any format's figures.
+# The verdicts of the checks run inside `recorded_checks()`: a missed check's figures, for a caller that
+# measures misses too (benchmarks/rknn_measure.py); GateFailed carries only its message.
 _RECORDED: ContextVar[list[dict[str, Any]] | None] = ContextVar("treefuse_export_checks", default=None)
 
 

@@ -15,19 +15,16 @@ the same noise a straight one does (the noise is drawn from torch's generator, w
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from treefuse.errors import TreefuseError
-from treefuse.folding import fold_pair
+from treefuse.folding import Tap, folded_block_forward
 from treefuse.model import Fuse, TreeFusionNet, fuse_tree
 
 U8_LEVELS = 255
-Tap = Callable[[str, torch.Tensor], torch.Tensor]
 
 
 def _split_fuse(fuse: Fuse, a: torch.Tensor, b: torch.Tensor, name: str, at: Tap) -> torch.Tensor:
@@ -48,28 +45,11 @@ def quantized_forward(model: TreeFusionNet, x: torch.Tensor, at: Tap) -> torch.T
     feature = at("head", F.relu(model.head(at("input", x))))
     outputs = []
     for index, block in enumerate(model.blocks):
-        feature = _block(block, feature, f"blocks.{index}", at)
+        feature = folded_block_forward(block, feature, at, f"blocks.{index}",
+                                       lambda fuse, a, b, fuse_name: _split_fuse(fuse, a, b, fuse_name, at))
         outputs.append(feature)
     fused = fuse_tree(outputs, lambda i, a, b: _split_fuse(model.across_fuses[i], a, b, f"across.{i}", at))
     return x - at("tail", model.tail(fused))  # the image X stays float in the export: only the residual is quantized
-
-
-def _block(block: nn.Module, x: torch.Tensor, name: str, at: Tap) -> torch.Tensor:
-    dilations = list(block.dilations)
-    pair_count = len(dilations) // 2
-    level = []
-    for j in range(pair_count):
-        weight_a, weight_b, bias = fold_pair(block.conv.weight, block.conv.bias, block.fuses[j].conv.weight,
-                                             block.fuses[j].conv.bias)
-        da, db = dilations[2 * j], dilations[2 * j + 1]
-        conv_a = at(f"{name}.pair{j}.a", F.conv2d(x, weight_a, None, padding=da, dilation=da))
-        conv_b = at(f"{name}.pair{j}.b", F.conv2d(x, weight_b, bias, padding=db, dilation=db))
-        level.append(at(f"{name}.pair{j}.sum", F.relu(conv_a + conv_b)))
-    if len(dilations) % 2:
-        d = dilations[-1]
-        level.append(at(f"{name}.leftover", F.conv2d(x, block.conv.weight, block.conv.bias, padding=d, dilation=d)))
-    fused = fuse_tree(level, lambda i, a, b: _split_fuse(block.fuses[pair_count + i], a, b, f"{name}.upper{i}", at))
-    return at(f"{name}.out", F.relu(fused + x))
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from treefuse.portable.manifest import sha256_file as _sha256_of_file
 from treefuse.portable.records import infinities_as_text
 
 STAGING_SUFFIX = ".tmp"
+COMPANION_MARK = ".treefuse-companion"  # in a folder written beside an artifact, so a later export may replace it
 
 
 def sha256_file(path: str | Path) -> str:
@@ -97,6 +98,56 @@ def atomic_path(target: str | Path, directory: bool = False,
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_artifact(target: str | Path, directory: bool = False,
+                    same_kind: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """atomic_path for an artifact and its companions: files or folders the block writes beside the staged
+    artifact, named after it (a sidecar `m.pte.json`, a recipe folder `m.rknn.sim/`, `m.int8.sensitivity.json`).
+
+    Nothing moves unless the block succeeds. Companions move first, then the artifact, then its sidecar
+    (`<name>.json`, which binds to the artifact's bytes), each by one rename. A companion folder is marked
+    as one (COMPANION_MARK); a folder already standing where it goes is replaced only when it is marked, or
+    holds nothing the new one does not: an older companion, never a user's folder of other files."""
+    target = check_output_path(target, directory, same_kind)
+    _make_parents(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=STAGING_SUFFIX, dir=target.parent))
+    staged = tmp / target.name
+    try:
+        if directory:
+            staged.mkdir()
+        yield staged
+        companions = sorted(path for path in tmp.iterdir() if path != staged and not is_staging_debris(path))
+        stray = [path.name for path in companions if not path.name.startswith(target.stem)]
+        if stray:
+            raise RuntimeError(f"companions of {target.name} must be named after it: {stray}")  # a bug, not input
+        sidecar = tmp / f"{target.name}.json"
+        moves = [(path, target.parent / path.name, path.is_dir()) for path in companions if path != sidecar]
+        moves.append((staged, target, directory))
+        if sidecar in companions:
+            moves.append((sidecar, target.parent / sidecar.name, False))
+        for source, place, is_folder in moves:
+            if is_folder and source != staged:
+                (source / COMPANION_MARK).write_text(f"written beside {target.name} by treefuse\n")
+        for source, place, is_folder in moves:  # every place checked again: it may have changed while we worked
+            check_output_path(place, is_folder, same_kind if source == staged else _older_companion(source))
+        for source, place, is_folder in moves:
+            _move_into_place(source, place, is_folder)
+    except OSError as exc:
+        if exc.filename is None or str(exc.filename).startswith(str(tmp)):  # name the output, not our staging
+            raise OSError(exc.errno, exc.strerror, str(target)) from exc
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _older_companion(new: Path) -> Callable[[Path], bool]:
+    """Whether a folder standing where companion `new` goes is an older one: marked, or nothing in it that
+    `new` lacks."""
+    names = {path.relative_to(new) for path in new.rglob("*")} if new.is_dir() else set()
+    return lambda folder: (folder / COMPANION_MARK).is_file() or \
+        {path.relative_to(folder) for path in folder.rglob("*")} <= names
 
 
 def write_json_atomic(path: str | Path, data: Any) -> None:

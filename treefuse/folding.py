@@ -8,6 +8,7 @@ The tail's subtraction folds into negated tail weights (X − R = X + (−W)*F �
 from __future__ import annotations
 
 import copy
+from typing import Callable
 
 import torch
 from torch import nn
@@ -30,8 +31,20 @@ def fold_pair(kernel: torch.Tensor, kernel_bias: torch.Tensor, fuse_weight: torc
     return _compose_1x1(half_a, kernel), _compose_1x1(half_b, kernel), bias
 
 
-def folded_block_forward(block: DilatedBlock, x: torch.Tensor) -> torch.Tensor:
-    """A block's output with its first-level fuses folded, from its live parameters (for training)."""
+Tap = Callable[[str, torch.Tensor], torch.Tensor]  # (tensor's name, tensor) -> the tensor the network goes on with
+
+
+def untapped(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    return tensor
+
+
+def folded_block_forward(block: DilatedBlock, x: torch.Tensor, at: Tap = untapped, name: str = "",
+                         upper_fuse: Callable[[Fuse, torch.Tensor, torch.Tensor, str], torch.Tensor] | None = None,
+                         ) -> torch.Tensor:
+    """A block's output with its first-level fuses folded, from its live parameters (for training).
+
+    `at` sees each dilated conv, each pair's sum and the block's output by name (INT8-robust training adds
+    quantization noise there); `upper_fuse(fuse, a, b, name)` computes the upper fuses (default: the fuse)."""
     dilations = list(block.dilations)
     pair_count = len(dilations) // 2
     level = []
@@ -39,13 +52,15 @@ def folded_block_forward(block: DilatedBlock, x: torch.Tensor) -> torch.Tensor:
         weight_a, weight_b, bias = fold_pair(block.conv.weight, block.conv.bias, block.fuses[j].conv.weight,
                                              block.fuses[j].conv.bias)
         da, db = dilations[2 * j], dilations[2 * j + 1]
-        level.append(F.relu(F.conv2d(x, weight_a, None, padding=da, dilation=da)
-                            + F.conv2d(x, weight_b, bias, padding=db, dilation=db)))
+        conv_a = at(f"{name}.pair{j}.a", F.conv2d(x, weight_a, None, padding=da, dilation=da))
+        conv_b = at(f"{name}.pair{j}.b", F.conv2d(x, weight_b, bias, padding=db, dilation=db))
+        level.append(at(f"{name}.pair{j}.sum", F.relu(conv_a + conv_b)))
     if len(dilations) % 2:
         d = dilations[-1]
-        level.append(F.conv2d(x, block.conv.weight, block.conv.bias, padding=d, dilation=d))
-    fused = fuse_tree(level, lambda i, a, b: block.fuses[pair_count + i](a, b))
-    return F.relu(fused + x)
+        level.append(at(f"{name}.leftover", F.conv2d(x, block.conv.weight, block.conv.bias, padding=d, dilation=d)))
+    upper = upper_fuse or (lambda fuse, a, b, _: fuse(a, b))
+    fused = fuse_tree(level, lambda i, a, b: upper(block.fuses[pair_count + i], a, b, f"{name}.upper{i}"))
+    return at(f"{name}.out", F.relu(fused + x))
 
 
 class FoldedPair(nn.Module):

@@ -79,7 +79,7 @@ class Format:
     runner: str  # "module:Class" of its Runner
     requires: tuple[str, ...] = ()  # Python modules the runner needs
     extra: str | None = None  # the pip extra that installs them (None: part of the core)
-    exporter: str | None = None  # "module:function" taking an ExportRequest; None: runtime-only
+    exporter: str | None = None  # "module:function" converting an ExportRequest (export/request.py); None: runtime-only
     export_options: str | None = None  # module whose add_arguments(parser) adds the format's own options
     export_help: str = ""
     default_precision: str = "fp32"
@@ -90,6 +90,8 @@ class Format:
     artifact_of: str | None = None  # the format whose files it runs (OpenVINO runs ONNX files)
     mixed_precision: bool = False  # INT8 export keeps the most sensitive layers in float given --paired-images
     is_folder: bool = False  # the artifact is a folder (a package), not a file
+    package_marker: str | None = None  # a file every package of this format holds: a folder with it may be replaced
+    slow_to_export: bool = False  # one conversion takes 10-40 s on 2 cores (the test suite marks such exports slow)
     bundle_engine: str | None = None  # torch-free module device bundles carry as bundle_runner/KIND_engine.py
     layers: str | None = None  # "module:function": active runner -> (batch -> {layer: output}), for `treefuse diff`
     profiler: str | None = None  # "module:function": (active runner, batch, runs) -> op timings, `treefuse profile`
@@ -143,14 +145,14 @@ FORMATS: list[Format] = [
     Format("onnx", ".onnx", (FP32, FP16, Precision("int8", "int8", "ort-qdq", calibrated=True)),
            "ONNX model on ONNX Runtime",
            "treefuse.runtimes.backends.onnx_runner:OnnxRuntimeRunner", requires=("onnxruntime",),
-           exporter="treefuse.export.onnx.request:export", export_options="treefuse.export.onnx.options",
+           exporter="treefuse.export.onnx.request:convert", export_options="treefuse.export.onnx.options",
            export_help="ONNX (fp32, fp16 or int8 QDQ), folded, simplified, checked", mixed_precision=True,
            layers="treefuse.runtimes.inspect.onnx_layers:open_layers",
            bundle_engine="treefuse.export.onnx.bundle_engine", profiler="treefuse.runtimes.inspect.onnx_profile:profile"),
     Format("trt", ".engine", (FP16, Precision("int8", "int8", "trt-qdq")),  # INT8 from a QDQ model, or --calib
            "TensorRT engine (needs a GPU)",
            "treefuse.runtimes.backends.trt_runner:TensorRTRunner", requires=("tensorrt",), extra="tensorrt",
-           exporter="treefuse.export.tensorrt.request:export", export_options="treefuse.export.tensorrt.options",
+           exporter="treefuse.export.tensorrt.request:convert", export_options="treefuse.export.tensorrt.options",
            export_help="TensorRT engine (fp16 or int8) from an ONNX model; needs a GPU",
            default_precision="fp16", source="onnx", shape=Shape("profile"),
            available="treefuse.export.tensorrt.request:gpu_missing",
@@ -161,10 +163,11 @@ FORMATS: list[Format] = [
                                     Precision("w8a8", "w8a8", "coreml-w8a8", calibrated=True)),
            "Core ML package (treefuse's evaluator on Linux)",
            "treefuse.runtimes.backends.coreml_runner:CoreMLRunner", requires=("coremltools",), extra="coreml",
-           exporter="treefuse.export.coreml.exporter:export", export_options="treefuse.export.coreml.options",
+           exporter="treefuse.export.coreml.exporter:convert", export_options="treefuse.export.coreml.options",
            export_help="Core ML ML program (fp32, fp16, w8, w8a8)", default_precision="fp16",
            layers="treefuse.runtimes.inspect.coreml_layers:open_layers",
-           shape=Shape("range", min_hw=(64, 64), max_hw=(2048, 2048)), is_folder=True),
+           shape=Shape("range", min_hw=(64, 64), max_hw=(2048, 2048)), is_folder=True,
+           package_marker="Manifest.json", slow_to_export=True),
     Format("openvino", ".onnx", (FP32, Precision("bf16", "bf16", benchmarked=False, hint_of="fp32",
                                                  cpu_flags=("avx512_bf16", "amx_bf16")),
                                  Precision("int8", "int8", "ort-qdq", calibrated=True)),
@@ -175,28 +178,28 @@ FORMATS: list[Format] = [
     Format("executorch", ".pte", (FP32, Precision("int8", "int8", "xnnpack-int8", calibrated=True)),
            "ExecuTorch program on XNNPACK (Android, embedded Linux)",
            "treefuse.runtimes.backends.executorch_runner:ExecuTorchRunner", requires=("executorch",),
-           extra="executorch", exporter="treefuse.export.executorch.exporter:export",
+           extra="executorch", exporter="treefuse.export.executorch.exporter:convert",
            export_options="treefuse.export.executorch.options",
            bundle_engine="treefuse.export.executorch.bundle_engine",
            export_help="ExecuTorch program (.pte, XNNPACK), fp32 or int8",
            layers="treefuse.runtimes.inspect.output_only:open_layers",
            profiler="treefuse.runtimes.inspect.executorch_profile:profile",
-           shape=Shape("range", min_hw=(16, 16), max_hw=(1088, 1920))),
+           shape=Shape("range", min_hw=(16, 16), max_hw=(1088, 1920)), slow_to_export=True),
     Format("litert", ".tflite", (FP32, FP16, Precision("int8", "int8", "xnnpack-int8", calibrated=True)),
            "LiteRT model on XNNPACK (Android, embedded Linux)",
            "treefuse.runtimes.backends.litert_runner:LiteRTRunner", requires=("ai_edge_litert",), extra="litert",
-           exporter="treefuse.export.litert.exporter:export", export_options="treefuse.export.litert.options",
+           exporter="treefuse.export.litert.exporter:convert", export_options="treefuse.export.litert.options",
            export_help="LiteRT model (.tflite, XNNPACK), fp32, fp16 or int8", shape=Shape("fixed"),
            layers="treefuse.runtimes.inspect.litert_layers:open_layers",
            available="treefuse.export.litert.exporter:converter_missing",
-           bundle_engine="treefuse.export.litert.bundle_engine"),
+           bundle_engine="treefuse.export.litert.bundle_engine", slow_to_export=True),
     Format("rknn", ".rknn", (FP16, Precision("int8", "int8", "ort-qdq", calibrated=True)),  # QAT: the ONNX QDQ run
            "RKNN model for a Rockchip NPU (judged on rknn-toolkit2's x86 simulator here)",
-           "treefuse.runtimes.backends.rknn_runner:RknnRunner", exporter="treefuse.export.rknn.exporter:export",
+           "treefuse.runtimes.backends.rknn_runner:RknnRunner", exporter="treefuse.export.rknn.exporter:convert",
            export_options="treefuse.export.rknn.options",
            export_help="RKNN model (.rknn) for a Rockchip NPU (rk3588, rv1106, ...), fp16 or int8",
            default_precision="fp16", shape=Shape("fixed"), available="treefuse.runtimes.backends.rknn_runner:toolkit_missing",
-           bundle_engine="treefuse.export.rknn.board_engine",
+           bundle_engine="treefuse.export.rknn.board_engine", slow_to_export=True,
            not_benchmarked="its latency here is the toolkit's x86 simulator, not the NPU: time it on the board "
                            "(`treefuse pack rknn:m.rknn`, docs/rknn.md)"),
 ]

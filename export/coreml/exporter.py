@@ -19,8 +19,7 @@ import torch
 from treefuse.checkpoint import load_weights
 from treefuse.errors import TreefuseError
 from treefuse.artifact import artifact_metadata
-from treefuse.export.request import ExportRequest, check_request
-from treefuse.files import atomic_path
+from treefuse.export.request import Converted, ExportRequest, run_export
 from treefuse.folding import fold
 from treefuse.provenance import provenance
 
@@ -54,24 +53,47 @@ PRECISIONS: dict[str, CoreMLPrecision] = {
 }
 
 
-def export(request: ExportRequest) -> str:
-    """The format table's entry: a Core ML package as `request` asks (FP16 ranges first when asked); the line to print."""
-    min_hw, max_hw = request.min_hw or DEFAULT_MIN_HW, request.max_hw or DEFAULT_MAX_HW
-    ranges = _fp16_ranges(request)
-    if request.qat_run is not None:  # the run's own source weights: what it learned from them is written as is
-        from treefuse.export.observed_qat import source_weights
+def convert(request: ExportRequest, staged: Path) -> Converted:
+    """The format table's entry: the Core ML package `request` asks for at `staged` (FP16 ranges first when asked).
 
-        export_coreml(source_weights(request.qat_run), request.out, request.precision, min_hw, max_hw,
-                      paired_images=request.paired_images, qat_run=request.qat_run)
+    With a QAT run (`treefuse qat --target coreml-w8a8` of these weights) the w8a8 package holds the run's
+    learned weights and scales instead of calibrated ones."""
+    from treefuse.export.verify import gate_miss_advice
+    from treefuse.runtimes.backends.coreml_mil import import_coremltools
+
+    min_hw, max_hw = request.min_hw or DEFAULT_MIN_HW, request.max_hw or DEFAULT_MAX_HW
+    recipe, calibration, weights = PRECISIONS[request.precision], request.calibration, request.reference_weights()
+    if request.qat_run is not None:
+        from treefuse.qat_run import require_target
+
+        calibration = require_target(request.qat_run, "coreml-w8a8")["calibration_set"]  # judged on the run's images
+    ranges = _fp16_ranges(request)
+    loaded = load_weights(weights)  # bad weights are refused before coremltools' slow import
+    ct = import_coremltools()
+    example = torch.rand(1, loaded.config.in_channels, *_default_hw(min_hw, max_hw),
+                         generator=torch.Generator().manual_seed(0))
+    qat, advice = None, gate_miss_advice("coreml", request.precision)
+    if request.qat_run is not None:
+        model, qat, advice = _learned_to_trace(request.qat_run)
+        calibration_sha256 = qat["calib_sha256"]
     else:
-        export_coreml(request.source, request.out, request.precision, min_hw, max_hw, request.calibration,
-                      paired_images=request.paired_images)
-    line = f"wrote {request.out} ({request.precision}, inputs {min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]})"
+        model, calibration_sha256 = _model_to_trace(loaded.model, recipe, calibration, example)
+    mlmodel = _convert(ct, model, recipe, example, min_hw, max_hw)
+    record = provenance(config=loaded.config.to_dict(), source_checkpoint=str(weights),
+                        source_sha256=loaded.sha256, precision=request.precision, precision_detail=recipe.description,
+                        deployment_target=recipe.target, min_hw=list(min_hw), max_hw=list(max_hw),
+                        calibration_sha256=calibration_sha256, qat=qat)
+    _stamp(mlmodel, record, request.options.get("license") or DEFAULT_LICENSE)
+    mlmodel.save(str(staged))
+    notes = ()
     if ranges is not None:
         from treefuse.export.fp16_range import write_report
 
-        line += f"\nFP16 ranges: {write_report(ranges, request.out.with_name(request.out.name + '.fp16-ranges.json'))}"
-    return line
+        notes = (f"FP16 ranges: {write_report(ranges, staged.with_name(staged.name + '.fp16-ranges.json'))}",)
+    learned = f" with the weights and scales learned in {request.qat_run}" if request.qat_run is not None else ""
+    return Converted(f"{request.precision}{learned}, inputs {min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]}",
+                     calibration=calibration if isinstance(calibration, (str, Path)) else None,
+                     hw_range=(min_hw, max_hw), advice=advice, notes=notes)
 
 
 def _fp16_ranges(request: ExportRequest) -> dict | None:
@@ -85,50 +107,17 @@ def _fp16_ranges(request: ExportRequest) -> dict | None:
         raise TreefuseError("--check-fp16 judges FP16 compute; fp32 computes in FP32: drop it or choose fp16/w8/w8a8")
     from treefuse.export.fp16_range import fp16_report_for_weights
 
-    return fp16_report_for_weights(request.source, check_fp16, strict=strict)
+    return fp16_report_for_weights(request.reference_weights(), check_fp16, strict=strict)
 
 
 def export_coreml(weights_path: str | Path, out_path: str | Path, precision: str = "fp16",
                   min_hw: tuple[int, int] = DEFAULT_MIN_HW, max_hw: tuple[int, int] = DEFAULT_MAX_HW,
                   calibration: Any = None, license_text: str = DEFAULT_LICENSE,
                   paired_images: Path | None = None, qat_run: Path | None = None) -> Path:
-    """Export treefuse weights to a Core ML package at `out_path`; returns the path.
-
-    With `qat_run` (a `treefuse qat --target coreml-w8a8` run of these weights) the w8a8 package holds the
-    run's learned weights and scales instead of calibrated ones.
-
-    The staged package runs on treefuse's Core ML evaluator against PyTorch and must pass its precision's gate first."""
-    from treefuse.export.verify import gate_miss_advice, verify_staged
-    from treefuse.runtimes.backends.coreml_mil import import_coremltools
-
-    out_path = Path(out_path)
-    if qat_run is not None:
-        from treefuse.qat_run import require_target
-
-        calibration = require_target(qat_run, "coreml-w8a8")["calibration_set"]  # judged on the run's images
-    recipe = _check_request(Path(weights_path), out_path, precision, min_hw, max_hw, calibration, paired_images)
-    loaded = load_weights(weights_path)  # bad weights are refused before coremltools' slow import
-    ct = import_coremltools()
-    example = torch.rand(1, loaded.config.in_channels, *_default_hw(min_hw, max_hw),
-                         generator=torch.Generator().manual_seed(0))
-    qat, advice = None, gate_miss_advice("coreml", precision)
-    if qat_run is not None:
-        model, qat, advice = _learned_to_trace(qat_run)
-        calibration_sha256 = qat["calib_sha256"]
-    else:
-        model, calibration_sha256 = _model_to_trace(loaded.model, recipe, calibration, example)
-    mlmodel = _convert(ct, model, recipe, example, min_hw, max_hw)
-    record = provenance(config=loaded.config.to_dict(), source_checkpoint=str(weights_path),
-                        source_sha256=loaded.sha256, precision=precision, precision_detail=recipe.description,
-                        deployment_target=recipe.target, min_hw=list(min_hw), max_hw=list(max_hw),
-                        calibration_sha256=calibration_sha256, qat=qat)
-    _stamp(mlmodel, record, license_text)
-    with atomic_path(out_path, directory=True, same_kind=_is_mlpackage) as staged:
-        mlmodel.save(str(staged))
-        verify_staged("coreml", staged, Path(weights_path), precision,
-                      calibration if isinstance(calibration, (str, Path)) else None, paired_images, (min_hw, max_hw),
-                      advice)
-    return out_path
+    """The export pipeline for a Core ML package, from Python; returns the path."""
+    run_export(ExportRequest("coreml", Path(weights_path), Path(out_path), precision, calibration, paired_images,
+                             qat_run, min_hw=min_hw, max_hw=max_hw, options={"license": license_text}))
+    return Path(out_path)
 
 
 def _learned_to_trace(qat_run: Path) -> tuple[torch.nn.Module, dict[str, Any], str]:
@@ -139,22 +128,6 @@ def _learned_to_trace(qat_run: Path) -> tuple[torch.nn.Module, dict[str, Any], s
     model, metadata = finalized_from_run(qat_run)
     return (model, learned_record(qat_run, read_settings(qat_run), metadata),
             miss_advice(qat_run, "treefuse export coreml --precision w8a8"))
-
-
-def _is_mlpackage(folder: Path) -> bool:
-    return (folder / "Manifest.json").is_file()
-
-
-def _check_request(weights_path: Path, out_path: Path, precision: str, min_hw: tuple[int, int],
-                   max_hw: tuple[int, int], calibration: Any, paired_images: Path | None) -> CoreMLPrecision:
-    """Refuse a bad request before any work is done; returns the precision's recipe."""
-    from treefuse.runtimes.backends.coreml_mil import MANIFEST
-
-    check_request(ExportRequest("coreml", weights_path, out_path, precision, calibration, paired_images,
-                                min_hw=min_hw, max_hw=max_hw))
-    if out_path.exists() and not (out_path / MANIFEST).is_file():
-        raise TreefuseError(f"{out_path} exists and is not a Core ML package; remove it or choose another --out")
-    return PRECISIONS[precision]
 
 
 def _default_hw(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> tuple[int, int]:

@@ -19,12 +19,10 @@ import torch
 
 from treefuse.artifact import artifact_metadata
 from treefuse.checkpoint import load_weights
-from treefuse.export.request import ExportRequest, check_request
-from treefuse.files import atomic_path
+from treefuse.export.request import Converted, ExportRequest, run_export
 from treefuse.folding import fold
 from treefuse.optional import import_optional
 from treefuse.provenance import provenance, tool_versions
-from treefuse.sidecar import write_sidecar
 
 PRECISIONS = {"fp32": "FP32 weights and compute (XNNPACK)",
               "int8": "8-bit weights (per-channel symmetric) and activations, PT2E XNNPACKQuantizer, calibrated"}
@@ -37,72 +35,59 @@ def import_executorch() -> Any:
     return import_optional("executorch.exir", "executorch: ExecuTorch's exporter", "executorch")
 
 
-def export(request: ExportRequest) -> str:
-    """The format table's entry: an XNNPACK .pte as `request` asks; returns the line to print."""
-    min_hw, max_hw = request.min_hw or DEFAULT_MIN_HW, request.max_hw or DEFAULT_MAX_HW
-    if request.qat_run is not None:  # the run's own source weights: what it learned from them is written as is
-        from treefuse.export.observed_qat import source_weights
+def convert(request: ExportRequest, staged: Path) -> Converted:
+    """The format table's entry: the XNNPACK .pte `request` asks for at `staged`, its sidecar's record beside.
 
-        export_executorch(source_weights(request.qat_run), request.out, request.precision, None, min_hw, max_hw,
-                          paired_images=request.paired_images, qat_run=request.qat_run)
-        return (f"wrote {request.out} and {request.out.name}.json (int8 with the weights and scales learned in "
-                f"{request.qat_run}, XNNPACK, inputs {min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]})")
-    export_executorch(request.source, request.out, request.precision, request.calibration, min_hw, max_hw,
-                      paired_images=request.paired_images)
-    return (f"wrote {request.out} and {request.out.name}.json ({request.precision}, XNNPACK, inputs "
-            f"{min_hw[0]}x{min_hw[1]} .. {max_hw[0]}x{max_hw[1]})")
+    With a QAT run (`treefuse qat --target xnnpack-int8` of these weights) the INT8 program holds the run's
+    learned weights and scales instead of calibrated ones."""
+    from treefuse.export.verify import gate_miss_advice
+
+    import_executorch()
+    min_hw, max_hw = request.min_hw or DEFAULT_MIN_HW, request.max_hw or DEFAULT_MAX_HW
+    weights = request.reference_weights()
+    loaded = load_weights(weights)
+    network = fold(loaded.model)
+    example = torch.rand(1, loaded.config.in_channels, *_example_hw(min_hw, max_hw),
+                         generator=torch.Generator().manual_seed(0))
+    dynamic = _dynamic_shapes(min_hw, max_hw)
+    calibration, calibration_sha256, qat = request.calibration, None, None
+    advice = gate_miss_advice("executorch", request.precision)
+    with _quiet():
+        program = torch.export.export(network, (example,), dynamic_shapes=dynamic)
+        if request.qat_run is not None:
+            from treefuse.export.pt2e.qat import program_from_run
+            from treefuse.qat_run import miss_advice
+
+            program, qat = program_from_run(request.qat_run, example, dynamic)
+            calibration, calibration_sha256 = qat["calibration_set"], qat["calib_sha256"]
+            advice = miss_advice(request.qat_run, "treefuse export executorch --precision int8")
+        elif request.precision == "int8":
+            from treefuse.export.calibration_images import calibration_from
+
+            images = calibration_from(calibration)
+            program = _quantize_int8(program, images.images, example, dynamic)
+            calibration_sha256 = images.sha256
+        staged.write_bytes(_lower(program))
+    record = provenance(config=loaded.config.to_dict(), source_checkpoint=str(weights), source_sha256=loaded.sha256,
+                        precision=request.precision, precision_detail=PRECISIONS[request.precision],
+                        delegate="XNNPACK", min_hw=list(min_hw), max_hw=list(max_hw), folded=True,
+                        calibration_sha256=calibration_sha256, tool_versions=tool_versions(TOOLS), qat=qat)
+    metadata = artifact_metadata(format="executorch", precision=request.precision, config=loaded.config.to_dict(),
+                                 source_sha256=loaded.sha256, calibration_sha256=calibration_sha256, target="XNNPACK")
+    learned = f" with the weights and scales learned in {request.qat_run}" if request.qat_run is not None else ""
+    return Converted(f"{request.precision}{learned}, XNNPACK, inputs {min_hw[0]}x{min_hw[1]} .. "
+                     f"{max_hw[0]}x{max_hw[1]}", calibration=calibration if isinstance(calibration, (str, Path))
+                     else None, hw_range=(min_hw, max_hw), advice=advice, sidecar=(metadata, record))
 
 
 def export_executorch(weights_path: str | Path, out_path: str | Path, precision: str = "fp32",
                       calibration: Any = None, min_hw: tuple[int, int] = DEFAULT_MIN_HW,
                       max_hw: tuple[int, int] = DEFAULT_MAX_HW, paired_images: Path | None = None,
                       qat_run: Path | None = None) -> Path:
-    """Export treefuse weights to an XNNPACK-lowered .pte at `out_path` plus its sidecar; returns the path.
-
-    With `qat_run` (a `treefuse qat --target xnnpack-int8` run of these weights) the INT8 program holds the
-    run's learned weights and scales instead of calibrated ones. The staged program runs on ExecuTorch's
-    runtime against PyTorch and must pass its precision's gate first."""
-    from treefuse.export.verify import gate_miss_advice, verify_staged
-
-    out_path = Path(out_path)
-    check_request(ExportRequest("executorch", Path(weights_path), out_path, precision, calibration, paired_images,
-                                qat_run, min_hw=min_hw, max_hw=max_hw))
-    import_executorch()
-    loaded = load_weights(weights_path)
-    network = fold(loaded.model)
-    example = torch.rand(1, loaded.config.in_channels, *_example_hw(min_hw, max_hw),
-                         generator=torch.Generator().manual_seed(0))
-    dynamic = _dynamic_shapes(min_hw, max_hw)
-    calibration_sha256, qat, advice = None, None, gate_miss_advice("executorch", precision)
-    with _quiet():
-        program = torch.export.export(network, (example,), dynamic_shapes=dynamic)
-        if qat_run is not None:
-            from treefuse.export.pt2e.qat import program_from_run
-            from treefuse.qat_run import miss_advice
-
-            program, qat = program_from_run(qat_run, example, dynamic)
-            calibration, calibration_sha256 = qat["calibration_set"], qat["calib_sha256"]
-            advice = miss_advice(qat_run, "treefuse export executorch --precision int8")
-        elif precision == "int8":
-            from treefuse.export.calibration_images import calibration_from
-
-            images = calibration_from(calibration)
-            program = _quantize_int8(program, images.images, example, dynamic)
-            calibration_sha256 = images.sha256
-        buffer = _lower(program)
-    record = provenance(config=loaded.config.to_dict(), source_checkpoint=str(weights_path),
-                        source_sha256=loaded.sha256, precision=precision, precision_detail=PRECISIONS[precision],
-                        delegate="XNNPACK", min_hw=list(min_hw), max_hw=list(max_hw), folded=True,
-                        calibration_sha256=calibration_sha256, tool_versions=tool_versions(TOOLS), qat=qat)
-    metadata = artifact_metadata(format="executorch", precision=precision, config=loaded.config.to_dict(),
-                                 source_sha256=loaded.sha256, calibration_sha256=calibration_sha256, target="XNNPACK")
-    with atomic_path(out_path) as staged:
-        staged.write_bytes(buffer)
-        verify_staged("executorch", staged, Path(weights_path), precision,
-                      calibration if isinstance(calibration, (str, Path)) else None, paired_images, (min_hw, max_hw),
-                      advice)
-    write_sidecar(out_path, metadata, record)
-    return out_path
+    """The export pipeline for an XNNPACK .pte plus its sidecar, from Python; returns the path."""
+    run_export(ExportRequest("executorch", Path(weights_path), Path(out_path), precision, calibration, paired_images,
+                             qat_run, min_hw=min_hw, max_hw=max_hw))
+    return Path(out_path)
 
 
 def _example_hw(min_hw: tuple[int, int], max_hw: tuple[int, int]) -> tuple[int, int]:

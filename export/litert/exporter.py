@@ -20,11 +20,9 @@ from typing import Any
 
 from treefuse.artifact import artifact_metadata
 from treefuse.errors import TreefuseError
-from treefuse.export.request import ExportRequest, check_request
-from treefuse.files import atomic_path
+from treefuse.export.request import Converted, ExportRequest, run_export
 from treefuse.provenance import provenance
 from treefuse.side_venv import side_python
-from treefuse.sidecar import write_sidecar
 
 PRECISIONS = {"fp32": "FP32 weights and compute (XNNPACK)",
               "fp16": "FP16 weights, FP32 compute (LiteRT's float16 post-training recipe)",
@@ -54,74 +52,63 @@ def converter_missing() -> str | None:
     return None
 
 
-def export(request: ExportRequest) -> str:
-    """The format table's entry: a .tflite as `request` asks; returns the line to print."""
-    if request.qat_run is not None:  # the run's own source weights: what it learned from them is written as is
-        from treefuse.export.observed_qat import source_weights
+def convert(request: ExportRequest, staged: Path) -> Converted:
+    """The format table's entry: the .tflite `request` asks for at `staged`, its sidecar's record beside.
 
-        export_litert(source_weights(request.qat_run), request.out, request.precision, None,
-                      request.size or DEFAULT_SIZE, paired_images=request.paired_images, qat_run=request.qat_run)
-        return (f"wrote {request.out} and {request.out.name}.json (int8 with the weights and scales learned in "
-                f"{request.qat_run}, XNNPACK)")
-    export_litert(request.source, request.out, request.precision, request.calibration, request.size or DEFAULT_SIZE,
-                  paired_images=request.paired_images)
-    return f"wrote {request.out} and {request.out.name}.json ({request.precision}, XNNPACK)"
-
-
-def export_litert(weights_path: str | Path, out_path: str | Path, precision: str = "fp32", calibration: Any = None,
-                  size: tuple[int, int] = DEFAULT_SIZE, paired_images: Path | None = None,
-                  qat_run: Path | None = None) -> Path:
-    """Export treefuse weights to a .tflite at `out_path` plus its sidecar; returns the path.
-
-    With `qat_run` (a `treefuse qat --target xnnpack-int8` run of these weights) the INT8 model holds the
-    run's learned weights and scales instead of calibrated ones. The staged model runs on LiteRT's
-    interpreter against PyTorch and must pass its precision's gate first."""
-    from treefuse.export.verify import gate_miss_advice, verify_staged
+    With a QAT run (`treefuse qat --target xnnpack-int8` of these weights) the INT8 model holds the run's
+    learned weights and scales instead of calibrated ones."""
+    from treefuse.export.verify import gate_miss_advice
     from treefuse.runtimes.backends.litert_runner import import_interpreter
 
-    out_path = Path(out_path)
-    check_request(ExportRequest("litert", Path(weights_path), out_path, precision, calibration, paired_images,
-                                qat_run, size=size))
+    size, weights, qat_run = request.size or DEFAULT_SIZE, request.reference_weights(), request.qat_run
     if qat_run is not None:
         from treefuse.export.pt2e.qat import TARGET
         from treefuse.qat_run import require_target
 
         require_target(qat_run, TARGET)  # a wrong or broken run is one line before anything heavy
-    import_interpreter()  # the check below needs LiteRT's interpreter; say so before minutes of conversion
+    import_interpreter()  # the pipeline's check needs LiteRT's interpreter; say so before minutes of conversion
     python = converter_python()
-    qat, advice = None, gate_miss_advice("litert", precision)
-    with atomic_path(out_path) as staged, tempfile.TemporaryDirectory(prefix="treefuse-litert-") as tmp:
+    calibration, qat, advice = request.calibration, None, gate_miss_advice("litert", request.precision)
+    with tempfile.TemporaryDirectory(prefix="treefuse-litert-") as tmp:
         facts_path = Path(tmp) / "facts.json"
         # Resolved paths: the converter runs with the repository as its working folder, not the user's.
-        command = [python, "-m", "treefuse.export.litert.convert", "--weights", str(Path(weights_path).resolve()),
-                   "--out", str(staged.resolve()), "--precision", precision, "--size", f"{size[0]}x{size[1]}",
+        command = [python, "-m", "treefuse.export.litert.convert", "--weights", str(weights.resolve()),
+                   "--out", str(staged.resolve()), "--precision", request.precision, "--size", f"{size[0]}x{size[1]}",
                    "--facts", str(facts_path.resolve())]
         if calibration is not None:
             command += ["--calib", str(Path(calibration).resolve())]
         if qat_run is not None:
             from treefuse.qat_run import miss_advice
 
-            qat = _learned_program(qat_run, Path(weights_path), size, Path(tmp) / "learned.pt2")
+            qat = _learned_program(qat_run, weights, size, Path(tmp) / "learned.pt2")
             command += ["--learned", str((Path(tmp) / "learned.pt2").resolve())]
             calibration = qat["calibration_set"]
             advice = miss_advice(qat_run, "treefuse export litert --precision int8")
         _run_converter(command)
         facts = json.loads(facts_path.read_text())
-        if qat is not None:
-            facts["calibration_sha256"] = qat["calib_sha256"]
-        verify_staged("litert", staged, Path(weights_path), precision,
-                      calibration if isinstance(calibration, (str, Path)) else None, paired_images, advice=advice)
-    record = provenance(config=facts["config"], source_checkpoint=str(weights_path),
-                        source_sha256=facts["source_sha256"], precision=precision,
-                        precision_detail=PRECISIONS[precision], delegate="XNNPACK", converted_hw=list(size),
-                        folded=True, calibration_sha256=facts["calibration_sha256"], tool_versions=facts["tool_versions"],
-                        qat=qat)
-    metadata = artifact_metadata(format="litert", precision=precision, config=facts["config"],
+    if qat is not None:
+        facts["calibration_sha256"] = qat["calib_sha256"]
+    record = provenance(config=facts["config"], source_checkpoint=str(weights), source_sha256=facts["source_sha256"],
+                        precision=request.precision, precision_detail=PRECISIONS[request.precision],
+                        delegate="XNNPACK", converted_hw=list(size), folded=True,
+                        calibration_sha256=facts["calibration_sha256"], tool_versions=facts["tool_versions"], qat=qat)
+    metadata = artifact_metadata(format="litert", precision=request.precision, config=facts["config"],
                                  source_sha256=facts["source_sha256"], calibration_sha256=facts["calibration_sha256"],
                                  target="XNNPACK")
     metadata["treefuse.tool_versions"] = json.dumps(facts["tool_versions"], sort_keys=True)  # the converter's, not ours
-    write_sidecar(out_path, metadata, record)
-    return out_path
+    learned = f" with the weights and scales learned in {qat_run}" if qat_run is not None else ""
+    return Converted(f"{request.precision}{learned}, XNNPACK, input {size[0]}x{size[1]}",
+                     calibration=calibration if isinstance(calibration, (str, Path)) else None, advice=advice,
+                     sidecar=(metadata, record))
+
+
+def export_litert(weights_path: str | Path, out_path: str | Path, precision: str = "fp32", calibration: Any = None,
+                  size: tuple[int, int] = DEFAULT_SIZE, paired_images: Path | None = None,
+                  qat_run: Path | None = None) -> Path:
+    """The export pipeline for a .tflite plus its sidecar, from Python; returns the path."""
+    run_export(ExportRequest("litert", Path(weights_path), Path(out_path), precision, calibration, paired_images,
+                             qat_run, size=size))
+    return Path(out_path)
 
 
 def _learned_program(qat_run: Path, weights_path: Path, size: tuple[int, int], out: Path) -> dict[str, Any]:

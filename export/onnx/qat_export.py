@@ -15,6 +15,7 @@ from typing import Any
 
 from treefuse.errors import TreefuseError
 from treefuse.export.onnx.qat import WEIGHT_LEVELS, FakeQuantQdq, write_learned
+from treefuse.export.onnx.quantize import Int8Result
 from treefuse.files import atomic_path, sha256_file
 from treefuse.qat_run import (BASE_DIR, FP32_ONNX, LEARNED_NAME, PTQ_ONNX, REWRITTEN_ONNX, learned_record, load_into,
                               read_learned, read_settings, require_target, target_named)
@@ -84,7 +85,7 @@ def load_learned(module: FakeQuantQdq, run_dir: str | Path) -> dict[str, str]:
 
 
 def export_qat_int8(run_dir: str | Path, out_path: str | Path, paired_dir: str | Path | None = None,
-                    target: str = "onnxruntime") -> Path:
+                    target: str = "onnxruntime") -> Int8Result:
     """Write the QDQ INT8 ONNX model of a QAT run: the PTQ graph with the learned values, provenance inside.
 
     Like every INT8 export it checks itself against FP32 with the int8 gates (on `paired_dir`, else on the
@@ -114,7 +115,7 @@ def export_qat_int8(run_dir: str | Path, out_path: str | Path, paired_dir: str |
     with atomic_path(out_path) as staged:
         onnx.checker.check_model(model)
         onnx.save(model, str(staged))
-    return out_path
+    return Int8Result(out_path, [], None, None, verification)
 
 
 def _verify(run_dir: Path, candidate: Path, settings: dict[str, Any], paired_dir: str | Path | None) -> dict[str, Any]:

@@ -196,6 +196,7 @@ class Int8Result:
     float_layers: list[str]
     task: dict[str, Any] | None  # fp32/int8 task PSNR and drop when a paired set was given
     sensitivity_path: Path | None
+    verification: dict[str, Any] | None = None  # its check against the FP32 ONNX model, by the int8 gates
 
 
 def sensitivity_path_for(out_path: Path) -> Path:
@@ -268,7 +269,7 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calib_dir: str | 
         onnx.save(model, str(staged))
         if report_path is not None:
             stack.enter_context(atomic_path(report_path)).write_text(json.dumps(report, indent=2) + "\n")
-    return Int8Result(out_path, float_layers, task, report_path)
+    return Int8Result(out_path, float_layers, task, report_path, verification)
 
 
 def _qat_target(target: str) -> str:

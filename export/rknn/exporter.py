@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from treefuse.errors import TreefuseError
-from treefuse.export.request import ExportRequest
+from treefuse.export.request import Converted, ExportRequest
 
 # --platform -> the chips it covers (rknn-toolkit2 2.5.0's target_platform names).
 PLATFORMS = {"rk3588": "RK3588, RK3588S (NVRs, edge boxes)", "rk3576": "RK3576", "rk3568": "RK3568 (NVRs)",
@@ -35,9 +35,10 @@ DEFAULT_SIZE = (256, 256)
 QDQ_LAYOUTS = ("onnxruntime", "tensorrt")
 
 
-def export(request: ExportRequest) -> str:
-    """The format table's entry: a .rknn as `request` asks; returns the line to print."""
-    from treefuse.export.verify import gate_miss_advice, verify_staged
+def convert(request: ExportRequest, staged: Path) -> Converted:
+    """The format table's entry: the .rknn `request` asks for at `staged`, with its simulator recipe
+    (`m.rknn.sim/`) and, when asked, the toolkit's per-layer accuracy table (`m.rknn.layers.json`) beside it."""
+    from treefuse.export.verify import gate_miss_advice
     from treefuse.runtimes.backends.rknn_runner import recipe_dir
 
     options, size = dict(request.options), request.size or DEFAULT_SIZE
@@ -45,9 +46,8 @@ def export(request: ExportRequest) -> str:
     if float16_layers and (request.precision != "int8" or request.qat_run is not None):
         raise TreefuseError("--float16-layers keeps layers of a model the toolkit quantizes itself: use it with "
                             "--precision int8 --calib, not with fp16 or --qat")
-    weights = _reference_weights(request)
+    weights = request.reference_weights()
     with tempfile.TemporaryDirectory(prefix="treefuse-rknn-export-") as tmp:
-        staged = Path(tmp) / request.out.name
         mode, onnx_path, calibration_sha256, qat = _source_model(request, weights, size, Path(tmp))
         job = {"onnx": str(onnx_path), "platform": platform, "mode": mode, "out": str(staged),
                "recipe_dir": str(recipe_dir(staged)), "algorithm": options.get("algorithm", "normal"),
@@ -64,24 +64,13 @@ def export(request: ExportRequest) -> str:
             job["float_layers"] = most_blamed(analysis, float16_layers)
             staged.unlink()
             facts = _build(job, platform)  # step 2 again on the same calibration, those tensors in float16
-        _write_record(staged, request, weights, size, facts, calibration_sha256, qat)
-        advice = miss_advice(request, float16_layers) or gate_miss_advice("rknn", request.precision)
-        verification = verify_staged("rknn", staged, weights, request.precision,
-                                     _judging_calibration(request, qat, size), request.paired_images,
-                                     hw_range=(size, size), advice=advice)
-        _move_into_place(staged, request.out, analysis, verification)
+    if analysis is not None:
+        _write_layer_report(staged, analysis)
     detail = f"{len(facts['float_layers'])} layers in float16, " if facts["float_layers"] else ""
-    return (f"wrote {request.out}, {request.out.name}.json and {recipe_dir(request.out).name}/ ({request.precision}, "
-            f"{detail}{platform}; judged on rknn-toolkit2's simulator)")
-
-
-def _reference_weights(request: ExportRequest) -> Path:
-    """The FP32 weights the artifact is judged against: --weights, or a QAT run's own source weights."""
-    if request.qat_run is not None and Path(request.qat_run).is_dir():
-        from treefuse.export.observed_qat import source_weights
-
-        return source_weights(request.qat_run)
-    return Path(request.source)
+    return Converted(f"{request.precision}, {detail}{platform}; judged on rknn-toolkit2's simulator",
+                     calibration=_judging_calibration(request, qat, size), hw_range=(size, size),
+                     advice=miss_advice(request, float16_layers) or gate_miss_advice("rknn", request.precision),
+                     sidecar=_record(staged, request, weights, size, facts, calibration_sha256, qat))
 
 
 def _source_model(request: ExportRequest, weights: Path, size: tuple[int, int],
@@ -217,15 +206,14 @@ def miss_advice(request: ExportRequest, float16_layers: int) -> str:
             "--qat RUN`")
 
 
-def _write_record(staged: Path, request: ExportRequest, weights: Path, size: tuple[int, int], facts: dict[str, Any],
-                  calibration_sha256: str | None, qat: dict[str, Any] | None) -> None:
-    """The sidecar: the artifact record, provenance, and the simulator recipe's hashes (the runner checks them)."""
+def _record(staged: Path, request: ExportRequest, weights: Path, size: tuple[int, int], facts: dict[str, Any],
+            calibration_sha256: str | None, qat: dict[str, Any] | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """The sidecar's artifact record and provenance, with the simulator recipe's hashes (the runner checks them)."""
     from treefuse.artifact import artifact_metadata
     from treefuse.checkpoint import load_weights
     from treefuse.files import sha256_file
     from treefuse.provenance import provenance
     from treefuse.runtimes.backends.rknn_runner import recipe_dir
-    from treefuse.sidecar import write_sidecar
 
     loaded = load_weights(weights)
     recipe = facts["recipe"]
@@ -240,27 +228,13 @@ def _write_record(staged: Path, request: ExportRequest, weights: Path, size: tup
                                  source_sha256=loaded.sha256, calibration_sha256=calibration_sha256,
                                  target=recipe["platform"])
     metadata["treefuse.tool_versions"] = json.dumps(facts["tool_versions"], sort_keys=True)  # the toolkit's venv
-    write_sidecar(staged, metadata, record)
+    return metadata, record
 
 
-def _move_into_place(staged: Path, out: Path, analysis: dict[str, Any] | None, verification: dict[str, Any]) -> None:
-    """The recipe first, then the .rknn, then its sidecar (and the layer report): each by one rename."""
-    from treefuse.files import atomic_path, write_json_atomic
-    from treefuse.runtimes.backends.rknn_runner import recipe_dir
-    from treefuse.sidecar import sidecar_path
+def _write_layer_report(staged: Path, analysis: dict[str, Any]) -> None:
+    from treefuse.files import write_json_atomic
 
-    def is_recipe(folder: Path) -> bool:
-        return (folder / "model.onnx").is_file() or (folder / "quantization.cfg").is_file()
-
-    with atomic_path(recipe_dir(out), directory=True, same_kind=is_recipe) as staged_recipe:
-        shutil.copytree(recipe_dir(staged), staged_recipe, dirs_exist_ok=True)
-    with atomic_path(out) as staged_rknn:
-        shutil.copyfile(staged, staged_rknn)
-    sidecar = json.loads(sidecar_path(staged).read_text())
-    sidecar["artifact"], sidecar["provenance"]["verification"] = out.name, verification
-    write_json_atomic(sidecar_path(out), sidecar)
-    if analysis is not None:
-        write_json_atomic(out.with_name(out.name + ".layers.json"), {"format": "treefuse-rknn-layers-v1",
-                          "artifact": out.name, "note": "rknn-toolkit2 accuracy_analysis on the simulator: cosine "
-                          "and Euclidean distance of each layer's output vs float, accumulated (entire) and "
-                          "alone (single)", "layers": analysis["layers"]})
+    write_json_atomic(staged.with_name(staged.name + ".layers.json"), {
+        "format": "treefuse-rknn-layers-v1", "artifact": staged.name,
+        "note": "rknn-toolkit2 accuracy_analysis on the simulator: cosine and Euclidean distance of each layer's "
+                "output vs float, accumulated (entire) and alone (single)", "layers": analysis["layers"]})

@@ -20,7 +20,7 @@ import numpy as np
 from treefuse.artifact import onnx_model_metadata
 from treefuse.errors import TreefuseError
 from treefuse.export.tensorrt.profile import ShapeProfile, format_shape
-from treefuse.files import atomic_path, sha256_file
+from treefuse.files import atomic_artifact, sha256_file
 from treefuse.provenance import provenance
 from treefuse.sidecar import sidecar_document, sidecar_path
 
@@ -196,9 +196,16 @@ def make_config(backend: SimpleNamespace, plan: EnginePlan) -> Any:
 
 def build_engine(plan: EnginePlan, backend: SimpleNamespace | None = None,
                  check: Callable[[Path], Any] | None = None) -> Path:
-    """Build and write the engine, its provenance sidecar and its trtexec command line.
+    """Build the engine and write it, its provenance sidecar and its trtexec command line, all or none."""
+    with atomic_artifact(plan.out_path) as staged:
+        write_engine(plan, backend, staged, check)
+    return plan.out_path
 
-    `check` judges the staged engine before anything moves into place (export's own gate check)."""
+
+def write_engine(plan: EnginePlan, backend: SimpleNamespace | None, staged: Path,
+                 check: Callable[[Path], Any] | None = None) -> Any:
+    """Build the engine at `staged`, judge it with `check` (export's own gate check), then write its sidecar
+    and trtexec command line beside it; returns the check's verdict."""
     backend = backend or import_tensorrt()
     pg = backend.pg
     network = pg.NetworkFromOnnxPath(str(plan.onnx_path))
@@ -214,18 +221,15 @@ def build_engine(plan: EnginePlan, backend: SimpleNamespace | None = None,
     if serialized is None:
         raise TreefuseError(f"TensorRT could not build an engine from {plan.onnx_path} ({detail}); "
                             f"run `{command} --verbose` to see which layer failed")
-    trtexec_path = plan.out_path.parent / f"{plan.out_path.name}.trtexec.sh"
-    # All three land together or not at all: the block's moves run only if it succeeds.
-    with atomic_path(plan.out_path) as engine, atomic_path(sidecar_path(plan.out_path)) as record, \
-            atomic_path(trtexec_path) as script:
-        engine.write_bytes(bytes(serialized))
-        if check is not None:
-            check(engine)
-        document = sidecar_document(plan.out_path.name, sha256_file(engine), engine_metadata(plan),
-                                    sidecar(plan, backend, command, sha256_file(engine)))
-        record.write_text(json.dumps(document, indent=2, sort_keys=True))
-        script.write_text(command + "\n")
-    return plan.out_path
+    staged.write_bytes(bytes(serialized))
+    verdict = check(staged) if check is not None else None
+    record = sidecar(plan, backend, command, sha256_file(staged))
+    if verdict is not None:
+        record["verification"] = verdict
+    document = sidecar_document(plan.out_path.name, sha256_file(staged), engine_metadata(plan), record)
+    sidecar_path(staged).write_text(json.dumps(document, indent=2, sort_keys=True))
+    staged.with_name(f"{staged.name}.trtexec.sh").write_text(command + "\n")
+    return verdict
 
 
 def engine_metadata(plan: EnginePlan) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """ExecuTorch runner: a .pte program on ExecuTorch's own runtime (XNNPACK delegate) on this CPU."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,9 @@ EXECUTORCH_ERRORS = (RuntimeError,)
 
 
 def _import_runtime() -> Any:
-    return import_optional("executorch.runtime", "executorch: ExecuTorch", "executorch")
+    with warnings.catch_warnings():  # its pybindings warn "This API is experimental" on import: noise to a user
+        warnings.filterwarnings("ignore", message="This API is experimental")
+        return import_optional("executorch.runtime", "executorch: ExecuTorch", "executorch")
 
 
 def _check_identifier(path: Path) -> None:

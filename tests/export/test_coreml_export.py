@@ -70,7 +70,7 @@ def test_out_path_must_be_an_mlpackage_and_never_replaces_other_folders(tiny_cor
     precious = tmp_path / "photos.mlpackage"
     precious.mkdir()
     (precious / "keep.png").write_bytes(b"x")
-    with pytest.raises(TreefuseError, match="not a Core ML package"):
+    with pytest.raises(TreefuseError, match="not a coreml package"):
         export_coreml(tiny_coreml_weights, precious, "fp16", **RANGE)
     assert (precious / "keep.png").is_file()
 

@@ -8,9 +8,8 @@ from treefuse.cli import main
 from treefuse.formats import exportable_formats
 from treefuse.gates import MAX_PSNR_DB, Gates
 
-SLOW_TO_EXPORT = {"coreml", "executorch", "litert", "rknn"}  # a conversion takes 10-40 s on 2 cores
 SHAPE_OPTIONS = {"range": ["--min-size", "16x16", "--max-size", "64x64"], "fixed": ["--size", "40x56"]}
-KINDS = [pytest.param(fmt.kind, marks=pytest.mark.slow) if fmt.kind in SLOW_TO_EXPORT else fmt.kind
+KINDS = [pytest.param(fmt.kind, marks=pytest.mark.slow) if fmt.slow_to_export else fmt.kind
          for fmt in exportable_formats() if fmt.source == "weights"]  # TensorRT's: tests/export/test_trt_build.py
 
 

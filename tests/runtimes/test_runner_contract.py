@@ -62,10 +62,9 @@ def tiny_weights_path(tmp_path_factory):
                         tmp_path_factory.mktemp("contract") / "tiny.safetensors")
 
 
-SLOW_TO_EXPORT = {"coreml", "executorch", "litert", "rknn"}  # a conversion takes 10-40 s on 2 cores
 
 
-@pytest.mark.parametrize("kind", [pytest.param(kind, marks=pytest.mark.slow) if kind in SLOW_TO_EXPORT else kind
+@pytest.mark.parametrize("kind", [pytest.param(kind, marks=pytest.mark.slow) if format_of(kind).slow_to_export else kind
                                   for kind in contract_kinds()])
 def test_runner_contract(kind, tiny_weights_path, tmp_path):
     reason = format_of(kind).unavailable_reason()

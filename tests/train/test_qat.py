@@ -122,7 +122,7 @@ def test_export_keeps_learned_scales_exactly(qat_run, tmp_path):
     module, ptq = load_qat_module(qat_run)
     perturb(module)
     layout.save_learned(qat_run, module.state_dict(), 3, 4)
-    exported = onnx.load(str(export_qat_int8(qat_run, tmp_path / "m.int8.onnx")))
+    exported = onnx.load(str(export_qat_int8(qat_run, tmp_path / "m.int8.onnx").path))
     values = initializers(exported)
     learned_scales = [module.names[k] for k in module.multipliers]
     assert learned_scales and all(np.array_equal(values[name], module.scale(name).detach().numpy())
