@@ -87,13 +87,14 @@ def pack(request: PackRequest) -> PackedBundle:
                                 f"treefuse), not {candidate.kind!r}")
         facts = candidate.describe()
         limits = candidate.input_constraints()
+    companions = companion_files(facts["kind"], Path(facts["path"]))  # before minutes of work
     with make_runner(_reference_spec(request.reference, facts["artifact"])) as reference:
         pairs = image_set(request.images)[: request.count or None]
         samples = _golden_samples(pairs, request.sizes, reference, limits)
         reference_facts = reference.describe()
     bench_hw = request.bench_size or _frame_size(pairs, limits)
     with atomic_path(request.out, directory=True, same_kind=is_bundle) as staged:
-        files = _write_contents(staged, request, facts, reference_facts, samples, bench_hw)
+        files = _write_contents(staged, request, facts, reference_facts, samples, bench_hw, companions)
         manifest = bundle_manifest.write_manifest(staged, files, {"treefuse_provenance": provenance()})
     total = sum(p.stat().st_size for p in request.out.rglob("*") if p.is_file())
     return PackedBundle(request.out, len(manifest["files"]) + 1, total,
@@ -177,8 +178,17 @@ def _compact(image: np.ndarray) -> np.ndarray:
     return as_uint8 if np.array_equal(as_uint8.astype(np.float32) / 255.0, image) else image.astype(np.float32)
 
 
+def companion_files(kind: str, artifact: Path) -> list[Path]:
+    """Files the format's engine reads beside the artifact (ExecuTorch's layers program), where it names any."""
+    named = getattr(engine_module(kind), "companion_files", None)
+    try:
+        return named(artifact) if named else []
+    except bundle_manifest.BundleError as exc:
+        raise TreefuseError(str(exc)) from None
+
+
 def _write_contents(root: Path, request: PackRequest, facts: dict[str, Any], reference: dict[str, Any],
-                    samples: list[Sample], bench_hw: tuple[int, int]) -> list[str]:
+                    samples: list[Sample], bench_hw: tuple[int, int], companions: list[Path]) -> list[str]:
     """Every file but the manifest; returns their bundle-relative names."""
     from treefuse.sidecar import sidecar_path
 
@@ -189,6 +199,9 @@ def _write_contents(root: Path, request: PackRequest, facts: dict[str, Any], ref
     if sidecar_path(artifact).is_file():  # ExecuTorch and LiteRT keep their record beside the file
         names.append(f"artifact/{sidecar_path(artifact).name}")
         shutil.copyfile(sidecar_path(artifact), root / names[-1])
+    for companion in companions:
+        names.append(f"artifact/{companion.name}")
+        shutil.copyfile(companion, root / names[-1])
     arrays: dict[str, np.ndarray] = {}
     for index, sample in enumerate(samples):
         key = f"{index:03d}"

@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "to compare two devices output by output")
     parser.add_argument("--layers", type=Path, metavar="NPZ", help="also save every layer's output on centre crops "
                         "of the golden inputs (.npz): at home, `treefuse diff --ref torch:W --cand-layers NPZ` names "
-                        "the first layer this device gets wrong (ONNX bundles; needs the onnx package)")
+                        "the first layer this device gets wrong (ONNX bundles, with the onnx package; ExecuTorch bundles packed with "
+                        "their layers program m.layers.pte)")
     parser.add_argument("--layers-crop", type=_size, default=(64, 64), metavar="HxW",
                         help="centre crop of each golden input for --layers (default 64x64: small files, fast under "
                         "emulation)")

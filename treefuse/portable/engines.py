@@ -2,7 +2,8 @@
 
 A format's row names its engine (`bundle_engine`, a module in the format's folder); `treefuse pack`
 copies it beside this file as KIND_engine.py. An engine module gives `load(path, threads)`, whose
-result has `runtime` ('package version'), `infer(batch)` and, where the runtime allows, `layers(batch)`.
+result has `runtime` ('package version'), `infer(batch)` and, where the runtime allows, `layers(batch)`; a
+module may also give `companion_files(artifact)`, the files beside the artifact that the bundle must carry.
 Each engine takes and returns NCHW float32 RGB in [0, 1]. What a runtime prints on the C
 level (ONNX Runtime's `cpuinfo_initialize failed` under emulation, XNNPACK's delegate
 banner) is captured, kept out of the terminal, and recorded with the result.
