@@ -200,6 +200,7 @@ FORMATS: list[Format] = [
            export_help="RKNN model (.rknn) for a Rockchip NPU (rk3588, rv1106, ...), fp16 or int8",
            default_precision="fp16", shape=Shape("fixed"), available="treefuse.runtimes.backends.rknn_runner:toolkit_missing",
            bundle_engine="treefuse.export.rknn.board_engine", slow_to_export=True,
+           layers="treefuse.runtimes.inspect.rknn_layers:open_layers",
            not_benchmarked="its latency here is the toolkit's x86 simulator, not the NPU: time it on the board "
                            "(`treefuse pack rknn:m.rknn`, docs/rknn.md)"),
 ]

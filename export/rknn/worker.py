@@ -7,7 +7,7 @@ to a log file, and only this script's own lines reach the parent (`ready`, `ok`,
 `treefuse: error: ...` line on stderr with exit 2). The parent turns a crash into one line too.
 
   build JOB    an ONNX model (pinned to 1x3xHxW) -> .rknn plus the recipe the simulator rebuilds from
-  serve JOB    rebuild the recipe on the x86 simulator, then answer `IN.npy OUT.npy` lines on stdin
+  serve JOB    rebuild the recipe on the x86 simulator, then answer `IN.npy OUT.npz` lines on stdin (every output)
   analyze JOB  the toolkit's per-layer accuracy_analysis of a recipe on the simulator -> a JSON table
 """
 from __future__ import annotations
@@ -71,6 +71,7 @@ def _check(code: int, what: str) -> None:
 def build(job: dict[str, Any]) -> dict[str, Any]:
     """Build the .rknn (`job['out']`) and write its simulator recipe into `job['recipe_dir']`."""
     recipe, mode = Path(job["recipe_dir"]), job["mode"]
+    rewrites = list(job.get("qdq_rewrites", _toolkit_qdq().REWRITES)) if mode == "qdq" else []
     recipe.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     toolkit = new_toolkit(job)
@@ -86,13 +87,13 @@ def build(job: dict[str, Any]) -> dict[str, Any]:
         toolkit.release()
         toolkit = _rebuilt(recipe, job)
     else:
-        _check(toolkit.load_onnx(model=job["onnx"]), "load_onnx")
+        shutil.copyfile(job["onnx"], recipe / "model.onnx")  # the recipe keeps the model as given; rewrites are named
+        _load_onnx(toolkit, recipe / "model.onnx", rewrites)
         _check(toolkit.build(do_quantization=False), "build")
-        shutil.copyfile(job["onnx"], recipe / "model.onnx")
     _check(toolkit.export_rknn(job["out"]), "export_rknn")
     toolkit.release()
     return {"recipe": {"mode": mode, "platform": job["platform"], "files": list(RECIPE_FILES[mode]),
-                       "optimization_level": job.get("optimization_level", 3)},
+                       "optimization_level": job.get("optimization_level", 3), "qdq_rewrites": rewrites},
             "float_layers": job.get("float_layers", []), "tool_versions": tool_versions(),
             "conversion_s": round(time.perf_counter() - started, 2)}
 
@@ -119,13 +120,30 @@ def _rebuilt(recipe: Path, job: dict[str, Any]) -> Any:
                                                  model_quantization_cfg=str(recipe / "quantization.cfg")),
                "build (hybrid step 2)")
     else:
-        _check(toolkit.load_onnx(model=str(recipe / "model.onnx")), "load_onnx")
+        _load_onnx(toolkit, recipe / "model.onnx", job.get("qdq_rewrites", []))  # a recipe's own rewrites, no others
         _check(toolkit.build(do_quantization=False), "build")
     return toolkit
 
 
+def _load_onnx(toolkit: Any, model: Path, rewrites: list[str]) -> None:
+    """load_onnx of `model`, or of a copy with `rewrites` applied (export/rknn/toolkit_qdq.py) when there are any."""
+    if not rewrites:
+        _check(toolkit.load_onnx(model=str(model)), "load_onnx")
+        return
+    with tempfile.TemporaryDirectory(prefix="treefuse-rknn-qdq-") as tmp:
+        prepared = _toolkit_qdq().prepared_for_toolkit(model, Path(tmp) / "model.onnx", rewrites)
+        _check(toolkit.load_onnx(model=str(prepared)), "load_onnx")
+
+
+def _toolkit_qdq() -> Any:
+    """The QDQ rewrites module beside this file: a package import inside treefuse, a sibling one as a script."""
+    from importlib import import_module
+
+    return import_module(f"{__package__}.toolkit_qdq" if __package__ else "toolkit_qdq")
+
+
 def serve(job: dict[str, Any], replies: Any) -> dict[str, Any]:
-    """Rebuild on the simulator, say `ready`, then answer each `IN.npy OUT.npy` line with `ok` until stdin closes."""
+    """Rebuild on the simulator, say `ready`, then answer each `IN.npy OUT.npz` line with `ok` until stdin closes."""
     import numpy as np
 
     toolkit = _rebuilt(Path(job["recipe_dir"]), job)
@@ -137,7 +155,9 @@ def serve(job: dict[str, Any], replies: Any) -> dict[str, Any]:
         outputs = [toolkit.inference(inputs=[image[None]], data_format="nchw") for image in batch]
         if any(output is None for output in outputs):
             raise JobError("the simulator returned no output")
-        np.save(target, np.concatenate([np.asarray(o[0], dtype=np.float32) for o in outputs], axis=0))
+        with open(target, "wb") as handle:  # every graph output, in order (np.savez would add .npz to the name)
+            np.savez(handle, *[np.concatenate([np.asarray(o[k], dtype=np.float32) for o in outputs], axis=0)
+                               for k in range(len(outputs[0]))])
         _reply(replies, "ok")
     toolkit.release()
     return {}

@@ -93,6 +93,61 @@ def simulator_recipe(artifact: Path) -> dict[str, Any]:
     return {**record, "recipe_dir": str(folder)}
 
 
+class SimulatorWorker:
+    """A worker process that rebuilds one recipe on the toolkit's simulator once, then runs batch after batch."""
+
+    def __init__(self, recipe: dict[str, Any], what: str = "rebuilding the model on the simulator") -> None:
+        self.platform = recipe.get("platform", "?")
+        self.tmp = tempfile.TemporaryDirectory(prefix="treefuse-rknn-sim-")
+        folder = Path(self.tmp.name)
+        job = {"recipe_dir": recipe["recipe_dir"], "mode": recipe["mode"], "platform": recipe["platform"],
+               "optimization_level": recipe.get("optimization_level", 3),
+               "qdq_rewrites": recipe.get("qdq_rewrites", []), "log": str(folder / "toolkit.log")}
+        (folder / "job.json").write_text(json.dumps(job))
+        self.process: subprocess.Popen | None = subprocess.Popen(
+            [toolkit_python(), str(WORKER), "serve", str(folder / "job.json")],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self._expect("ready", what)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Every output of the rebuilt model for `batch` (1..N x 3 x H x W at the compiled size), in graph order."""
+        assert self.process is not None and self.process.stdin is not None
+        source, target = Path(self.tmp.name) / "in.npy", Path(self.tmp.name) / "out.npz"
+        np.save(source, np.ascontiguousarray(batch))
+        try:
+            self.process.stdin.write(f"{source} {target}\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # the worker died: _expect says how
+        self._expect("ok", f"running a {'x'.join(map(str, batch.shape))} input on the simulator")
+        with np.load(target, allow_pickle=False) as saved:
+            return [saved[f"arr_{index}"] for index in range(len(saved.files))]
+
+    def _expect(self, word: str, what: str) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        line = self.process.stdout.readline().strip()
+        if line != word:
+            code = self.process.wait()
+            stderr = self.process.stderr.read() if self.process.stderr else ""
+            self.close()
+            raise worker_failure(code, stderr, self.platform, what)
+
+    def close(self) -> None:
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.stdin.close()
+                try:
+                    self.process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    self.process.kill()
+                    self.process.wait()
+            for stream in (self.process.stdout, self.process.stderr):
+                if stream is not None:
+                    stream.close()
+            self.process = None
+        self.tmp.cleanup()
+
+
 class RknnRunner(Runner):
     """Runs a .rknn on the toolkit's simulator: a worker process rebuilds it once, then answers per batch."""
 
@@ -100,30 +155,17 @@ class RknnRunner(Runner):
 
     def __init__(self, path) -> None:
         super().__init__(path)
-        self.worker: subprocess.Popen | None = None
-        self.tmp: tempfile.TemporaryDirectory | None = None
+        self.workers: list[SimulatorWorker] = []  # the model's own first; others (its layers exposed) after
         self.recipe: dict[str, Any] = {}
 
     def activate_impl(self) -> None:
         self.recipe = simulator_recipe(self.path)
-        self.tmp = tempfile.TemporaryDirectory(prefix="treefuse-rknn-sim-")
-        folder = Path(self.tmp.name)
-        job = {"recipe_dir": self.recipe["recipe_dir"], "mode": self.recipe["mode"],
-               "platform": self.recipe["platform"], "optimization_level": self.recipe.get("optimization_level", 3),
-               "log": str(folder / "toolkit.log")}
-        (folder / "job.json").write_text(json.dumps(job))
-        self.worker = subprocess.Popen([toolkit_python(), str(WORKER), "serve", str(folder / "job.json")],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self._expect("ready", "rebuilding the model on the simulator")
+        self.workers = [SimulatorWorker(self.recipe)]
 
-    def _expect(self, word: str, what: str) -> None:
-        assert self.worker is not None and self.worker.stdout is not None
-        line = self.worker.stdout.readline().strip()
-        if line != word:
-            code = self.worker.wait()
-            stderr = self.worker.stderr.read() if self.worker.stderr else ""
-            self._close()
-            raise worker_failure(code, stderr, self.recipe.get("platform", "?"), what)
+    def simulate_variant(self, recipe_dir: Path, what: str) -> SimulatorWorker:
+        """A worker for another recipe of this model (same platform and mode), closed with the runner."""
+        self.workers.append(SimulatorWorker({**self.recipe, "recipe_dir": str(recipe_dir)}, what))
+        return self.workers[-1]
 
     def infer_impl(self, batch: np.ndarray) -> np.ndarray:
         size = tuple(self.recipe["size"])
@@ -139,36 +181,12 @@ class RknnRunner(Runner):
                                       radius).transpose(2, 0, 1) for image in batch])
 
     def _simulate(self, batch: np.ndarray) -> np.ndarray:
-        assert self.worker is not None and self.worker.stdin is not None and self.tmp is not None
-        source, target = Path(self.tmp.name) / "in.npy", Path(self.tmp.name) / "out.npy"
-        np.save(source, np.ascontiguousarray(batch))
-        try:
-            self.worker.stdin.write(f"{source} {target}\n")
-            self.worker.stdin.flush()
-        except BrokenPipeError:
-            pass  # the worker died: _expect says how
-        self._expect("ok", f"running a {'x'.join(map(str, batch.shape))} input on the simulator")
-        return np.load(target, allow_pickle=False)
+        return self.workers[0].run(batch)[0]
 
     def deactivate_impl(self) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        if self.worker is not None:
-            if self.worker.poll() is None:
-                self.worker.stdin.close()
-                try:
-                    self.worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self.worker.kill()
-                    self.worker.wait()
-            for stream in (self.worker.stdout, self.worker.stderr):
-                if stream is not None:
-                    stream.close()
-            self.worker = None
-        if self.tmp is not None:
-            self.tmp.cleanup()
-            self.tmp = None
+        for worker in self.workers:
+            worker.close()
+        self.workers = []
 
     def input_constraints(self) -> dict[str, Any]:
         """The compiled size; a square one also runs larger frames tile by tile (with overlaps it needs room for)."""
