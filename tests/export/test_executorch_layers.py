@@ -47,7 +47,6 @@ def test_layers_are_torch_layers_name_for_name(int8_program, tiny_coreml_weights
     reference = torch_layers(tiny_coreml_weights, batch)
     assert list(layers) == list(reference) and list(layers)[:2] == ["head", "blocks.0.pairs.0.conv_a"]
     rows = compare_layers(reference, layers)
-    print({row["layer"]: round(row["psnr_db"], 1) for row in rows})
     # Each 8-bit layer is close to the float layer of its name; a name on another tensor would be far off.
     assert len(rows) == len(reference) and all(25 < row["psnr_db"] < 80 for row in rows)
 
