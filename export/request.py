@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from treefuse.errors import TreefuseError
 from treefuse.export.verify import check_figures, verify_staged
-from treefuse.files import atomic_artifact, check_output_path
+from treefuse.files import atomic_path, check_output_path
 from treefuse.formats import Format, format_of, resolve
 from treefuse.sidecar import write_sidecar
 
@@ -130,7 +130,7 @@ def run_export(request: ExportRequest) -> str:
     row = request.row
     convert = resolve(row.exporter)  # type: ignore[arg-type]
     _warn_of_overlap(request)
-    with atomic_artifact(request.out, directory=row.is_folder, same_kind=_same_kind(row)) as staged:
+    with atomic_path(request.out, directory=row.is_folder, same_kind=_same_kind(row)) as staged:
         made: Converted = convert(request, staged)
         if made.sidecar is not None:  # before the check too: a runner may read its artifact's record (RKNN's recipe)
             write_sidecar(staged, *made.sidecar)

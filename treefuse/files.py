@@ -79,35 +79,11 @@ def atomic_path(target: str | Path, directory: bool = False,
                 same_kind: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Yield a staging path beside `target`; move it into place only if the block succeeds.
 
-    `same_kind(existing_folder)` says whether a non-empty folder already at `target` is an
-    artifact of the kind being written (and so may be replaced).
-    """
-    target = check_output_path(target, directory, same_kind)
-    _make_parents(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=STAGING_SUFFIX, dir=target.parent))
-    staged = tmp / target.name
-    try:
-        if directory:
-            staged.mkdir()
-        yield staged
-        check_output_path(target, directory, same_kind)  # it may have changed while we worked
-        _move_into_place(staged, target, directory)
-    except OSError as exc:
-        if exc.filename is None or str(exc.filename).startswith(str(tmp)):  # name the output, not our staging
-            raise OSError(exc.errno, exc.strerror, str(target)) from exc
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_artifact(target: str | Path, directory: bool = False,
-                    same_kind: Callable[[Path], bool] | None = None) -> Iterator[Path]:
-    """atomic_path for an artifact and its companions: files or folders the block writes beside the staged
-    artifact, named after it (a sidecar `m.pte.json`, a recipe folder `m.rknn.sim/`, `m.int8.sensitivity.json`).
-
-    Nothing moves unless the block succeeds. Companions move first, then the artifact, then its sidecar
-    (`<name>.json`, which binds to the artifact's bytes), each by one rename. A companion folder is marked
+    `same_kind(existing_folder)` says whether a non-empty folder already at `target` is an artifact of the
+    kind being written (and so may be replaced). The block may write companions beside the staged path,
+    named after the target (a sidecar `m.pte.json`, a recipe folder `m.rknn.sim/`, `m.int8.sensitivity.json`).
+    Companions move first, then the artifact, then its sidecar (`<name>.json`, which binds to the artifact's
+    bytes), each by one rename. A companion folder is marked
     as one (COMPANION_MARK); a folder already standing where it goes is replaced only when it is marked, or
     holds nothing the new one does not: an older companion, never a user's folder of other files."""
     target = check_output_path(target, directory, same_kind)

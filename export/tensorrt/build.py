@@ -20,7 +20,7 @@ import numpy as np
 from treefuse.artifact import onnx_model_metadata
 from treefuse.errors import TreefuseError
 from treefuse.export.tensorrt.profile import ShapeProfile, format_shape
-from treefuse.files import atomic_artifact, sha256_file
+from treefuse.files import atomic_path, sha256_file
 from treefuse.provenance import provenance
 from treefuse.sidecar import sidecar_document, sidecar_path
 
@@ -197,7 +197,7 @@ def make_config(backend: SimpleNamespace, plan: EnginePlan) -> Any:
 def build_engine(plan: EnginePlan, backend: SimpleNamespace | None = None,
                  check: Callable[[Path], Any] | None = None) -> Path:
     """Build the engine and write it, its provenance sidecar and its trtexec command line, all or none."""
-    with atomic_artifact(plan.out_path) as staged:
+    with atomic_path(plan.out_path) as staged:
         write_engine(plan, backend, staged, check)
     return plan.out_path
 

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from treefuse.errors import TreefuseError
-from treefuse.files import COMPANION_MARK, atomic_artifact, atomic_path, check_output_folder, write_json_atomic
+from treefuse.files import COMPANION_MARK, atomic_path, check_output_folder, write_json_atomic
 
 
 def test_a_folder_where_a_file_goes_is_refused_and_untouched(tmp_path):
@@ -65,7 +65,7 @@ def test_an_output_folder_may_hold_other_files_but_not_be_a_file(tmp_path):
 
 
 def _write_with_companions(tmp_path, version: str, recipe_files=("model.onnx",)) -> None:
-    with atomic_artifact(tmp_path / "m.rknn") as staged:
+    with atomic_path(tmp_path / "m.rknn") as staged:
         staged.write_text(version)
         recipe = staged.with_name("m.rknn.sim")
         recipe.mkdir()
@@ -93,7 +93,7 @@ def test_a_users_folder_where_a_companion_goes_is_refused_and_nothing_moves(tmp_
 
 def test_a_failed_conversion_moves_no_companion(tmp_path):
     with pytest.raises(ValueError):
-        with atomic_artifact(tmp_path / "m.pte") as staged:
+        with atomic_path(tmp_path / "m.pte") as staged:
             staged.write_text("program")
             staged.with_name("m.pte.json").write_text("{}")
             raise ValueError("the check failed")
@@ -102,7 +102,7 @@ def test_a_failed_conversion_moves_no_companion(tmp_path):
 
 def test_a_companion_not_named_after_its_artifact_is_a_bug(tmp_path):
     with pytest.raises(RuntimeError, match="named after it"):
-        with atomic_artifact(tmp_path / "m.pte") as staged:
+        with atomic_path(tmp_path / "m.pte") as staged:
             staged.write_text("program")
             staged.with_name("other.json").write_text("{}")
     assert list(tmp_path.iterdir()) == []
