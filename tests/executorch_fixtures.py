@@ -16,11 +16,12 @@ def calibration_set() -> types.SimpleNamespace:
 
 
 def program_with_layers(weights: Path, folder: Path, precision: str = "fp32") -> Path:
-    """`m.PRECISION.pte` and `m.PRECISION.layers.pte` of `weights` in `folder`; returns the program's path."""
-    from treefuse.export.executorch.exporter import export_executorch
-    from treefuse.export.executorch.layers import write_layers_program
+    """`m.PRECISION.pte` and `m.PRECISION.layers.pte` of `weights` in `folder`, exported as `--layers` asks;
+    returns the program's path."""
+    from treefuse.export.request import ExportRequest, run_export
 
     calibration = calibration_set() if precision == "int8" else None
-    program = export_executorch(weights, folder / f"m.{precision}.pte", precision, calibration, **RANGE)
-    write_layers_program(weights, program, precision, calibration, **RANGE)
+    program = folder / f"m.{precision}.pte"
+    run_export(ExportRequest("executorch", weights, program, precision, calibration, options={"layers": True},
+                             **RANGE))
     return program

@@ -19,6 +19,7 @@ import torch
 
 from treefuse.artifact import artifact_metadata
 from treefuse.checkpoint import load_weights
+from treefuse.errors import TreefuseError
 from treefuse.export.request import Converted, ExportRequest, run_export
 from treefuse.folding import fold
 from treefuse.optional import import_optional
@@ -42,6 +43,9 @@ def convert(request: ExportRequest, staged: Path) -> Converted:
     learned weights and scales instead of calibrated ones."""
     from treefuse.export.verify import gate_miss_advice
 
+    if request.options.get("layers") and request.qat_run is not None:
+        raise TreefuseError("--layers rebuilds the program with calibrated scales, not a QAT run's learned ones: "
+                            "drop --layers, or export with --calib")
     import_executorch()
     min_hw, max_hw = request.min_hw or DEFAULT_MIN_HW, request.max_hw or DEFAULT_MAX_HW
     weights = request.reference_weights()
@@ -74,6 +78,10 @@ def convert(request: ExportRequest, staged: Path) -> Converted:
                         calibration_sha256=calibration_sha256, tool_versions=tool_versions(TOOLS), qat=qat)
     metadata = artifact_metadata(format="executorch", precision=request.precision, config=loaded.config.to_dict(),
                                  source_sha256=loaded.sha256, calibration_sha256=calibration_sha256, target="XNNPACK")
+    if request.options.get("layers"):  # a companion: the same program with every layer as an output
+        from treefuse.export.executorch.layers import write_layers_program  # it builds on this module
+
+        write_layers_program(weights, staged, request.precision, calibration, min_hw, max_hw, (metadata, record))
     learned = f" with the weights and scales learned in {request.qat_run}" if request.qat_run is not None else ""
     return Converted(f"{request.precision}{learned}, XNNPACK, inputs {min_hw[0]}x{min_hw[1]} .. "
                      f"{max_hw[0]}x{max_hw[1]}", calibration=calibration if isinstance(calibration, (str, Path))

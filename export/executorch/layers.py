@@ -25,6 +25,7 @@ from treefuse.export.executorch.exporter import (DEFAULT_MAX_HW, DEFAULT_MIN_HW,
 from treefuse.files import atomic_path, sha256_file
 from treefuse.folding import FoldedTreeFusionNet
 from treefuse.model import TreeFusionNet
+from treefuse.runtimes.backends.executorch_runner import import_runtime
 from treefuse.runtimes.inspect.names import OUTPUT
 from treefuse.runtimes.inspect.torch_layers import recorded_layers
 from treefuse.sidecar import read_sidecar, write_sidecar
@@ -55,10 +56,12 @@ class LayerOutputs(FoldedTreeFusionNet):
 
 def write_layers_program(weights_path: str | Path, program_path: str | Path, precision: str = "fp32",
                          calibration: Any = None, min_hw: tuple[int, int] = DEFAULT_MIN_HW,
-                         max_hw: tuple[int, int] = DEFAULT_MAX_HW) -> Path:
+                         max_hw: tuple[int, int] = DEFAULT_MAX_HW,
+                         program_record: tuple[dict[str, str], dict[str, Any]] | None = None) -> Path:
     """Write `m.layers.pte` and its sidecar beside the program `m.pte` exported with these same arguments.
 
-    Returns the layers program's path. The program must already be written: the sidecar is bound to its bytes."""
+    Returns the layers program's path. The program must already be written: the sidecar is bound to its bytes.
+    `program_record` is the program's (metadata, provenance) when its sidecar is not written yet."""
     program_path = Path(program_path)
     if not program_path.is_file():
         raise TreefuseError(f"{program_path} does not exist; export the program first, then its layers program")
@@ -82,21 +85,22 @@ def write_layers_program(weights_path: str | Path, program_path: str | Path, pre
         staged.write_bytes(buffer)
         output_change = output_difference(program_path, staged, len(network.names), loaded.config.in_channels,
                                           min_hw, max_hw)
-    program_record = read_sidecar(program_path) or {"metadata": {}, "provenance": {}}
-    record = {**program_record["provenance"], "layers": network.names, "program": program_path.name,
+    if program_record is None:
+        found = read_sidecar(program_path) or {"metadata": {}, "provenance": {}}
+        program_record = found["metadata"], found["provenance"]
+    metadata, provenance = program_record
+    record = {**provenance, "layers": network.names, "program": program_path.name,
               "program_sha256": sha256_file(program_path), "output_vs_program_max_abs_diff": output_change}
-    write_sidecar(out, program_record["metadata"], record)
+    write_sidecar(out, metadata, record)
     return out
 
 
 def output_difference(program: Path, layers_program: Path, outputs: int, channels: int,
                       min_hw: tuple[int, int], max_hw: tuple[int, int]) -> float:
     """Largest |difference| between the programs' outputs on one random image, on this machine's runtime."""
-    from executorch.runtime import Runtime
-
     hw = tuple(min(max(low, side), high) for low, side, high in zip(min_hw, CHECK_HW, max_hw))
     image = torch.from_numpy(np.random.default_rng(0).random((1, channels, *hw), dtype=np.float32))
-    runtime = Runtime.get()
+    runtime = import_runtime().Runtime.get()
     plain = runtime.load_program(str(program)).load_method("forward").execute([image])[0]
     exposed = runtime.load_program(str(layers_program)).load_method("forward").execute([image])
     if len(exposed) != outputs:  # the lowering dropped or merged outputs: the names would be misassigned

@@ -18,7 +18,7 @@ from treefuse.sidecar import read_sidecar
 EXECUTORCH_ERRORS = (RuntimeError,)
 
 
-def _import_runtime() -> Any:
+def import_runtime() -> Any:
     with warnings.catch_warnings():  # its pybindings warn "This API is experimental" on import: noise to a user
         warnings.filterwarnings("ignore", message="This API is experimental")
         return import_optional("executorch.runtime", "executorch: ExecuTorch", "executorch")
@@ -46,7 +46,7 @@ class ExecuTorchRunner(Runner):
         self.max_hw: tuple[int, int] | None = None
 
     def activate_impl(self) -> None:
-        runtime = _import_runtime()
+        runtime = import_runtime()
         self.sidecar = read_sidecar(self.path) or {}
         if self.threads:
             from executorch.extension.pybindings import portable_lib

@@ -54,3 +54,15 @@ def test_layers_are_torch_layers_name_for_name(int8_program, tiny_coreml_weights
 def test_a_layers_program_needs_its_program_first(tiny_coreml_weights, tmp_path):
     with pytest.raises(TreefuseError, match="export the program first"):
         write_layers_program(tiny_coreml_weights, tmp_path / "missing.pte", **RANGE)
+
+
+def test_layers_are_refused_with_a_qat_run_in_one_line(tiny_coreml_weights, tmp_path, capsys):
+    from treefuse.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert main(["export", "executorch", "--weights", str(tiny_coreml_weights), "--precision", "int8", "--qat", str(run),
+                 "--layers", "--out", str(tmp_path / "m.pte")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--layers" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
