@@ -182,7 +182,7 @@ FORMATS: list[Format] = [
            export_options="treefuse.export.executorch.options",
            bundle_engine="treefuse.export.executorch.bundle_engine",
            export_help="ExecuTorch program (.pte, XNNPACK), fp32 or int8",
-           layers="treefuse.runtimes.inspect.output_only:open_layers",
+           layers="treefuse.runtimes.inspect.executorch_layers:open_layers",
            profiler="treefuse.runtimes.inspect.executorch_profile:profile",
            shape=Shape("range", min_hw=(16, 16), max_hw=(1088, 1920)), slow_to_export=True),
     Format("litert", ".tflite", (FP32, FP16, Precision("int8", "int8", "xnnpack-int8", calibrated=True)),

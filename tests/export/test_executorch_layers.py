@@ -66,3 +66,17 @@ def test_layers_are_refused_with_a_qat_run_in_one_line(tiny_coreml_weights, tmp_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--layers" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_diff_reads_every_layer_from_the_layers_program_beside_the_pte(int8_program, tiny_coreml_weights, paired_dir,
+                                                                       tmp_path):
+    from treefuse.cli import main
+    from treefuse.results import result_from_json
+
+    out = tmp_path / "diff.json"
+    code = main(["diff", "--ref", f"torch:{tiny_coreml_weights}", "--cand", f"executorch:{int8_program}",
+                 "--images", str(paired_dir / "rain"), "--crop", "32x32", "--json", str(out)])
+    result = result_from_json(json.loads(out.read_text()), str(out))
+    assert code in (0, 1) and result.unmatched == {"reference_only": [], "candidate_only": []}
+    assert [row["layer"] for row in result.layers][:2] == ["head", "blocks.0.pairs.0.conv_a"]
+    assert result.exposure_effect["candidate"] == 0.0  # the layers program computes the program's output exactly
