@@ -80,3 +80,27 @@ def test_bundle_engines_import_nothing_of_treefuse_inside_a_bundle():
         top_level = [line for line in source.splitlines() if re.match(r"(from|import) treefuse", line)]
         assert not top_level, f"{module} imports treefuse outside its fallback: {top_level}"
         assert hasattr(resolve(module + ":load"), "__call__") and resolve(module + ":NEEDS")
+
+
+def _portable_engines() -> dict[str, object]:
+    """kind -> bundle engine module, for every format whose engine runs on a plain Linux CPU from pip runtimes
+    (the board engines, such as Rockchip's, need their board and name no RUNTIMES)."""
+    from importlib import import_module
+
+    engines = {fmt.kind: import_module(fmt.bundle_engine) for fmt in FORMATS if fmt.bundle_engine}
+    return {kind: engine for kind, engine in engines.items() if getattr(engine, "RUNTIMES", None)}
+
+
+def test_the_arm64_check_runs_every_portable_bundle_kind():
+    # bundle/arm64_check.py lists artifacts (which file, exported how): a test plan, checked against the table here
+    from treefuse.bundle.arm64_check import TARGETS
+
+    assert set(_portable_engines()) <= {target.kind for target in TARGETS}, "a bundle kind arm64-check never runs"
+
+
+def test_the_arm64_root_installs_every_portable_runtime():
+    script = (ROOT / "bundle" / "arm64_root.sh").read_text()
+    pinned = set(re.findall(r"([A-Za-z0-9_.-]+)==", script))
+    for kind, engine in _portable_engines().items():
+        packages = [package for _, package in engine.RUNTIMES]
+        assert set(packages) & pinned, f"bundle/arm64_root.sh installs none of {kind}'s runtimes {packages}"
