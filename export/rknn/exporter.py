@@ -4,10 +4,11 @@ The toolkit lives in its own venv and runs as a worker process (export/rknn/work
 files cross over. The NPU wants static shapes: the ONNX model is pinned to 1x3xHxW (--size)
 first. INT8 is quantized by the toolkit's calibrator on the calibration set's crops, or loaded
 pre-quantized from a QAT run's QDQ ONNX (ONNX Runtime's layout: u8 activations with a zero
-point, symmetric per-channel weights, which the NPU's asymmetric int8 computes exactly). Before
-anything is moved into place, the .rknn is rebuilt on the toolkit's simulator and judged against
-PyTorch FP32 by its precision's gates. Beside `m.rknn` go its sidecar and `m.rknn.sim/`, what the
-simulator rebuilds from (it cannot run a loaded .rknn).
+point, symmetric per-channel 7-bit weights, whose scales the worker hands the toolkit at 127/128 so
+that its convolutions compute ONNX Runtime's: export/rknn/toolkit_qdq.py). The pipeline
+(export/request.py) then judges the .rknn, rebuilt on the toolkit's simulator, against PyTorch FP32
+by its precision's gates. Beside `m.rknn` go its sidecar and `m.rknn.sim/`, what the simulator
+rebuilds from (it cannot run a loaded .rknn).
 """
 from __future__ import annotations
 
