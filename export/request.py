@@ -2,8 +2,8 @@
 exporter, judged by its precision's gates, recorded, and moved into place with its companions.
 
 A format's exporter implements only the conversion, `convert(request, staged) -> Converted`: it writes the
-artifact at `staged` (and any companion beside it, named `<artifact name><suffix>`) and says how to judge
-it. The CLI, `treefuse benchmark` and the Python helpers reach every format through `run_export` alone.
+artifact at `staged` (and any companion beside it, named after it) and says how to judge it. The CLI,
+`treefuse benchmark` and the Python helpers reach every format through `run_export` alone.
 """
 from __future__ import annotations
 
@@ -140,8 +140,7 @@ def run_export(request: ExportRequest) -> str:
             metadata, record = made.sidecar
             write_sidecar(staged, metadata, {**record, "verification": verdict})
         companions = sorted(path.name for path in staged.parent.iterdir() if path != staged and path.name[:1] != ".")
-    written = " and ".join([str(request.out), *companions]) if len(companions) < 3 else \
-        f"{request.out} and {', '.join(companions)}"
+    written = f"{request.out} with {', '.join(companions)}" if companions else str(request.out)
     return "\n".join([f"wrote {written} ({made.summary})", *made.notes, check_figures(verdict)])
 
 
