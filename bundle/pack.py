@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from treefuse.errors import TreefuseError
-from treefuse.files import atomic_path, check_output_path, sha256_file
+from treefuse.files import COMPANION_MARK, atomic_path, check_output_path, sha256_file
 from treefuse.gates import gates_for
 from treefuse.images import from_batch, read_image, to_batch
 from treefuse.formats import bundle_kinds
@@ -179,7 +179,8 @@ def _compact(image: np.ndarray) -> np.ndarray:
 
 
 def companion_files(kind: str, artifact: Path) -> list[Path]:
-    """Files the format's engine reads beside the artifact (ExecuTorch's layers program), where it names any."""
+    """Files or folders the format's engine reads beside the artifact (ExecuTorch's layers program, RKNN's
+    simulator recipe), where it names any."""
     named = getattr(engine_module(kind), "companion_files", None)
     try:
         return named(artifact) if named else []
@@ -200,8 +201,7 @@ def _write_contents(root: Path, request: PackRequest, facts: dict[str, Any], ref
         names.append(f"artifact/{sidecar_path(artifact).name}")
         shutil.copyfile(sidecar_path(artifact), root / names[-1])
     for companion in companions:
-        names.append(f"artifact/{companion.name}")
-        shutil.copyfile(companion, root / names[-1])
+        names += _copy_companion(companion, root / "artifact", root)
     arrays: dict[str, np.ndarray] = {}
     for index, sample in enumerate(samples):
         key = f"{index:03d}"
@@ -226,11 +226,34 @@ def _write_contents(root: Path, request: PackRequest, facts: dict[str, Any], ref
     runner_files = portable_runner_files()
     for source in runner_files:
         (root / RUNNER_PACKAGE / source.name).write_bytes(source.read_bytes())
-    # the format's own torch-free engine, found by the runner as KIND_engine.py
+    # the format's own torch-free engine, found by the runner as KIND_engine.py, and the modules it imports
     names.append(f"{RUNNER_PACKAGE}/{facts['kind']}_engine.py")
     (root / names[-1]).write_bytes(bundle_engine_file(facts["kind"]).read_bytes())
+    for module in engine_runner_modules(facts["kind"], {f.name for f in runner_files} | {Path(names[-1]).name}):
+        names.append(f"{RUNNER_PACKAGE}/{module.name}")
+        (root / names[-1]).write_bytes(module.read_bytes())
     return [*names, "golden.npz", *texts, "run.py", "README.txt",
             *(f"{RUNNER_PACKAGE}/{source.name}" for source in runner_files)]
+
+
+def _copy_companion(companion: Path, folder: Path, root: Path) -> list[str]:
+    """Copy a companion file, or a folder with everything under it, into `folder`; returns the bundle-relative names."""
+    target = folder / companion.name
+    if companion.is_dir():
+        shutil.copytree(companion, target, ignore=shutil.ignore_patterns(COMPANION_MARK))  # export's mark, not content
+        return sorted(path.relative_to(root).as_posix() for path in target.rglob("*") if path.is_file())
+    shutil.copyfile(companion, target)
+    return [target.relative_to(root).as_posix()]
+
+
+def engine_runner_modules(kind: str, taken: set[str]) -> list[Path]:
+    """Modules the format's engine imports from beside itself (its `runner_modules()`), where it names any."""
+    named = getattr(engine_module(kind), "runner_modules", None)
+    modules = named() if named else []
+    clash = sorted({module.name for module in modules} & taken)
+    if clash:  # a format's module would replace the runner's own: a bug in the format's folder
+        raise RuntimeError(f"the {kind} engine's runner modules {clash} clash with the bundle runner's files")
+    return modules
 
 
 def bundle_engine_file(kind: str) -> Path:

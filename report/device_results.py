@@ -44,6 +44,9 @@ def bundle_checks(result_path: Path, data: dict[str, Any], bundles: list[Path]) 
         status = "ok" if in_bundle and in_bundle == facts.get("sha256") == artifact.get("sha256") else "changed"
         checks.append(Check(status, "artifact", facts.get("path", "?"),
                             f"sha256 {str(facts.get('sha256'))[:16]} vs bundle {str(in_bundle)[:16]}"))
+        if facts.get("simulated"):  # verified bytes, but not the device's own run: say what ran them
+            checks.append(Check("note", "simulated", facts.get("path", "?"),
+                                f"ran on {facts.get('backend')}: its latency is not the device's"))
     return checks
 
 

@@ -179,9 +179,12 @@ def _unique_labels(backends: list[dict[str, Any]]) -> dict[str, str]:
 
 def timing_kind(facts: dict[str, Any]) -> str:
     """'evaluator' for a stand-in of the device runtime (Core ML on Linux), 'emulated' for a CPU emulator
-    (a bundle run under qemu), else 'device'; only 'device' figures enter ratios and plots."""
+    (a bundle run under qemu), 'simulated' for a simulator of the device (RKNN's x86 one of the NPU), else
+    'device'; only 'device' figures enter ratios and plots."""
     if facts.get("evaluator") == "mil" or facts.get("timing") == "evaluator":
         return "evaluator"
+    if facts.get("simulated") or facts.get("timing") == "simulated":
+        return "simulated"
     return "emulated" if facts.get("timing") == "emulated" else "device"
 
 

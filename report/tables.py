@@ -39,8 +39,8 @@ def device_tables(grid: DeviceGrid) -> list[Table]:
 
     tables = [
         _by_size(grid, "Latency p50 (p90), ms ('unstable': p90/p50 > 1.5; 'emulated': run under a CPU emulator, "
-                 "'evaluator': timed through treefuse's stand-in of the runtime, not the device's: both left out of "
-                 "ratios and plots)", latency),
+                 "'simulated': on a simulator of the device (RKNN's x86 one), 'evaluator': timed through treefuse's "
+                 "stand-in of the runtime, not the device's: all left out of ratios and plots)", latency),
         _by_size(grid, "Speed-up vs PyTorch FP32 (x, higher is faster)",
                  lambda b, s: fmt(grid.speedup(b, s), ".2f")),
         _by_size(grid, "Throughput, images/s", lambda b, s: fmt(getattr(grid.cell(b, s), "throughput_img_per_s", None), ".2f")),

@@ -23,7 +23,7 @@ class Verdict:
     task_delta_db: float | None  # mean task-PSNR change vs the reference (negative: a loss)
     worst_delta_db: float | None  # the image that changed most
     p50_ms: float | None  # at the verdict's size, timed on the device itself (None: not, or not measured)
-    timing: str | None  # "device", "emulated", "evaluator" or None when not timed at that size
+    timing: str | None  # "device", "emulated", "simulated", "evaluator" or None when not timed at that size
     size_bytes: int | None
     peak_rss_mib: float | None
     memory_method: str = ""  # "own process ..." when the backend was measured alone
@@ -73,8 +73,8 @@ def recommendation(rows: list[Verdict]) -> str:
         close = [r.backend for r in timed if r is not best and r.p50_ms <= best.p50_ms * (1 + CLOSE)]
         if close:  # a few percent is within one shared machine's noise: say so rather than crown one
             fastest += f", {', '.join(close)} within {CLOSE:.0%}"
-    elif any(r.timing in ("emulated", "evaluator") for r in passing):
-        fastest = "fastest: not known here (latency emulated or evaluated, not timed on the device)"
+    elif any(r.timing in ("emulated", "evaluator", "simulated") for r in passing):
+        fastest = "fastest: not known here (latency emulated, simulated or evaluated, not timed on the device)"
     else:
         fastest = "fastest: not known here (no latency at this resolution)"
     sized = [r for r in passing if r.size_bytes is not None]

@@ -20,77 +20,41 @@ import shutil
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Iterator
+
+try:
+    from . import simulator  # imported as treefuse.export.rknn.worker
+except ImportError:  # run as a script in the toolkit's venv: its sibling
+    import simulator
 
 RECIPE_FILES = {"float": ("model.onnx",), "qdq": ("model.onnx",),
                 "int8": ("model.model", "model.data", "quantization.cfg")}  # what each mode rebuilds from
 
 
-class JobError(Exception):
-    """The toolkit refused the job: one line for the parent."""
-
-
-@contextlib.contextmanager
-def toolkit_output(log_path: Path) -> Iterator[None]:
-    """File descriptors 1 and 2 sent to `log_path` (the toolkit prints progress bars and colour codes there)."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    with open(log_path, "ab") as log:
-        os.dup2(log.fileno(), 1)
-        os.dup2(log.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.dup2(saved[0], 1)
-            os.dup2(saved[1], 2)
-            os.close(saved[0])
-            os.close(saved[1])
-
-
-def new_toolkit(job: dict[str, Any]) -> Any:
-    """An RKNN object configured as the job says (inputs already in [0, 1]: no mean, no std)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pkg_resources' deprecation warning at import
-        from rknn.api import RKNN
-    toolkit = RKNN(verbose=False)
-    _check(toolkit.config(target_platform=job["platform"], quantized_algorithm=job.get("algorithm") or "normal",
-                          optimization_level=job.get("optimization_level", 3)), f"config for {job['platform']}")
-    return toolkit
-
-
-def _check(code: int, what: str) -> None:
-    if code != 0:
-        raise JobError(f"rknn-toolkit2 failed at {what}")
-
-
 def build(job: dict[str, Any]) -> dict[str, Any]:
     """Build the .rknn (`job['out']`) and write its simulator recipe into `job['recipe_dir']`."""
     recipe, mode = Path(job["recipe_dir"]), job["mode"]
-    rewrites = list(job.get("qdq_rewrites", _toolkit_qdq().REWRITES)) if mode == "qdq" else []
+    rewrites = list(job.get("qdq_rewrites", simulator.toolkit_qdq().REWRITES)) if mode == "qdq" else []
     recipe.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    toolkit = new_toolkit(job)
+    toolkit = simulator.new_toolkit(job)
     if mode == "int8":
         if not (recipe / "quantization.cfg").is_file():  # a rebuild with float16 layers reuses the calibration
             with _cwd(recipe):  # step 1 writes model.model, model.data, model.quantization.cfg beside the ONNX
                 shutil.copyfile(job["onnx"], "model.onnx")
-                _check(toolkit.load_onnx(model="model.onnx"), "load_onnx")
-                _check(toolkit.hybrid_quantization_step1(dataset=job["dataset"]), "quantization (hybrid step 1)")
+                simulator.check(toolkit.load_onnx(model="model.onnx"), "load_onnx")
+                simulator.check(toolkit.hybrid_quantization_step1(dataset=job["dataset"]), "quantization (hybrid step 1)")
                 os.replace("model.quantization.cfg", "quantization.cfg")
                 os.remove("model.onnx")
         keep_in_float16(recipe / "quantization.cfg", job.get("float_layers", []))
         toolkit.release()
-        toolkit = _rebuilt(recipe, job)
+        toolkit = simulator.rebuilt(recipe, job)
     else:
         shutil.copyfile(job["onnx"], recipe / "model.onnx")  # the recipe keeps the model as given; rewrites are named
-        _load_onnx(toolkit, recipe / "model.onnx", rewrites)
-        _check(toolkit.build(do_quantization=False), "build")
-    _check(toolkit.export_rknn(job["out"]), "export_rknn")
+        simulator.load_onnx(toolkit, recipe / "model.onnx", rewrites)
+        simulator.check(toolkit.build(do_quantization=False), "build")
+    simulator.check(toolkit.export_rknn(job["out"]), "export_rknn")
     toolkit.release()
     return {"recipe": {"mode": mode, "platform": job["platform"], "files": list(RECIPE_FILES[mode]),
                        "optimization_level": job.get("optimization_level", 3), "qdq_rewrites": rewrites},
@@ -107,57 +71,22 @@ def keep_in_float16(cfg: Path, layers: list[str]) -> None:
     text, count = re.subn(r"^custom_quantize_layers: \{\}$", "custom_quantize_layers:\n" + entries.rstrip("\n"),
                           text, count=1, flags=re.M)
     if count != 1:
-        raise JobError("the toolkit's quantization.cfg has no empty custom_quantize_layers section to fill")
+        raise simulator.JobError("the toolkit's quantization.cfg has no empty custom_quantize_layers section to fill")
     cfg.write_text(text)
-
-
-def _rebuilt(recipe: Path, job: dict[str, Any]) -> Any:
-    """A toolkit holding the model rebuilt from its recipe, as the simulator needs (it cannot run a loaded .rknn)."""
-    toolkit = new_toolkit(job)
-    if job["mode"] == "int8":
-        _check(toolkit.hybrid_quantization_step2(model_input=str(recipe / "model.model"),
-                                                 data_input=str(recipe / "model.data"),
-                                                 model_quantization_cfg=str(recipe / "quantization.cfg")),
-               "build (hybrid step 2)")
-    else:
-        _load_onnx(toolkit, recipe / "model.onnx", job.get("qdq_rewrites", []))  # a recipe's own rewrites, no others
-        _check(toolkit.build(do_quantization=False), "build")
-    return toolkit
-
-
-def _load_onnx(toolkit: Any, model: Path, rewrites: list[str]) -> None:
-    """load_onnx of `model`, or of a copy with `rewrites` applied (export/rknn/toolkit_qdq.py) when there are any."""
-    if not rewrites:
-        _check(toolkit.load_onnx(model=str(model)), "load_onnx")
-        return
-    with tempfile.TemporaryDirectory(prefix="treefuse-rknn-qdq-") as tmp:
-        prepared = _toolkit_qdq().prepared_for_toolkit(model, Path(tmp) / "model.onnx", rewrites)
-        _check(toolkit.load_onnx(model=str(prepared)), "load_onnx")
-
-
-def _toolkit_qdq() -> Any:
-    """The QDQ rewrites module beside this file: a package import inside treefuse, a sibling one as a script."""
-    from importlib import import_module
-
-    return import_module(f"{__package__}.toolkit_qdq" if __package__ else "toolkit_qdq")
 
 
 def serve(job: dict[str, Any], replies: Any) -> dict[str, Any]:
     """Rebuild on the simulator, say `ready`, then answer each `IN.npy OUT.npz` line with `ok` until stdin closes."""
     import numpy as np
 
-    toolkit = _rebuilt(Path(job["recipe_dir"]), job)
-    _check(toolkit.init_runtime(), "init_runtime (simulator)")
+    toolkit = simulator.rebuilt(Path(job["recipe_dir"]), job)
+    simulator.check(toolkit.init_runtime(), "init_runtime (simulator)")
     _reply(replies, "ready")
     for line in sys.stdin:
         source, _, target = line.strip().partition(" ")
-        batch = np.load(source, allow_pickle=False)
-        outputs = [toolkit.inference(inputs=[image[None]], data_format="nchw") for image in batch]
-        if any(output is None for output in outputs):
-            raise JobError("the simulator returned no output")
+        outputs = simulator.simulate(toolkit, np.load(source, allow_pickle=False))
         with open(target, "wb") as handle:  # every graph output, in order (np.savez would add .npz to the name)
-            np.savez(handle, *[np.concatenate([np.asarray(o[k], dtype=np.float32) for o in outputs], axis=0)
-                               for k in range(len(outputs[0]))])
+            np.savez(handle, *outputs)
         _reply(replies, "ok")
     toolkit.release()
     return {}
@@ -172,11 +101,11 @@ def analyze(job: dict[str, Any]) -> dict[str, Any]:
     """accuracy_analysis of an INT8 recipe on the simulator: per layer, cosine and distance vs float."""
     recipe = Path(job["recipe_dir"])
     if job["mode"] != "int8":
-        raise JobError("accuracy_analysis runs on the simulator only for models the toolkit quantized itself "
+        raise simulator.JobError("accuracy_analysis runs on the simulator only for models the toolkit quantized itself "
                        "(not a QDQ model, not float16)")
-    toolkit = _rebuilt(recipe, job)
+    toolkit = simulator.rebuilt(recipe, job)
     with tempfile.TemporaryDirectory(prefix="treefuse-rknn-analysis-") as tmp:
-        _check(toolkit.accuracy_analysis(inputs=job["inputs"], output_dir=tmp), "accuracy_analysis")
+        simulator.check(toolkit.accuracy_analysis(inputs=job["inputs"], output_dir=tmp), "accuracy_analysis")
         table = parse_error_analysis((Path(tmp) / "error_analysis.txt").read_text())
     toolkit.release()
     return {"layers": table, "tool_versions": tool_versions()}
@@ -219,16 +148,6 @@ def _cwd(folder: Path) -> Iterator[None]:
         os.chdir(before)
 
 
-def last_toolkit_error(log: Path) -> str:
-    """The toolkit's last error line (`E ...`) in its log, colour codes removed, or ''."""
-    try:
-        lines = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace")).splitlines()
-    except OSError:
-        return ""
-    errors = [line.strip()[2:].strip() for line in lines if line.strip().startswith("E ") and "version" not in line]
-    return " ".join(errors[-1].split())[:200] if errors else ""
-
-
 COMMANDS = {"build": build, "analyze": analyze}
 
 
@@ -240,11 +159,11 @@ def main(argv: list[str]) -> int:
     command, job = argv[0], json.loads(Path(argv[1]).read_text())
     replies = os.fdopen(os.dup(1), "w")  # kept before the toolkit's output is sent to the log
     try:
-        with toolkit_output(Path(job["log"])):
+        with simulator.toolkit_output(Path(job["log"])):
             facts = serve(job, replies) if command == "serve" else COMMANDS[command](job)
-    except (JobError, ValueError) as exc:  # the toolkit's own errors are ValueErrors (its log's `E` lines)
+    except (simulator.JobError, ValueError) as exc:  # the toolkit's own errors are ValueErrors (its log's `E` lines)
         lines = [line for line in str(exc).splitlines() if line.strip()]  # the toolkit's carry a traceback first
-        cause = last_toolkit_error(Path(job["log"]))
+        cause = simulator.last_toolkit_error(Path(job["log"]))
         print(f"treefuse: error: {' '.join(lines[-1].split())[:300] if lines else type(exc).__name__}"
               + (f"; it says: {cause}" if cause else ""), file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Rockchip RKNN: export through rknn-toolkit2 in its own venv, the simulator runner, the board bundle's refusal.
+"""Rockchip RKNN: export through rknn-toolkit2 in its own venv, the simulator runner, the board bundle (its
+refusal without an NPU, and its run on the simulator with the toolkit's Python).
 
 The toolkit's tests skip with a reason without .venv-rknn (`make install-rknn`); they use 4-channel
 weights at the paired images' 40x56 (a build takes seconds). The pure pieces (the toolkit's table
@@ -107,19 +108,72 @@ def test_a_toolkit_crash_is_one_line_naming_the_platform(tiny_coreml_weights, tm
     assert not out.parent.exists() or not list(out.parent.iterdir())  # no model, no recipe, no staging debris
 
 
+@pytest.fixture(scope="module")
+def rknn_bundle(fp16_rknn, tiny_coreml_weights, paired_dir, tmp_path_factory):
+    bundle = tmp_path_factory.mktemp("rknn-bundle") / "bundle"
+    assert main(["pack", f"rknn:{fp16_rknn}", "--images", str(paired_dir), "--count", "2", "--sizes", "40x56",
+                 "--ref", f"torch:{tiny_coreml_weights}", "--out", str(bundle)]) == 0
+    return bundle
+
+
 @slow
 @needs_toolkit
-def test_the_board_bundle_refuses_without_a_rockchip_npu(fp16_rknn, tiny_coreml_weights, paired_dir, tmp_path):
-    bundle = tmp_path / "bundle"
-    assert main(["pack", f"rknn:{fp16_rknn}", "--images", str(paired_dir), "--count", "1", "--sizes", "40x56",
-                 "--ref", f"torch:{tiny_coreml_weights}", "--out", str(bundle)]) == 0
-    assert (bundle / "bundle_runner" / "rknn_engine.py").is_file()
+def test_pack_carries_the_simulators_recipe_its_record_and_the_code_that_rebuilds_it(rknn_bundle, fp16_rknn):
+    files = json.loads((rknn_bundle / "manifest.json").read_text())["files"]
+    recipe = json.loads((fp16_rknn.parent / "m.rknn.json").read_text())["provenance"]["rknn"]["recipe_sha256"]
+    assert recipe and all(files[f"artifact/m.rknn.sim/{name}"] == digest for name, digest in recipe.items())
+    assert "artifact/m.rknn.json" in files
+    assert {"bundle_runner/rknn_engine.py", "bundle_runner/simulator.py", "bundle_runner/toolkit_qdq.py"} <= set(files)
+
+
+@slow
+@needs_toolkit
+def test_the_board_bundle_refuses_without_a_rockchip_npu_or_the_toolkit(rknn_bundle, tmp_path):
     # the bundle as the device runs it: another process, numpy only, no fakes; this machine has no NPU
-    done = subprocess.run([sys.executable, str(bundle / "run.py"), "--json", str(tmp_path / "r.json")],
+    done = subprocess.run([sys.executable, str(rknn_bundle / "run.py"), "--json", str(tmp_path / "r.json")],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert done.stderr.startswith("run.py: error: no Rockchip NPU found") and done.stderr.count("\n") == 1
+    assert f".venv-rknn/bin/python {rknn_bundle}/run.py" in done.stderr  # how to judge it on the simulator
     assert not (tmp_path / "r.json").exists()
+
+
+@slow
+@needs_toolkit
+def test_the_bundle_judged_on_the_simulator_gives_the_desktop_runners_numbers(rknn_bundle, fp16_rknn, tmp_path,
+                                                                              capsys):
+    import numpy as np
+
+    from treefuse.report.verify import verify
+    from treefuse.runtimes.backends.registry import make_runner
+    from treefuse.runtimes.backends.rknn_runner import toolkit_python
+
+    result = tmp_path / "home" / "r.json"
+    done = subprocess.run([toolkit_python(), str(rknn_bundle / "run.py"), "--json", str(result), "--iters", "1",
+                           "--save-outputs", str(tmp_path / "outputs.npz")], capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr  # the toolkit's chatter stays in its log
+    assert "SIMULATOR latency: rknn-toolkit2 simulator on x86, not the NPU" in done.stdout
+    parity = json.loads(result.read_text())
+    bench = json.loads(result.with_name("r.bench.json").read_text())
+    assert parity["passed"] and parity["candidate"]["backend"].startswith("rknn-toolkit2 2.5.0 simulator on x86, "
+                                                                          "not the NPU (rk3588)")
+    assert parity["device"]["simulator"] == "rknn-toolkit2 simulator on x86, not the NPU"
+    for ran in (parity["candidate"], bench["backends"][0]):
+        assert ran["timing"] == "simulated" and ran["simulated"] is True and "not the device's" in ran["latency_note"]
+    with np.load(rknn_bundle / "golden.npz", allow_pickle=False) as golden, \
+            np.load(tmp_path / "outputs.npz", allow_pickle=False) as outputs, make_runner(f"rknn:{fp16_rknn}") as desktop:
+        for index in range(2):
+            rainy = golden[f"input_{index:03d}"].astype(np.float32) / 255.0
+            expected = desktop.infer(np.ascontiguousarray(rainy.transpose(2, 0, 1)[None]))[0].transpose(1, 2, 0)
+            np.testing.assert_array_equal(outputs[f"output_{index:03d}"], expected)
+    checks = verify([result, result.with_name("r.bench.json")], (rknn_bundle,))
+    assert checks and not any(check.failed for check in checks), checks
+    notes = [check.detail for check in checks if check.status == "note"]
+    assert len(notes) == 2 and all("simulator on x86, not the NPU" in note for note in notes)  # parity and bench
+    assert main(["report", str(result), str(result.with_name("r.bench.json")), "--out", str(tmp_path / "report")]) == 0
+    capsys.readouterr()
+    assert "simulated" in next((tmp_path / "report").glob("*.md")).read_text()
 
 
 @pytest.fixture(scope="module")

@@ -180,11 +180,15 @@ def _run(root: Path, args: argparse.Namespace) -> int:
                                       args.emulated)
     device["runtime_notes"] = sorted(set(engine.notes))[:20]  # e.g. `cpuinfo_initialize failed` under emulation
     device["runtime_saw_cpu_features"] = not any(probe_failed(note) for note in engine.notes)
+    if engine.simulated:
+        device["simulator"] = engine.simulated
     bundle_ref = {"name": root.resolve().name, "manifest_sha256": manifest_sha256(root), "format": manifest["format"]}
     candidate = {"kind": kind, "spec": f"{kind}:{root.resolve().name}/{artifact_file}",
                  "path": f"{root.resolve().name}/{artifact_file}", "sha256": artifact.get("sha256"),
                  "precision": artifact.get("precision"), "backend": engine.runtime, "artifact": artifact,
-                 "timing": "emulated" if device["emulated"] else "device"}
+                 "timing": "emulated" if device["emulated"] else "simulated" if engine.simulated else "device"}
+    if engine.simulated:  # as the desktop simulator runner records it
+        candidate.update(simulated=True, latency_note=f"{engine.simulated}: its latency is not the device's")
     provenance = {"created_utc": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()), "bundle": bundle_ref,
                   "runner": "bundle run.py", "tool_versions": device["versions"]}
     parity = records.record(records.PARITY_KIND, device, provenance, reference=bundle.get("reference", {}),
@@ -205,7 +209,7 @@ def _run(root: Path, args: argparse.Namespace) -> int:
             _save_layers(args.layers, engine, samples, args.layers_crop, {"candidate": candidate, "device": device})
     except OSError as exc:  # a read-only or full disk, a folder where the file goes: the user's to fix
         raise BundleError(f"cannot write {exc.filename or args.json} ({exc.strerror}); choose a writable path") from None
-    _print_summary(parity, latency, device, bench_size)
+    _print_summary(parity, latency, device, bench_size, engine.simulated)
     print(f"run.py's own time {wall_s - engine.runtime_s:.2f} s (manifest, judging, records) beside the runtime's "
           f"{engine.runtime_s:.2f} s")
     return 0 if judged["passed"] else 1
@@ -218,8 +222,10 @@ def bench_path(parity_path: Path) -> Path:
 
 
 def _runtime_version(runtime: str) -> dict[str, str]:
-    name, _, number = runtime.partition(" ")
-    return {name: number or "unknown"}
+    """'package 1.2 and more words' -> {'package': '1.2'}; 'unknown' where no version follows the name."""
+    name, _, rest = runtime.partition(" ")
+    number = rest.split(" ", 1)[0]
+    return {name: number if number[:1].isdigit() else "unknown"}
 
 
 def _save_outputs(path: Path, outputs: dict[str, np.ndarray]) -> None:
@@ -246,7 +252,8 @@ def _save_layers(path: Path, engine: Engine, samples: list, crop: tuple[int, int
     staged.replace(path)
 
 
-def _print_summary(parity: dict[str, Any], latency: dict[str, Any], device: dict[str, Any], size: list[int]) -> None:
+def _print_summary(parity: dict[str, Any], latency: dict[str, Any], device: dict[str, Any], size: list[int],
+                   simulated: str | None = None) -> None:
     cpu = device["cpu"]
     psnr = parity["output_psnr_db"] or {"min": float("nan"), "mean": float("nan")}
     task = parity.get("task") or {}
@@ -259,6 +266,7 @@ def _print_summary(parity: dict[str, Any], latency: dict[str, Any], device: dict
     if worst and "task_delta_db" in worst:
         print(f"worst image: {worst['image']}: task delta {worst['task_delta_db']:+.3f} dB, "
               f"output PSNR {worst['output_psnr_db']:.2f} dB vs golden")
-    label = " (EMULATED: not a device figure)" if device["emulated"] else ""
+    label = " (EMULATED: not a device figure)" if device["emulated"] else \
+        f" (SIMULATOR latency: {simulated})" if simulated else ""
     print(f"latency at {size[0]}x{size[1]} (HxW): "
           f"p50 {latency['latency_ms']['p50']:.2f} ms, p90 {latency['latency_ms']['p90']:.2f} ms{label}")

@@ -2,8 +2,10 @@
 
 A format's row names its engine (`bundle_engine`, a module in the format's folder); `treefuse pack`
 copies it beside this file as KIND_engine.py. An engine module gives `load(path, threads)`, whose
-result has `runtime` ('package version'), `infer(batch)` and, where the runtime allows, `layers(batch)`; a
-module may also give `companion_files(artifact)`, the files beside the artifact that the bundle must carry.
+result has `runtime` ('package version'), `infer(batch)`, where the runtime allows `layers(batch)`, and, when it
+only simulates the device, `simulated` (what it is: its latency is then labelled and kept out of comparisons); a
+module may also give `companion_files(artifact)`, the files or folders beside the artifact that the bundle must
+carry, and `runner_modules()`, the modules it imports from beside itself, packed into the runner with it.
 Each engine takes and returns NCHW float32 RGB in [0, 1]. What a runtime prints on the C
 level (ONNX Runtime's `cpuinfo_initialize failed` under emulation, XNNPACK's delegate
 banner) is captured, kept out of the terminal, and recorded with the result.
@@ -97,6 +99,7 @@ class Engine:
                 raise BundleError(f"the {kind} runtime cannot load {path.name} ({_first_line(exc)}); "
                                   "the bundle's artifact is not for this runtime version") from None
         self.runtime = self.loaded.runtime
+        self.simulated: str | None = getattr(self.loaded, "simulated", None)  # e.g. RKNN's x86 simulator of its NPU
         self.runtime_s = time.perf_counter() - started  # import, load and every call: the runtime's own time
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
