@@ -9,7 +9,7 @@ to 2 steps); with each weight scale given as 127/128 of itself it is bit-exact (
 Full-range int8 weights (TensorRT's layout, levels up to 127) are read as written: rescaling them
 measured worse (task drop 0.253 dB vs 0.120), so they are left alone.
 
-Imported by the toolkit's worker (export/rknn/worker.py) in its own venv: numpy and onnx only.
+Imported by simulator.py (the toolkit's worker's and an RKNN bundle's) in the toolkit's venv: numpy and onnx only.
 """
 from __future__ import annotations
 

@@ -4,7 +4,8 @@ The toolkit pins numpy<=1.26.4, onnx<=1.18 and torch<=2.4, so it cannot live in 
 and it can crash its process (SIGSEGV while building for rv1106/rv1103). This script imports
 nothing of treefuse: a job (JSON) names .onnx/.npy files in, files out; the toolkit's chatter goes
 to a log file, and only this script's own lines reach the parent (`ready`, `ok`, or one
-`treefuse: error: ...` line on stderr with exit 2). The parent turns a crash into one line too.
+`treefuse: error: ...` line on stderr with exit 2). The parent turns a crash into one line too. The
+rebuild on the simulator is simulator.py's, which an RKNN device bundle runs too.
 
   build JOB    an ONNX model (pinned to 1x3xHxW) -> .rknn plus the recipe the simulator rebuilds from
   serve JOB    rebuild the recipe on the x86 simulator, then answer `IN.npy OUT.npz` lines on stdin (every output)

@@ -50,6 +50,16 @@ def test_only_a_rockchip_device_tree_names_an_soc(tmp_path):
     assert rockchip_soc(tmp_path / "absent") is None  # x86: no device tree at all
 
 
+def test_simulator_latency_is_named_so_and_kept_out_of_comparisons():
+    from treefuse.portable.device_run import _runtime_version
+    from treefuse.report.results import timing_kind
+
+    assert _runtime_version("rknn-toolkit2 2.5.0 simulator on x86, not the NPU (rk3588)") == {"rknn-toolkit2": "2.5.0"}
+    assert _runtime_version("rknn-toolkit-lite2 on rk3588") == {"rknn-toolkit-lite2": "unknown"}
+    assert timing_kind({"timing": "simulated", "simulated": True}) == "simulated"  # only 'device' enters ratios
+    assert timing_kind({"timing": "device"}) == "device"
+
+
 @pytest.fixture(scope="module")
 def fp16_rknn(tiny_coreml_weights, tmp_path_factory):
     if toolkit_missing():
