@@ -38,16 +38,17 @@ install-rknn:
 demo: install
 	$(BIN)/python -m treefuse.demo --out $(DEMO)
 
-# Two workers, one per core: the suite is mostly single-threaded conversions and subprocesses (~6.5 vs ~10 min here).
+# Two workers, one per core: the suite is mostly single-threaded conversions and subprocesses. A test file stays on one
+# worker, so a module's exported fixtures are made once, not once per worker.
 test: install
-	$(BIN)/python -m pytest -q -n 2 -m "not journey" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not journey" -p no:cacheprovider
 
 # The documented journeys run as written (docs/quickstart-int8.md): minutes each, so outside `make test`.
 test-journey: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m journey
 
 test-fast: install
-	$(BIN)/python -m pytest -q -n 2 -m "not slow and not journey" -p no:cacheprovider
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not slow and not journey" -p no:cacheprovider
 
 bench: install
 	$(BIN)/python benchmarks/onnx_vs_eager.py
