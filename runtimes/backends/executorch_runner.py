@@ -1,7 +1,6 @@
 """ExecuTorch runner: a .pte program on ExecuTorch's own runtime (XNNPACK delegate) on this CPU."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +18,7 @@ EXECUTORCH_ERRORS = (RuntimeError,)
 
 
 def import_runtime() -> Any:
-    with warnings.catch_warnings():  # its pybindings warn "This API is experimental" on import: noise to a user
-        warnings.filterwarnings("ignore", message="This API is experimental")
-        return import_optional("executorch.runtime", "executorch: ExecuTorch", "executorch")
+    return import_optional("executorch.runtime", "executorch: ExecuTorch", "executorch")
 
 
 def _check_identifier(path: Path) -> None:
@@ -49,8 +46,9 @@ class ExecuTorchRunner(Runner):
         runtime = import_runtime()
         self.sidecar = read_sidecar(self.path) or {}
         if self.threads:
-            from executorch.extension.pybindings import portable_lib
-
+            # imported quietly: its pybindings warn "This API is experimental" on import, noise to a user
+            portable_lib = import_optional("executorch.extension.pybindings.portable_lib", "executorch: ExecuTorch",
+                                           "executorch")
             with held_stderr():  # the C++ side logs "Resetting threadpool to N threads." each time
                 portable_lib._unsafe_reset_threadpool(self.threads)  # the runtime's one shared pool
         _check_identifier(self.path)
