@@ -7,12 +7,13 @@ artifact at `staged` (and any companion beside it, named after it) and says how 
 """
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from treefuse.errors import TreefuseError
-from treefuse.export.verify import check_figures, verify_staged
+from treefuse.errors import GateFailed, TreefuseError
+from treefuse.export.verify import check_figures, recorded_checks, verify_staged
 from treefuse.files import atomic_path, check_output_path
 from treefuse.formats import Format, format_of, resolve
 from treefuse.sidecar import write_sidecar
@@ -35,6 +36,7 @@ class ExportRequest:
     max_hw: tuple[int, int] | None = None
     size: tuple[int, int] | None = None
     options: Mapping[str, Any] = field(default_factory=dict)  # the format's own options (e.g. ONNX's opset)
+    keep_missed: bool = False  # on a miss, keep what missed as `m.missed.pte` (for `treefuse diff`); exit still 1
 
     @property
     def row(self) -> Format:
@@ -130,18 +132,50 @@ def run_export(request: ExportRequest) -> str:
     row = request.row
     convert = resolve(row.exporter)  # type: ignore[arg-type]
     _warn_of_overlap(request)
-    with atomic_path(request.out, directory=row.is_folder, same_kind=_same_kind(row)) as staged:
-        made: Converted = convert(request, staged)
+    with recorded_checks() as checks, \
+            atomic_path(request.out, directory=row.is_folder, same_kind=_same_kind(row)) as staged:
+        try:
+            made: Converted = convert(request, staged)
+        except GateFailed as miss:  # a conversion that judges itself (ONNX INT8, TensorRT) writes nothing on a miss
+            if request.keep_missed:
+                raise GateFailed(f"{miss} (--keep-missed: this {row.kind} {request.precision} export judges itself "
+                                 "before it writes, so there is nothing to keep)") from None
+            raise
         if made.sidecar is not None:  # before the check too: a runner may read its artifact's record (RKNN's recipe)
             write_sidecar(staged, *made.sidecar)
-        verdict = made.verdict or verify_staged(row.kind, staged, request.reference_weights(), request.precision,
-                                                made.calibration, request.paired_images, made.hw_range, made.advice)
+        try:
+            verdict = made.verdict or verify_staged(row.kind, staged, request.reference_weights(), request.precision,
+                                                    made.calibration, request.paired_images, made.hw_range, made.advice)
+        except GateFailed as miss:
+            if request.keep_missed:
+                kept = _keep_missed(staged, request.out, row, made, checks[-1])
+                raise GateFailed(f"{miss} ({request.out} untouched; what missed is kept as {kept}, with its "
+                                 "verdict, for `treefuse diff`)") from None
+            raise
         if made.sidecar is not None:
             metadata, record = made.sidecar
             write_sidecar(staged, metadata, {**record, "verification": verdict})
         companions = sorted(path.name for path in staged.parent.iterdir() if path != staged and path.name[:1] != ".")
     written = f"{request.out} with {', '.join(companions)}" if companions else str(request.out)
     return "\n".join([f"wrote {written} ({made.summary})", *made.notes, check_figures(verdict)])
+
+
+def _keep_missed(staged: Path, out: Path, row: Format, made: Converted, verdict: dict[str, Any]) -> Path:
+    """Copy the staged artifact and its companions to `<stem>.missed<suffix>` (never over --out); returns its path."""
+    missed = out.with_name(f"{out.stem}.missed{out.suffix}")
+    with atomic_path(missed, directory=row.is_folder, same_kind=_same_kind(row)) as target:
+        for source in staged.parent.iterdir():
+            if source.name.startswith("."):  # staging debris
+                continue
+            place = target if source == staged else target.with_name(missed.stem + source.name[len(out.stem):])
+            if source.is_dir():
+                shutil.copytree(source, place, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(source, place)
+        if made.sidecar is not None:  # the record says what was judged, and that it missed
+            metadata, record = made.sidecar
+            write_sidecar(target, metadata, {**record, "verification": verdict})
+    return missed
 
 
 def _warn_of_overlap(request: ExportRequest) -> None:

@@ -106,3 +106,4 @@ def test_a_companion_not_named_after_its_artifact_is_a_bug(tmp_path):
             staged.write_text("program")
             staged.with_name("other.json").write_text("{}")
     assert list(tmp_path.iterdir()) == []
+

@@ -99,3 +99,21 @@ def test_every_row_extra_is_a_pyproject_extra_and_make_install_takes_them():
     extras = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert {fmt.extra for fmt in FORMATS if fmt.extra} <= set(extras)
     assert "treefuse/formats.py" in (root / "Makefile").read_text() and format_extras()
+
+
+def test_keep_missed_keeps_what_missed_beside_an_untouched_out(toy_row, weights_path, paired_dir, tmp_path, capsys,
+                                                              monkeypatch):
+    out = tmp_path / "m.toy"
+    assert main(["export", "toy", "--weights", str(weights_path), "--out", str(out)]) == 0
+    good = out.read_bytes()
+    capsys.readouterr()
+    monkeypatch.setitem(toy_format.BROKEN, "scale", 0.9)
+    assert main(["export", "toy", "--weights", str(weights_path), "--keep-missed", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "misses its gates" in err and "kept as" in err, err
+    missed = tmp_path / "m.missed.toy"
+    assert out.read_bytes() == good and missed.is_file() and missed.read_bytes() != good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.missed.toy", "m.toy"]
+    # what was kept is the artifact that missed: parity judges it the same way
+    assert main(["parity", "--ref", f"torch:{weights_path}", "--cand", f"toy:{missed}", "--images", str(paired_dir),
+                 "--json", str(tmp_path / "p.json")]) == 1

@@ -30,3 +30,24 @@ def test_an_export_that_misses_its_gate_writes_nothing(kind, tiny_coreml_weights
     assert code == 1, err
     assert "misses its gates" in err and "nothing was written" in err and err.count("\n") == 1
     assert not out.exists() and not list(tmp_path.iterdir())  # no artifact, no sidecar, no staging debris
+
+
+def test_a_missed_artifact_is_kept_with_its_companions_and_its_failed_verdict(tmp_path):
+    from treefuse.export.request import Converted, _keep_missed
+    from treefuse.formats import format_of
+    from treefuse.sidecar import read_sidecar, write_sidecar
+
+    staging, out = tmp_path / "staging", tmp_path / "out" / "m.rknn"
+    staging.mkdir()
+    staged = staging / "m.rknn"
+    staged.write_bytes(b"npu program")
+    (staging / "m.rknn.sim").mkdir()
+    (staging / "m.rknn.sim" / "model.onnx").write_bytes(b"recipe")
+    made = Converted("int8", sidecar=({"treefuse.precision": "int8"}, {"precision": "int8"}))
+    write_sidecar(staged, *made.sidecar)
+    verdict = {"passed": False, "failures": ["task PSNR change -0.3 dB below -0.1"]}
+    kept = _keep_missed(staged, out, format_of("rknn"), made, verdict)
+    assert kept == out.with_name("m.missed.rknn") and not out.exists()
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["m.missed.rknn", "m.missed.rknn.json", "m.missed.rknn.sim"]
+    assert (kept.parent / "m.missed.rknn.sim" / "model.onnx").read_bytes() == b"recipe"
+    assert read_sidecar(kept)["provenance"]["verification"] == verdict  # bound to the kept bytes, saying it missed

@@ -58,6 +58,9 @@ def add_row_arguments(parser: argparse.ArgumentParser, row: Format) -> None:
     elif row.shape.style == "fixed":
         parser.add_argument("--size", type=parse_size, default=row.shape.size, metavar="HxW",
                             help=f"input size the model is converted at (default {_hw(row.shape.size)})")
+    parser.add_argument("--keep-missed", action="store_true",
+                        help="when the artifact misses its gates, keep it as OUT's name with .missed before the suffix "
+                             "(with its verdict) for `treefuse diff`; --out stays untouched and the exit is still 1")
     common = {action.dest for action in parser._actions}
     if row.export_options:
         importlib.import_module(row.export_options).add_arguments(parser)
@@ -85,6 +88,6 @@ def run(args: argparse.Namespace) -> int:
         calibration=getattr(args, "calib", None) if "calib" not in args._format_options else None,
         paired_images=getattr(args, "paired_images", None), qat_run=getattr(args, "qat", None),
         min_hw=getattr(args, "min_size", None), max_hw=getattr(args, "max_size", None), size=getattr(args, "size", None),
-        options={name: getattr(args, name) for name in args._format_options})
+        options={name: getattr(args, name) for name in args._format_options}, keep_missed=args.keep_missed)
     print(run_export(request))
     return 0
