@@ -60,3 +60,14 @@ def test_a_json_run_draws_no_bar_even_on_a_terminal(world, tmp_path, monkeypatch
     assert terminal.getvalue() == ""  # a script asked for JSON
     assert main(["evaluate", "--backend", model, "--data", f"{world}/paired"]) == 0
     assert "evaluate" in terminal.getvalue()  # the next command, a person's, gets its bar again
+
+
+def test_a_json_command_silences_bars_for_itself_only(monkeypatch, tmp_path):
+    from treefuse.cli import main
+
+    assert main(["info", "--json"]) == 0  # a script's run: no bars while it runs
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    for _ in progress_bar(range(3), desc="later", file=terminal):
+        pass
+    assert "later" in terminal.getvalue()  # the next work in this process draws its bars again

@@ -146,7 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         from treefuse.progress import silence
 
         silence(bool(getattr(args, "json", None)))  # a --json run is a script's: no bars
-        return int(_load(args._module).run(args) or 0)
+        try:
+            return int(_load(args._module).run(args) or 0)
+        finally:
+            silence(False)  # for this command only: a later call in the same process decides for itself
     except TreefuseError as exc:
         print(f"treefuse: error: {one_line(exc)}", file=sys.stderr)
         return 2
