@@ -117,7 +117,8 @@ def _check_out(row: Format, out: Path) -> None:
     if row.is_folder:
         if out.exists() and not out.is_dir():
             raise TreefuseError(f"{out} is a file; choose a {row.suffix} package path for --out")
-        if out.is_dir() and any(out.iterdir()) and row.package_marker and not (out / row.package_marker).is_file():
+        same_kind = _same_kind(row)
+        if out.is_dir() and any(out.iterdir()) and same_kind is not None and not same_kind(out):
             raise TreefuseError(f"{out} exists and is not a {row.kind} package (no {row.package_marker}); nothing "
                                 "was touched: remove it or choose another --out")
         return
