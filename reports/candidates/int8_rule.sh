@@ -10,7 +10,7 @@
 # missing) and the calibration sets calibB32 (sha256 b55080e4...) and calibC32 (d4686da4...), rebuilt here if missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-name=$1 weights=$2 recipe=$3 out=${4:-reports/candidates}
+name=$1 weights=$2 recipe=$3 out=${4:-reports/candidates/scores}
 py=${PYTHON:-.venv/bin/python}
 pairs=../shared/data/rain100h-train50 work=outputs/candidates/$name
 mkdir -p "$work" "$out"

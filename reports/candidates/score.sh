@@ -2,10 +2,10 @@
 # Score candidate weights on the model card's four sets (rule clauses (a)-(c)), once, as every candidate since
 # issue 23 was scored: J3 particle judge, J2 JORDER judge, J1 training renderer (the 14 judge road frames of
 # ../shared/data/street-clean, rendered here if missing: the renderers are seeded), H5 heavy-rain-sample5.
-#   reports/candidates/score.sh NAME WEIGHTS [OUT_DIR]    -> OUT_DIR/NAME.{street-judge14-particle,...,h5}.json
+#   reports/candidates/score.sh NAME WEIGHTS [OUT_DIR]    -> OUT_DIR (default reports/candidates/scores)/NAME.{street-judge14-particle,...,h5}.json
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-name=$1 weights=$2 out=${3:-reports/candidates}
+name=$1 weights=$2 out=${3:-reports/candidates/scores}
 py=${PYTHON:-.venv/bin/python}
 for renderer in particle judge depth; do
   [ -d "outputs/street-judge14-$renderer" ] ||
