@@ -5,7 +5,8 @@
 # docs/quantization.md's, session 7 (fold B: QAT on pairs 001-030 + 041-050, fresh 031-040; fold C: QAT on
 # 001-020 + 031-050, fresh 021-030), written down before candidate 7 was judged by them.
 #   reports/candidates/int8_rule.sh NAME WEIGHTS RECIPE [OUT_DIR]
-#   RECIPE: ort-s0 | coreml-f0 | trt-300 | xnn-d1-f0
+#   RECIPE: ort-s0 | coreml-f0 | trt-300 | xnn-d1-f0 (candidates 7 and 8), trt-s0 (the TensorRT recipe the shipped
+#   artifact passed with, fold C; from candidate 9 on, in trt-300's place)
 # Needs outputs/s7/{qatB,qatC,freshB,freshC} (copies of ../shared/data/rain100h-train50's pairs, made here if
 # missing) and the calibration sets calibB32 (sha256 b55080e4...) and calibC32 (d4686da4...), rebuilt here if missing.
 set -euo pipefail
@@ -38,9 +39,11 @@ case $recipe in
              export=(coreml --precision w8a8) suffix=w8a8.mlpackage kind=coreml ;;
   trt-300)   f=B; qat=(--target trt-qdq --steps 300 --scale-lr-factor 10 --distill 1)
              export=(onnx --target tensorrt --precision int8) suffix=int8.trt.onnx kind=onnx ;;
+  trt-s0)    f=C; qat=(--target trt-qdq --steps 300 --scale-lr-factor 0 --distill 1)
+             export=(onnx --target tensorrt --precision int8) suffix=int8.trt.onnx kind=onnx ;;
   xnn-d1-f0) f=C; qat=(--target xnnpack-int8 --steps 150 --freeze-ranges-at 0 --distill 1)
              export=(executorch --precision int8) suffix=int8.pte kind=executorch ;;
-  *) echo "unknown recipe $recipe: ort-s0, coreml-f0, trt-300 or xnn-d1-f0" >&2; exit 2 ;;
+  *) echo "unknown recipe $recipe: ort-s0, coreml-f0, trt-300, trt-s0 or xnn-d1-f0" >&2; exit 2 ;;
 esac
 run=$work/$recipe-$f artifact=$work/$recipe-$f.$suffix
 if [ -d "$run" ]; then  # resumes an unfinished run; a finished one has nothing left to do
