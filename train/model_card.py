@@ -10,6 +10,7 @@ from treefuse.checkpoint import read_metadata
 from treefuse.errors import TreefuseError
 from treefuse.files import atomic_path, sha256_file
 from treefuse.train.run_dir import RunDir
+from treefuse.train.train_config import NOISE_WEIGHT_LEVELS
 
 CARD_NAME = "MODEL_CARD.md"
 
@@ -27,6 +28,8 @@ def write_model_card(path: str | Path, command: str = "") -> Path:
     validations = [e for e in log if "val_psnr_y_db" in e]
     start = _read_json(run.path / "init_scores.json")
     data, optim = config.data, config.optim
+    weight_noise = ("; one step of the 7-bit per-channel grid at every conv weight"
+                    if NOISE_WEIGHT_LEVELS.get(optim.activation_noise) else "")
     lines = [
         f"# Model card: `{run.path.name}`", "",
         f"Weights: `final.safetensors` (sha256 `{sha256_file(run.final_weights)}`), "
@@ -43,7 +46,7 @@ def write_model_card(path: str | Path, command: str = "") -> Path:
         f"batch {data.batch_size} of {data.patch_size}x{data.patch_size} patches, flips {data.flips}; "
         f"loss {optim.mse_weight:g}·MSE + {optim.ssim_weight:g}·(1 − SSIM); seed {optim.seed}",
         *([f"- Activation noise: {optim.activation_noise} (one uint8 step at every tensor the ONNX Runtime INT8 "
-           f"export quantizes, ranges from `{optim.noise_calibration}`; train/activation_noise.py)"]
+           f"export quantizes, ranges from `{optim.noise_calibration}`{weight_noise}; train/activation_noise.py)"]
           if optim.activation_noise else []),
         f"- Device: {provenance.get('device', '?')}; precision {config.speed.precision}, fold {config.speed.fold}, "
         f"channels_last {config.speed.channels_last}",

@@ -15,7 +15,9 @@ from treefuse.errors import TreefuseError, one_line
 CONFIG_DIR = Path(__file__).parent / "configs"
 RAIN_PRESET_SUFFIX = "-rain"  # train/configs/*-rain.yaml are rain presets a chunk used (data.rain_preset), not configs
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-NOISE_KINDS = ("", "calibrated-8bit")  # optim.activation_noise: none, or one u8 step of each calibrated range
+# optim.activation_noise: one u8 step of each calibrated range, and the weight grid's levels it adds noise of (0: none)
+NOISE_WEIGHT_LEVELS = {"calibrated-8bit": 0, "calibrated-8bit+weights-7bit": 64}
+NOISE_KINDS = ("", *NOISE_WEIGHT_LEVELS)
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -57,7 +59,8 @@ class OptimConfig:
     seed: int = 0
     init_weights: str = ""  # start from these weights (same model config) instead of a random init
     # INT8-robust training (train/activation_noise.py): "calibrated-8bit" adds one uint8 step of uniform noise at
-    # every activation the ONNX Runtime INT8 export quantizes, its range calibrated on noise_calibration.
+    # every activation the ONNX Runtime INT8 export quantizes, its range calibrated on noise_calibration;
+    # "calibrated-8bit+weights-7bit" also one step of its 7-bit per-channel grid at every conv weight.
     activation_noise: str = ""
     noise_calibration: str = ""  # a treefuse calibration set (treefuse calib build), for activation_noise
 

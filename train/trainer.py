@@ -23,7 +23,7 @@ from treefuse.train.graphed_step import GraphedStep
 from treefuse.train.losses import derain_loss
 from treefuse.train.patches import PatchSampler
 from treefuse.train.run_dir import pack_state, unpack_state
-from treefuse.train.train_config import SpeedConfig, TrainConfig
+from treefuse.train.train_config import NOISE_WEIGHT_LEVELS, SpeedConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,8 @@ def _training_network(model: TreeFusionNet, config: TrainConfig, device: torch.d
 
         # From the starting weights, once: a resumed run rebuilds the same steps before loading its checkpoint.
         images = load_calibration_set(config.optim.noise_calibration).images
-        return ActivationNoise(model, calibrated_steps(model, images, device))
+        return ActivationNoise(model, calibrated_steps(model, images, device),
+                               NOISE_WEIGHT_LEVELS[config.optim.activation_noise])
     return FoldedTraining(model) if config.speed.fold else model
 
 

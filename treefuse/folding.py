@@ -40,11 +40,12 @@ def untapped(name: str, tensor: torch.Tensor) -> torch.Tensor:
 
 def folded_block_forward(block: DilatedBlock, x: torch.Tensor, at: Tap = untapped, name: str = "",
                          upper_fuse: Callable[[Fuse, torch.Tensor, torch.Tensor, str], torch.Tensor] | None = None,
-                         ) -> torch.Tensor:
+                         weight_at: Tap = untapped) -> torch.Tensor:
     """A block's output with its first-level fuses folded, from its live parameters (for training).
 
     `at` sees each dilated conv, each pair's sum and the block's output by name (INT8-robust training adds
-    quantization noise there); `upper_fuse(fuse, a, b, name)` computes the upper fuses (default: the fuse)."""
+    quantization noise there), `weight_at` each folded conv weight as the conv uses it; `upper_fuse(fuse, a, b,
+    name)` computes the upper fuses (default: the fuse)."""
     dilations = list(block.dilations)
     pair_count = len(dilations) // 2
     level = []
@@ -52,12 +53,14 @@ def folded_block_forward(block: DilatedBlock, x: torch.Tensor, at: Tap = untappe
         weight_a, weight_b, bias = fold_pair(block.conv.weight, block.conv.bias, block.fuses[j].conv.weight,
                                              block.fuses[j].conv.bias)
         da, db = dilations[2 * j], dilations[2 * j + 1]
+        weight_a, weight_b = weight_at(f"{name}.pair{j}.a", weight_a), weight_at(f"{name}.pair{j}.b", weight_b)
         conv_a = at(f"{name}.pair{j}.a", F.conv2d(x, weight_a, None, padding=da, dilation=da))
         conv_b = at(f"{name}.pair{j}.b", F.conv2d(x, weight_b, bias, padding=db, dilation=db))
         level.append(at(f"{name}.pair{j}.sum", F.relu(conv_a + conv_b)))
     if len(dilations) % 2:
         d = dilations[-1]
-        level.append(at(f"{name}.leftover", F.conv2d(x, block.conv.weight, block.conv.bias, padding=d, dilation=d)))
+        weight = weight_at(f"{name}.leftover", block.conv.weight)
+        level.append(at(f"{name}.leftover", F.conv2d(x, weight, block.conv.bias, padding=d, dilation=d)))
     upper = upper_fuse or (lambda fuse, a, b, _: fuse(a, b))
     fused = fuse_tree(level, lambda i, a, b: upper(block.fuses[pair_count + i], a, b, f"{name}.upper{i}"))
     return at(f"{name}.out", F.relu(fused + x))

@@ -48,7 +48,7 @@ def test_steps_are_onnx_runtime_int8_scales(tmp_path):
     calibration = CalibrationSet(images=images, sha256="test", manifest={}, path=tmp_path)
     ranges = calibrate(tmp_path / "r.onnx", calibration, "minmax", tmp_path / "ranges.json")
     quantize_int8_model(tmp_path / "r.onnx", tmp_path / "q.onnx", tmp_path / "ranges.json", "minmax",
-                        concat_overrides(rewritten, ranges))
+                        concat_overrides(rewritten, ranges), reduce_range=True)  # 7-bit weights: ort-qdq's layout
     graph = onnx.load(str(tmp_path / "q.onnx")).graph
     constants = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     onnx_steps = sorted(float(constants[n.input[1]]) for n in graph.node
@@ -56,6 +56,22 @@ def test_steps_are_onnx_runtime_int8_scales(tmp_path):
     steps = calibrated_steps(model, images)
     assert len(steps) == len(onnx_steps) == 1 + 1 + TINY.blocks * 10 + (TINY.blocks - 1) * 3 + 1
     assert np.allclose(sorted(steps.values()), onnx_steps, rtol=1e-4, atol=1e-8)
+    # and every conv weight the export quantizes per output channel, on its grid: max|w| / 64 (7-bit weights)
+    grids = {}
+
+    def record(name, weight):
+        grids[name] = weight.abs().amax(dim=(1, 2, 3)) / 64
+        return weight
+
+    with torch.no_grad():
+        quantized_forward(model, torch.from_numpy(images[:1]), lambda _, tensor: tensor, record)
+    onnx_grids = [constants[n.input[1]] for n in graph.node
+                  if n.op_type == "DequantizeLinear" and n.input[0] in constants and constants[n.input[0]].ndim == 4]
+    assert len(grids) == len(onnx_grids) == sum(n.op_type == "Conv" for n in graph.node)
+    # the export pads narrow convs with zero channels (their scales are placeholders): each of ours is one of theirs
+    theirs = sorted(float(v) for grid in onnx_grids for v in grid)
+    for step in (float(v) for grid in grids.values() for v in grid):
+        assert np.isclose(theirs, step, rtol=1e-4).any(), step
 
 
 def test_noise_is_one_step_wide_at_every_quantized_tensor_and_off_in_eval():
@@ -87,6 +103,22 @@ def test_noise_is_one_step_wide_at_every_quantized_tensor_and_off_in_eval():
     assert torch.allclose(evaluated, reference, atol=1e-5)  # eval mode is the plain folded network
 
 
+def test_weight_noise_is_one_7bit_step_per_output_channel_and_off_in_eval_or_without_levels():
+    model, x = _model(), torch.from_numpy(_images(1, seed=5))
+    steps = {name: 0.0 for name in calibrated_steps(model, _images())}  # weights alone
+    noisy = ActivationNoise(model, steps, weight_levels=64)
+    for name, weight in [("head", model.head.weight), ("tail", model.tail.weight)]:
+        grid = weight.detach().abs().amax(dim=(1, 2, 3), keepdim=True) / 64
+        difference = (noisy.add_weight_noise(name, weight) - weight).detach()
+        assert (difference.abs() <= grid / 2 * (1 + 1e-5)).all() and difference.abs().max() > grid.min() / 8, name
+    with torch.no_grad():
+        reference = fold(model)(x)
+        assert not torch.allclose(noisy(x), reference, atol=1e-4)
+        assert torch.allclose(ActivationNoise(model, steps)(x), reference, atol=1e-5)  # levels 0: weights exact
+        noisy.eval()
+        assert torch.allclose(noisy(x), reference, atol=1e-5)
+
+
 def test_zero_noise_steps_give_the_folded_network_exactly():
     """The noisy pass computes the exported graph: with every step 0 it is the folded network."""
     model, x = _model(), torch.from_numpy(_images(1))
@@ -112,6 +144,22 @@ def test_noisy_training_resumes_bit_identically(tmp_path, noise_config, kill_at)
     resumed = resume_session(tmp_path / "broken", [])
     train(resumed, progress=False)
     assert_identical(tmp_path / "whole" / "final.safetensors", tmp_path / "broken" / "final.safetensors")
+
+
+def test_weight_noise_is_its_own_setting_and_named_on_the_model_card(tmp_path, data, noise_config):
+    optim = {**noise_config.optim.__dict__, "lr_milestones": list(noise_config.optim.lr_milestones),
+             "activation_noise": "calibrated-8bit+weights-7bit"}
+    both = tiny_config(data, optim={k: optim[k] for k in ("steps", "lr_milestones", "activation_noise",
+                                                          "noise_calibration")})
+    assert learning_sections_sha256(both) != learning_sections_sha256(noise_config)
+    train(start_session(noise_config, tmp_path / "activations"), progress=False)
+    train(start_session(both, tmp_path / "both"), progress=False)
+    from test_train_run import weights
+    assert not torch.equal(weights(tmp_path / "activations" / "final.safetensors")["head.weight"],
+                           weights(tmp_path / "both" / "final.safetensors")["head.weight"])
+    from treefuse.train.model_card import write_model_card
+    assert "7-bit per-channel grid at every conv weight" in write_model_card(tmp_path / "both", "").read_text()
+    assert "7-bit" not in write_model_card(tmp_path / "activations", "").read_text()
 
 
 def test_noise_changes_what_is_learned_and_its_hash(tmp_path, data, noise_config):
