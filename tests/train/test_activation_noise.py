@@ -147,10 +147,9 @@ def test_noisy_training_resumes_bit_identically(tmp_path, noise_config, kill_at)
 
 
 def test_weight_noise_is_its_own_setting_and_named_on_the_model_card(tmp_path, data, noise_config):
-    optim = {**noise_config.optim.__dict__, "lr_milestones": list(noise_config.optim.lr_milestones),
-             "activation_noise": "calibrated-8bit+weights-7bit"}
-    both = tiny_config(data, optim={k: optim[k] for k in ("steps", "lr_milestones", "activation_noise",
-                                                          "noise_calibration")})
+    calibration = noise_config.optim.noise_calibration
+    both = tiny_config(data, optim={"steps": 6, "lr_milestones": [2, 4], "noise_calibration": calibration,
+                                    "activation_noise": "calibrated-8bit+weights-7bit"})
     assert learning_sections_sha256(both) != learning_sections_sha256(noise_config)
     train(start_session(noise_config, tmp_path / "activations"), progress=False)
     train(start_session(both, tmp_path / "both"), progress=False)
