@@ -11,27 +11,8 @@
 # missing) and the calibration sets calibB32 (sha256 b55080e4...) and calibC32 (d4686da4...), rebuilt here if missing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+[ $# -ge 3 ] || { echo "usage: reports/candidates/int8_rule.sh NAME WEIGHTS RECIPE [OUT_DIR]" >&2; exit 2; }
 name=$1 weights=$2 recipe=$3 out=${4:-reports/candidates/scores}
-py=${PYTHON:-.venv/bin/python}
-pairs=../shared/data/rain100h-train50 work=outputs/candidates/$name
-mkdir -p "$work" "$out"
-
-fold() {  # fold DIR FIRST-LAST... : a paired folder of the listed Rain100H pairs
-  local dir=outputs/s7/$1; shift
-  [ -d "$dir" ] && return
-  mkdir -p "$dir/rain" "$dir/clean"
-  for span in "$@"; do
-    for i in $(seq "${span%-*}" "${span#*-}"); do
-      n=$(printf %03d "$i"); cp "$pairs/rain/$n.png" "$dir/rain/"; cp "$pairs/clean/$n.png" "$dir/clean/"
-    done
-  done
-}
-fold qatB 1-30 41-50; fold freshB 31-40; fold qatC 1-20 31-50; fold freshC 21-30
-for f in B C; do
-  [ -d "outputs/s7/calib${f}32" ] ||
-    "$py" -m treefuse calib build --images "outputs/s7/qat$f" --count 32 --size 256x256 --seed 0 --out "outputs/s7/calib${f}32" >/dev/null
-done
-
 case $recipe in
   ort-s0)    f=B; qat=(--target ort-qdq --steps 150 --scale-lr-factor 0 --distill 1)
              export=(onnx --precision int8) suffix=int8.onnx kind=onnx ;;
@@ -45,6 +26,27 @@ case $recipe in
              export=(executorch --precision int8) suffix=int8.pte kind=executorch ;;
   *) echo "unknown recipe $recipe: ort-s0, coreml-f0, trt-300, trt-s0 or xnn-d1-f0" >&2; exit 2 ;;
 esac
+py=${PYTHON:-.venv/bin/python}
+pairs=../shared/data/rain100h-train50 work=outputs/candidates/$name
+mkdir -p "$work" "$out"
+
+fold() {  # fold DIR FIRST-LAST... : a paired folder of the listed Rain100H pairs
+  local dir=outputs/s7/$1; shift
+  [ -d "$dir" ] && return
+  [ -d "$pairs" ] || { echo "$dir is missing and so is $pairs to make it from; put Rain100H's 50 pairs there" >&2; exit 2; }
+  mkdir -p "$dir/rain" "$dir/clean"
+  for span in "$@"; do
+    for i in $(seq "${span%-*}" "${span#*-}"); do
+      n=$(printf %03d "$i"); cp "$pairs/rain/$n.png" "$dir/rain/"; cp "$pairs/clean/$n.png" "$dir/clean/"
+    done
+  done
+}
+fold qatB 1-30 41-50; fold freshB 31-40; fold qatC 1-20 31-50; fold freshC 21-30
+for letter in B C; do
+  [ -d "outputs/s7/calib${letter}32" ] || "$py" -m treefuse calib build --images "outputs/s7/qat$letter" --count 32 \
+    --size 256x256 --seed 0 --out "outputs/s7/calib${letter}32" >/dev/null
+done
+
 run=$work/$recipe-$f artifact=$work/$recipe-$f.$suffix
 if [ -d "$run" ]; then  # resumes an unfinished run; a finished one has nothing left to do
   "$py" -m treefuse qat --resume "$run"

@@ -5,6 +5,7 @@
 #   reports/candidates/score.sh NAME WEIGHTS [OUT_DIR]    -> OUT_DIR (default reports/candidates/scores)/NAME.{street-judge14-particle,...,h5}.json
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+[ $# -ge 2 ] || { echo "usage: reports/candidates/score.sh NAME WEIGHTS [OUT_DIR]" >&2; exit 2; }
 name=$1 weights=$2 out=${3:-reports/candidates/scores}
 py=${PYTHON:-.venv/bin/python}
 for renderer in particle judge depth; do

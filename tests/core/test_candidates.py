@@ -63,3 +63,15 @@ def test_the_check_finds_a_changed_file_and_a_shipped_failure(tmp_path):
     with open(tmp_path / "c0-example.safetensors", "ab") as weights:
         weights.write(b"\0")
     assert problems(path) == ["c0-example.safetensors does not match its sha256"]
+
+
+@pytest.mark.parametrize("script, args, message", [
+    ("int8_rule.sh", [], "usage: "),
+    ("int8_rule.sh", ["c0", "w.safetensors", "ort-s9"], "unknown recipe ort-s9"),
+    ("score.sh", ["c0"], "usage: ")])
+def test_the_scoring_scripts_refuse_bad_arguments_in_one_line_before_any_work(script, args, message):
+    import subprocess
+    before = sorted((ROOT / "outputs").glob("candidates/c0*"))
+    done = subprocess.run(["bash", str(CANDIDATES / script), *args], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith(message) and done.stderr.count("\n") == 1
+    assert sorted((ROOT / "outputs").glob("candidates/c0*")) == before  # nothing made
