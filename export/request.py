@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from treefuse.errors import GateFailed, TreefuseError
 from treefuse.export.verify import check_figures, recorded_checks, verify_staged
-from treefuse.files import atomic_path, check_output_path
+from treefuse.files import atomic_path, check_output_path, is_staging_debris
 from treefuse.formats import Format, format_of, resolve
 from treefuse.sidecar import write_sidecar
 
@@ -166,7 +166,7 @@ def _keep_missed(staged: Path, out: Path, row: Format, made: Converted, verdict:
     missed = out.with_name(f"{out.stem}.missed{out.suffix}")
     with atomic_path(missed, directory=row.is_folder, same_kind=_same_kind(row)) as target:
         for source in staged.parent.iterdir():
-            if source.name.startswith("."):  # staging debris
+            if is_staging_debris(source):  # what atomic_path would have moved, and nothing else
                 continue
             place = target if source == staged else target.with_name(missed.stem + source.name[len(out.stem):])
             if source.is_dir():
